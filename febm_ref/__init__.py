@@ -1,0 +1,11 @@
+"""febm-ref: reference implementation of f-EBM (energy-based models trained by
+f-divergence minimisation; Yu, Song, Song & Ermon, ICML 2020).
+
+The maths is specified in DESIGN.md (equation labels D1-D17 are cited throughout).
+"""
+
+__version__ = "0.1.0"
+
+from febm_ref.divergences import DIVERGENCE_NAMES, Divergence, get_divergence  # noqa: E402
+
+__all__ = ["DIVERGENCE_NAMES", "Divergence", "get_divergence", "__version__"]

@@ -1,0 +1,1 @@
+"""Sub-commands of ``febm-ref``; each module provides ``add_parser(subparsers)``."""

@@ -1,0 +1,9 @@
+"""Numerical checks of the f-EBM theory (DESIGN.md), run by ``febm-ref verify``.
+
+Each ``check_*`` module registers functions that return a
+:class:`verification.registry.Measurement`; see :mod:`verification.registry`.
+"""
+
+from verification.registry import Measurement, register
+
+__all__ = ["Measurement", "register"]
