@@ -1,0 +1,455 @@
+"""Fused MLP kernels (Numba) and their plain-NumPy twins.
+
+The MLP energy ``E: R^d -> R`` (DESIGN.md section 7, used for ``E_theta`` and the critic
+``H_omega`` of D6) is described by three plain arrays, so that any ``njit`` code (the
+Langevin loops of :mod:`febm_ref._langevin_kernels`) can evaluate it without Python
+objects:
+
+``sizes``  int64 array ``[d, h_1, ..., h_{L-1}, 1]`` (``L = len(sizes) - 1`` affine layers,
+           at least one hidden layer, last entry 1).
+``act``    int activation code, see :data:`ACTIVATION_CODES`:
+           0 tanh, 1 softplus, 2 silu, 3 elu (all C^1; tanh/softplus/silu are analytic).
+``params`` float64 flat vector in the **full kernel layout**, layer by layer::
+
+               W_0, b_0, W_1, b_1, ..., W_{L-1}, b_{L-1}
+
+           where ``W_l`` has shape ``(sizes[l], sizes[l+1])`` stored row-major (C order):
+           ``W_l[i, j]`` (input unit ``i`` -> output unit ``j``) sits at
+           ``offset_l + i * sizes[l+1] + j``; ``b_l`` (length ``sizes[l+1]``) follows it.
+           The output bias ``b_{L-1}`` (one number, the last entry) is always present in
+           the kernel layout; a model without output bias (the gauge of DESIGN section 5)
+           keeps it at 0 and drops its gradient (see :class:`febm_ref.energies.MLPEnergy`).
+           Length: :func:`mlp_n_params` ``= sum_l (sizes[l] + 1) * sizes[l+1]``.
+
+Forward pass, for a row ``x`` (``a_0 = x``)::
+
+    z_l = a_{l-1} W_{l-1} + b_{l-1},   a_l = act(z_l)      (l = 1 .. L-1, hidden)
+    E   = a_{L-1} W_{L-1} + b_{L-1}                         (linear scalar output)
+
+Backward pass (hand-derived): ``delta_{L-1} = W_{L-1}[:, 0]``; for ``l = L-1 .. 1``:
+``g_l = delta_l * act'(z_l)``, ``dE/dW_{l-1} = outer(a_{l-1}, g_l)``, ``dE/db_{l-1} = g_l``,
+``delta_{l-1} = W_{l-1} g_l``; finally ``grad_x E = delta_0``, ``dE/dW_{L-1} = a_{L-1}``,
+``dE/db_{L-1} = 1``.
+
+Per-point kernels for use inside other ``njit`` code (no allocation)
+---------------------------------------------------------------------
+``mlp_energy_point(params, sizes, act, x_row, work) -> float``
+    energy only.
+``mlp_energy_and_grad_x_point(params, sizes, act, x_row, grad_out, work) -> float``
+    energy, and ``grad_x E`` written into ``grad_out`` (length ``d``, overwritten).
+``mlp_point_backward(params, sizes, act, x_row, grad_x_out, grad_params_out, weight,
+want_params, work) -> float``
+    energy; ``grad_x_out`` overwritten; if ``want_params``, ``weight * dE/dparams`` is
+    *added* to ``grad_params_out`` (full layout length).
+
+``work`` is a caller-provided float64 buffer of length at least
+:func:`mlp_work_size` ``(sizes) = 2 * sum(sizes[1:-1]) + 2 * max(sizes[:-1])``
+(activations and activation derivatives of every hidden layer, plus two vectors for the
+backward recursion). Allocate it once per chain / thread and reuse it.
+
+Batch kernels (``X`` C-contiguous float64 ``(n, d)``) and their NumPy twins (suffix
+``_numpy``; vectorised over the batch, accept complex ``params``/``X`` for complex-step
+differentiation when the activation is analytic, i.e. not ELU):
+
+* :func:`mlp_energy_batch` -> ``(n,)``
+* :func:`mlp_energy_grad_x_batch` -> ``(E (n,), G (n, d))``
+* :func:`mlp_grad_params_batch` -> ``(n, P_full)`` per-sample parameter gradients
+* :func:`mlp_weighted_grad_params` -> ``(P_full,)`` = ``sum_i w_i dE(x_i)/dparams`` by
+  one backward pass per sample, never forming the ``(n, P_full)`` matrix.
+
+The kernels do not validate their inputs (they are called from validated wrappers and
+from inner loops); :func:`check_mlp_spec` is the validation the wrappers use.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from febm_ref._jit import njit
+
+ACTIVATION_CODES = {"tanh": 0, "softplus": 1, "silu": 2, "elu": 3}
+"""Activation name -> integer code used by the kernels."""
+
+ACTIVATION_NAMES = {code: name for name, code in ACTIVATION_CODES.items()}
+HOLOMORPHIC_ACTIVATIONS = ("tanh", "softplus", "silu")
+"""Activations whose NumPy twin is analytic, so complex-step derivatives are exact."""
+
+
+def activation_code(name) -> int:
+    """Return the kernel code of activation ``name`` (ValueError naming the valid ones)."""
+    if isinstance(name, str) and name in ACTIVATION_CODES:
+        return ACTIVATION_CODES[name]
+    raise ValueError(f"unknown activation {name!r}; valid activations: "
+                     f"{', '.join(ACTIVATION_CODES)}")
+
+
+def mlp_n_params(sizes) -> int:
+    """Length of the full kernel parameter layout: ``sum_l (sizes[l] + 1) sizes[l+1]``."""
+    sizes = np.asarray(sizes, dtype=np.int64)
+    return int(np.sum((sizes[:-1] + 1) * sizes[1:]))
+
+
+def mlp_work_size(sizes) -> int:
+    """Length of the ``work`` buffer of the per-point kernels:
+    ``2 * sum(sizes[1:-1]) + 2 * max(sizes[:-1])``."""
+    sizes = np.asarray(sizes, dtype=np.int64)
+    return int(2 * np.sum(sizes[1:-1]) + 2 * np.max(sizes[:-1]))
+
+
+def check_mlp_spec(params, sizes, act) -> tuple[np.ndarray, np.ndarray, int]:
+    """Validate a kernel triple; return ``(params float64, sizes int64, act int)``.
+
+    Raises ValueError for an empty hidden-layer list, non-positive widths, an output
+    width other than 1, an unknown activation code, a wrong parameter length or
+    non-finite parameters.
+    """
+    sizes = np.ascontiguousarray(sizes, dtype=np.int64)
+    if sizes.ndim != 1 or sizes.size < 3:
+        raise ValueError(f"sizes must be [d, h_1, ..., 1] with at least one hidden layer, got "
+                         f"{sizes.tolist()}")
+    if np.any(sizes <= 0) or sizes[-1] != 1:
+        raise ValueError(f"sizes must be positive with a final 1 (scalar energy), got {sizes.tolist()}")
+    act = int(act)
+    if act not in ACTIVATION_NAMES:
+        raise ValueError(f"unknown activation code {act}; valid codes: {ACTIVATION_CODES}")
+    params = np.ascontiguousarray(params, dtype=np.float64)
+    expected = mlp_n_params(sizes)
+    if params.shape != (expected,):
+        raise ValueError(f"params must have shape ({expected},) for sizes {sizes.tolist()}, "
+                         f"got {params.shape}")
+    if not np.all(np.isfinite(params)):
+        raise ValueError("params contain a non-finite value; pass finite numbers")
+    return params, sizes, act
+
+
+# --------------------------------------------------------------------------- numba
+
+@njit
+def _activation(act, z):
+    """Return ``(act(z), act'(z))`` for a real scalar (stable forms, no clipping)."""
+    if act == 0:
+        a = math.tanh(z)
+        return a, 1.0 - a * a
+    if act == 1:
+        if z > 0.0:
+            e = math.exp(-z)
+            return z + math.log1p(e), 1.0 / (1.0 + e)
+        e = math.exp(z)
+        return math.log1p(e), e / (1.0 + e)
+    if act == 2:
+        if z > 0.0:
+            s = 1.0 / (1.0 + math.exp(-z))
+        else:
+            e = math.exp(z)
+            s = e / (1.0 + e)
+        return z * s, s + z * s * (1.0 - s)
+    if act == 3:
+        if z > 0.0:
+            return z, 1.0
+        return math.expm1(z), math.exp(z)
+    return math.nan, math.nan
+
+
+@njit
+def mlp_point_backward(params, sizes, act, x_row, grad_x_out, grad_params_out, weight,
+                       want_params, work):
+    """Energy of one point; ``grad_x`` into ``grad_x_out``; optionally accumulate
+    ``weight * dE/dparams`` into ``grad_params_out``. See the module docstring."""
+    n_layers = sizes.shape[0] - 1
+    n_hidden_total = 0
+    max_width = 0
+    for l in range(n_layers):
+        if sizes[l] > max_width:
+            max_width = sizes[l]
+    for l in range(1, n_layers):
+        n_hidden_total += sizes[l]
+    acts = work[:n_hidden_total]
+    dacts = work[n_hidden_total:2 * n_hidden_total]
+    delta = work[2 * n_hidden_total:2 * n_hidden_total + max_width]
+    delta_prev = work[2 * n_hidden_total + max_width:2 * n_hidden_total + 2 * max_width]
+
+    # forward pass over hidden layers
+    p_off = 0
+    a_off = 0
+    prev_off = -1  # -1 means "the input row"
+    for l in range(n_layers - 1):
+        n_in = sizes[l]
+        n_out = sizes[l + 1]
+        b_off = p_off + n_in * n_out
+        for j in range(n_out):
+            acc = params[b_off + j]
+            for i in range(n_in):
+                a_i = x_row[i] if prev_off < 0 else acts[prev_off + i]
+                acc += a_i * params[p_off + i * n_out + j]
+            a, da = _activation(act, acc)
+            acts[a_off + j] = a
+            dacts[a_off + j] = da
+        prev_off = a_off
+        a_off += n_out
+        p_off = b_off + n_out
+    # output layer
+    n_in = sizes[n_layers - 1]
+    out_off = p_off
+    energy = params[out_off + n_in]
+    for i in range(n_in):
+        energy += acts[prev_off + i] * params[out_off + i]
+    if want_params:
+        for i in range(n_in):
+            grad_params_out[out_off + i] += weight * acts[prev_off + i]
+        grad_params_out[out_off + n_in] += weight
+
+    # backward pass: delta = dE/da_l
+    for i in range(n_in):
+        delta[i] = params[out_off + i]
+    layer_end_p = out_off
+    layer_end_a = a_off
+    for l in range(n_layers - 2, -1, -1):
+        n_in = sizes[l]
+        n_out = sizes[l + 1]
+        p_start = layer_end_p - (n_in + 1) * n_out
+        a_start = layer_end_a - n_out
+        b_off = p_start + n_in * n_out
+        for j in range(n_out):
+            delta[j] *= dacts[a_start + j]  # g_l
+        if want_params:
+            in_start = a_start - n_in  # acts offset of the layer input (if hidden)
+            for i in range(n_in):
+                a_i = x_row[i] if l == 0 else acts[in_start + i]
+                wa = weight * a_i
+                row = p_start + i * n_out
+                for j in range(n_out):
+                    grad_params_out[row + j] += wa * delta[j]
+            for j in range(n_out):
+                grad_params_out[b_off + j] += weight * delta[j]
+        for i in range(n_in):
+            acc = 0.0
+            row = p_start + i * n_out
+            for j in range(n_out):
+                acc += params[row + j] * delta[j]
+            delta_prev[i] = acc
+        for i in range(n_in):
+            delta[i] = delta_prev[i]
+        layer_end_p = p_start
+        layer_end_a = a_start
+    for i in range(sizes[0]):
+        grad_x_out[i] = delta[i]
+    return energy
+
+
+@njit
+def mlp_energy_point(params, sizes, act, x_row, work):
+    """Energy of one point (forward pass only); ``work`` as in :func:`mlp_work_size`."""
+    n_layers = sizes.shape[0] - 1
+    max_width = 0
+    for l in range(n_layers):
+        if sizes[l] > max_width:
+            max_width = sizes[l]
+    cur = work[:max_width]
+    nxt = work[max_width:2 * max_width]
+    for i in range(sizes[0]):
+        cur[i] = x_row[i]
+    p_off = 0
+    for l in range(n_layers - 1):
+        n_in = sizes[l]
+        n_out = sizes[l + 1]
+        b_off = p_off + n_in * n_out
+        for j in range(n_out):
+            acc = params[b_off + j]
+            for i in range(n_in):
+                acc += cur[i] * params[p_off + i * n_out + j]
+            a, _ = _activation(act, acc)
+            nxt[j] = a
+        for j in range(n_out):
+            cur[j] = nxt[j]
+        p_off = b_off + n_out
+    n_in = sizes[n_layers - 1]
+    energy = params[p_off + n_in]
+    for i in range(n_in):
+        energy += cur[i] * params[p_off + i]
+    return energy
+
+
+@njit
+def mlp_energy_and_grad_x_point(params, sizes, act, x_row, grad_out, work):
+    """Energy of one point and its input gradient (written into ``grad_out``, length d)."""
+    # grad_out doubles as the (untouched) parameter-gradient argument: no allocation here
+    return mlp_point_backward(params, sizes, act, x_row, grad_out, grad_out, 0.0, False, work)
+
+
+@njit
+def _work_size(sizes):
+    total = 0
+    max_width = 0
+    for l in range(1, sizes.shape[0] - 1):
+        total += sizes[l]
+    for l in range(sizes.shape[0] - 1):
+        if sizes[l] > max_width:
+            max_width = sizes[l]
+    return 2 * total + 2 * max_width
+
+
+@njit
+def mlp_energy_batch(params, sizes, act, X):
+    """Energies ``(n,)`` of the rows of ``X``."""
+    n = X.shape[0]
+    out = np.empty(n)
+    work = np.empty(_work_size(sizes))
+    for k in range(n):
+        out[k] = mlp_energy_point(params, sizes, act, X[k], work)
+    return out
+
+
+@njit
+def mlp_energy_grad_x_batch(params, sizes, act, X):
+    """Energies ``(n,)`` and input gradients ``(n, d)`` (fused forward + backward)."""
+    n = X.shape[0]
+    energies = np.empty(n)
+    grads = np.empty((n, sizes[0]))
+    work = np.empty(_work_size(sizes))
+    dummy = np.empty(0)
+    for k in range(n):
+        energies[k] = mlp_point_backward(params, sizes, act, X[k], grads[k], dummy, 0.0,
+                                         False, work)
+    return energies, grads
+
+
+@njit
+def mlp_grad_params_batch(params, sizes, act, X):
+    """Per-sample parameter gradients ``(n, P_full)`` (full kernel layout)."""
+    n = X.shape[0]
+    out = np.zeros((n, params.shape[0]))
+    work = np.empty(_work_size(sizes))
+    gx = np.empty(sizes[0])
+    for k in range(n):
+        mlp_point_backward(params, sizes, act, X[k], gx, out[k], 1.0, True, work)
+    return out
+
+
+@njit
+def mlp_weighted_grad_params(params, sizes, act, X, w):
+    """``sum_i w_i dE(x_i)/dparams`` ``(P_full,)`` without forming the per-sample matrix."""
+    out = np.zeros(params.shape[0])
+    work = np.empty(_work_size(sizes))
+    gx = np.empty(sizes[0])
+    for k in range(X.shape[0]):
+        mlp_point_backward(params, sizes, act, X[k], gx, out, w[k], True, work)
+    return out
+
+
+# --------------------------------------------------------------------------- numpy twins
+
+def _sigmoid_numpy(z):
+    out = np.empty_like(z)
+    pos = z.real > 0
+    out[pos] = 1.0 / (1.0 + np.exp(-z[pos]))
+    e = np.exp(z[~pos])
+    out[~pos] = e / (1.0 + e)
+    return out
+
+
+def activation_numpy(act: int, z):
+    """``(act(z), act'(z))`` elementwise; analytic (complex-step safe) except ELU.
+
+    Softplus and the sigmoid branch on ``Re z`` between two expressions of the same
+    analytic function, so they stay holomorphic and overflow-free.
+    """
+    if act == 0:
+        a = np.tanh(z)
+        return a, 1.0 - a * a
+    if act == 1:
+        a = np.empty_like(z)
+        pos = z.real > 0
+        a[pos] = z[pos] + np.log1p(np.exp(-z[pos]))
+        a[~pos] = np.log1p(np.exp(z[~pos]))
+        return a, _sigmoid_numpy(z)
+    if act == 2:
+        s = _sigmoid_numpy(z)
+        return z * s, s + z * s * (1.0 - s)
+    if act == 3:
+        if np.iscomplexobj(z):
+            raise ValueError("ELU is not holomorphic at 0: use finite differences, not the complex step")
+        a = np.where(z > 0, z, np.expm1(np.minimum(z, 0.0)))
+        return a, np.where(z > 0, 1.0, np.exp(np.minimum(z, 0.0)))
+    raise ValueError(f"unknown activation code {act}; valid codes: {ACTIVATION_CODES}")
+
+
+def _unpack_numpy(params, sizes):
+    layers = []
+    off = 0
+    for l in range(len(sizes) - 1):
+        n_in, n_out = int(sizes[l]), int(sizes[l + 1])
+        W = params[off:off + n_in * n_out].reshape(n_in, n_out)
+        off += n_in * n_out
+        b = params[off:off + n_out]
+        off += n_out
+        layers.append((W, b))
+    return layers
+
+
+def _forward_numpy(params, sizes, act, X):
+    layers = _unpack_numpy(params, sizes)
+    acts = [X]
+    dacts = []
+    a = X
+    for W, b in layers[:-1]:
+        a, da = activation_numpy(act, a @ W + b)
+        acts.append(a)
+        dacts.append(da)
+    W, b = layers[-1]
+    energy = (a @ W + b)[:, 0]
+    return energy, layers, acts, dacts
+
+
+def _backward_numpy(layers, acts, dacts):
+    """Return ``grad_x (n, d)`` and the per-layer ``g_l (n, h_l)`` of the backward pass."""
+    W_out = layers[-1][0]
+    delta = np.broadcast_to(W_out[:, 0], acts[-1].shape)
+    gs = []
+    for l in range(len(layers) - 2, -1, -1):
+        g = delta * dacts[l]
+        gs.append(g)
+        delta = g @ layers[l][0].T
+    return delta, gs[::-1]
+
+
+def mlp_energy_batch_numpy(params, sizes, act, X):
+    """NumPy twin of :func:`mlp_energy_batch` (complex inputs allowed)."""
+    return _forward_numpy(params, sizes, act, X)[0]
+
+
+def mlp_energy_grad_x_batch_numpy(params, sizes, act, X):
+    """NumPy twin of :func:`mlp_energy_grad_x_batch`."""
+    energy, layers, acts, dacts = _forward_numpy(params, sizes, act, X)
+    grad_x, _ = _backward_numpy(layers, acts, dacts)
+    return energy, np.ascontiguousarray(grad_x)
+
+
+def mlp_grad_params_batch_numpy(params, sizes, act, X):
+    """NumPy twin of :func:`mlp_grad_params_batch` (forms ``(n, P_full)``)."""
+    energy, layers, acts, dacts = _forward_numpy(params, sizes, act, X)
+    _, gs = _backward_numpy(layers, acts, dacts)
+    n = X.shape[0]
+    blocks = []
+    for l, g in enumerate(gs):
+        blocks.append((acts[l][:, :, None] * g[:, None, :]).reshape(n, -1))
+        blocks.append(g)
+    blocks.append(acts[-1])
+    blocks.append(np.ones((n, 1), dtype=acts[-1].dtype))
+    return np.concatenate(blocks, axis=1)
+
+
+def mlp_weighted_grad_params_numpy(params, sizes, act, X, w):
+    """NumPy twin of :func:`mlp_weighted_grad_params`: one weighted backward pass,
+    ``dW_l = a_{l-1}^T (w * g_l)``; never forms ``(n, P_full)``."""
+    energy, layers, acts, dacts = _forward_numpy(params, sizes, act, X)
+    _, gs = _backward_numpy(layers, acts, dacts)
+    blocks = []
+    for l, g in enumerate(gs):
+        wg = w[:, None] * g
+        blocks.append((acts[l].T @ wg).ravel())
+        blocks.append(wg.sum(axis=0))
+    blocks.append(w @ acts[-1])
+    blocks.append(np.atleast_1d(np.sum(w)))
+    return np.concatenate(blocks)
