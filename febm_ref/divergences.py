@@ -639,9 +639,18 @@ class Alpha(Divergence):
             return _xlogx(u) - u + 1.0
         if a == 0.0:
             return -log_u + u - 1.0
-        # u^a - 1 = expm1(a log u); at u = 0, u^a is 0 (a > 0) or inf (a < 0).
-        power_minus_one = np.where(u > 0, np.expm1(a * log_u), (np.inf if a < 0 else -1.0))
-        return (power_minus_one - a * (u - 1.0)) / (a * (a - 1.0))
+        positive = u > 0
+        safe_log = np.where(positive, log_u, 0.0)
+        # Two exact rewritings of (u^a - 1 - a(u - 1)) / (a(a - 1)), each free of the
+        # 1/(a(a-1)) cancellation near one of the limits:
+        #   near a = 1: [u expm1((a-1) log u)/(a-1) - (u - 1)] / a
+        #   near a = 0: [expm1(a log u)/a - (u - 1)] / (a - 1)
+        if a > 0.5:
+            value = (u * (np.expm1((a - 1.0) * safe_log) / (a - 1.0)) - (u - 1.0)) / a
+        else:
+            value = (np.expm1(a * safe_log) / a - (u - 1.0)) / (a - 1.0)
+        # u = 0: f(0) = 1/a for a > 0 (u^a -> 0), +inf for a < 0 (u^a -> inf).
+        return np.where(positive, value, (1.0 / a) if a > 0 else np.inf)
 
     def _f_prime(self, u):
         a = self.alpha
@@ -701,11 +710,28 @@ class Alpha(Divergence):
         if a == 0.0:
             return np.where(q > 0, q * (lq - lp), 0.0) + p - q
         lr = lp - lq
-        # Near p = q use q (expm1(a r) - a expm1(r)) / (a(a-1)) to keep accuracy;
-        # elsewhere (p^a q^(1-a) - q - a (p - q)) / (a(a-1)) avoids overflow of p/q.
-        near = q * (np.expm1(a * lr) - a * np.expm1(lr))
-        far = np.exp(a * lp + (1.0 - a) * lq) - q - a * (p - q)
-        return np.where(np.abs(lr) < 1.0, near, far) / (a * (a - 1.0))
+        # q f(p/q) with the same two exact rewritings as f (no 1/(a(a-1)) cancellation):
+        #   a > 1/2:  p expm1((a-1) r) / (a(a-1)) - (p - q) / a
+        #   a <= 1/2: q expm1(a r) / (a(a-1))     - (p - q) / (a - 1)
+        scale = 1.0 / (a * (a - 1.0))
+        if a > 0.5:
+            return _scaled_density_times_expm1(lp, (a - 1.0) * lr, scale) - (p - q) / a
+        return _scaled_density_times_expm1(lq, a * lr, scale) - (p - q) / (a - 1.0)
+
+
+def _scaled_density_times_expm1(log_density, x, scale):
+    """``scale * exp(log_density) * expm1(x)`` without overflow or underflow of the factors.
+
+    For ``x > 1`` it is ``sign(scale) exp(log_density + x + log|scale|) - scale * density``
+    (no cancellation: ``e^x - 1 > 0.63 e^x`` there), so a tiny density times a huge
+    ``e^x`` keeps its finite value.
+    """
+    density = np.exp(log_density)
+    big = x > 1.0
+    small_part = scale * density * np.expm1(np.where(big, 0.0, x))
+    sign = 1.0 if scale > 0 else -1.0
+    big_part = sign * np.exp(log_density + np.where(big, x, 0.0) + math.log(abs(scale))) - scale * density
+    return np.where(big, big_part, small_part)
 
 
 # ----------------------------------------------------------------------------------
