@@ -433,7 +433,7 @@ def mlp_grad_params_batch_numpy(params, sizes, act, X):
     n = X.shape[0]
     blocks = []
     for l, g in enumerate(gs):
-        blocks.append((acts[l][:, :, None] * g[:, None, :]).reshape(n, -1))
+        blocks.append((acts[l][:, :, None] * g[:, None, :]).reshape(n, acts[l].shape[1] * g.shape[1]))
         blocks.append(g)
     blocks.append(acts[-1])
     blocks.append(np.ones((n, 1), dtype=acts[-1].dtype))

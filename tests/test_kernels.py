@@ -1,0 +1,179 @@
+"""Numba MLP kernels against their NumPy twins (febm_ref._kernels).
+
+The twins are vectorised matrix code written independently of the per-point loops of the
+kernels; agreement to 1e-12 (relative to the size of the numbers) checks the loops, the
+flat-layout offsets and the work-buffer slicing. Derivative correctness itself is checked
+against complex step / finite differences in tests/test_energies.py.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from febm_ref import _kernels as K
+from febm_ref._jit import njit
+
+REPO = Path(__file__).resolve().parents[1]
+TOL = 1e-12
+
+
+def _close(a, b, tol=TOL):
+    scale = max(1.0, float(np.max(np.abs(b))) if np.size(b) else 1.0)
+    return float(np.max(np.abs(a - b))) / scale if np.size(b) else 0.0
+
+
+architectures = st.fixed_dictionaries({
+    "dim": st.integers(1, 4),
+    "hidden": st.lists(st.integers(1, 9), min_size=1, max_size=3),
+    "act": st.integers(0, 3),
+    "n": st.integers(0, 6),
+    "seed": st.integers(0, 2**32 - 1),
+    "scale": st.floats(0.1, 3.0),
+})
+
+
+def _case(arch):
+    rng = np.random.default_rng(arch["seed"])
+    sizes = np.array([arch["dim"], *arch["hidden"], 1], dtype=np.int64)
+    params = arch["scale"] * rng.standard_normal(K.mlp_n_params(sizes))
+    X = 2.0 * rng.standard_normal((arch["n"], arch["dim"]))
+    w = rng.standard_normal(arch["n"])
+    return params, sizes, arch["act"], X, w
+
+
+@settings(max_examples=40, deadline=None)
+@given(architectures)
+def test_batch_kernels_match_numpy_twins(arch):
+    params, sizes, act, X, w = _case(arch)
+    e_nb, g_nb = K.mlp_energy_grad_x_batch(params, sizes, act, X)
+    e_np, g_np = K.mlp_energy_grad_x_batch_numpy(params, sizes, act, X)
+    assert _close(e_nb, e_np) <= TOL
+    assert _close(K.mlp_energy_batch(params, sizes, act, X), e_np) <= TOL
+    assert _close(g_nb, g_np) <= TOL
+    G_nb = K.mlp_grad_params_batch(params, sizes, act, X)
+    G_np = K.mlp_grad_params_batch_numpy(params, sizes, act, X)
+    assert G_nb.shape == (X.shape[0], params.size)
+    assert _close(G_nb, G_np) <= TOL
+    wg_nb = K.mlp_weighted_grad_params(params, sizes, act, X, w)
+    wg_np = K.mlp_weighted_grad_params_numpy(params, sizes, act, X, w)
+    # the fused weighted pass equals the weighted sum of the per-sample gradients
+    assert _close(wg_nb, wg_np) <= TOL
+    assert _close(wg_nb, w @ G_np) <= TOL
+
+
+@njit
+def _loop_over_points(params, sizes, act, X, work):
+    """How a Langevin kernel uses the per-point functions: one work buffer, no allocation."""
+    n, d = X.shape
+    energies = np.empty(n)
+    energies_fwd = np.empty(n)
+    grads = np.empty((n, d))
+    for k in range(n):
+        energies[k] = K.mlp_energy_and_grad_x_point(params, sizes, act, X[k], grads[k], work)
+        energies_fwd[k] = K.mlp_energy_point(params, sizes, act, X[k], work)
+    return energies, energies_fwd, grads
+
+
+@pytest.mark.parametrize("act", sorted(K.ACTIVATION_NAMES))
+def test_per_point_kernels_callable_from_njit(act):
+    rng = np.random.default_rng(act)
+    sizes = np.array([2, 7, 3, 5, 1], dtype=np.int64)
+    params = rng.standard_normal(K.mlp_n_params(sizes))
+    X = rng.standard_normal((11, 2))
+    work = np.full(K.mlp_work_size(sizes), np.nan)
+    energies, energies_fwd, grads = _loop_over_points(params, sizes, act, X, work)
+    e_np, g_np = K.mlp_energy_grad_x_batch_numpy(params, sizes, act, X)
+    assert _close(energies, e_np) <= TOL
+    assert _close(energies_fwd, e_np) <= TOL
+    assert _close(grads, g_np) <= TOL
+
+
+def test_work_size_formula():
+    sizes = np.array([3, 10, 4, 1], dtype=np.int64)
+    assert K.mlp_work_size(sizes) == 2 * (10 + 4) + 2 * 10
+    assert K.mlp_n_params(sizes) == (3 + 1) * 10 + (10 + 1) * 4 + (4 + 1) * 1
+
+
+def test_flat_layout_is_row_major_weight_then_bias():
+    """An independent evaluation from the documented layout (W_l (fan_in, fan_out) C order, then b_l)."""
+    rng = np.random.default_rng(7)
+    sizes = np.array([2, 3, 1], dtype=np.int64)
+    p = rng.standard_normal(K.mlp_n_params(sizes))
+    x = rng.standard_normal(2)
+    W0, b0, W1, b1 = p[:6].reshape(2, 3), p[6:9], p[9:12], p[12]
+    expected = sum(np.tanh(x[0] * W0[0, j] + x[1] * W0[1, j] + b0[j]) * W1[j] for j in range(3)) + b1
+    assert abs(K.mlp_energy_batch(p, sizes, 0, x[None, :])[0] - expected) <= 1e-14
+
+
+def test_activation_names_and_validation():
+    assert K.activation_code("silu") == 2
+    with pytest.raises(ValueError, match="tanh, softplus, silu, elu"):
+        K.activation_code("relu")
+    good = np.zeros(K.mlp_n_params([2, 3, 1]))
+    with pytest.raises(ValueError, match="at least one hidden layer"):
+        K.check_mlp_spec(np.zeros(3), [2, 1], 0)
+    with pytest.raises(ValueError, match="shape"):
+        K.check_mlp_spec(good[:-1], [2, 3, 1], 0)
+    with pytest.raises(ValueError, match="non-finite"):
+        K.check_mlp_spec(np.where(np.arange(good.size) == 0, np.nan, good), [2, 3, 1], 0)
+    with pytest.raises(ValueError, match="unknown activation code"):
+        K.check_mlp_spec(good, [2, 3, 1], 9)
+
+
+def test_activation_stable_at_large_arguments():
+    """No overflow at |z| = 800; softplus(-30) keeps full relative accuracy (log1p form)."""
+    z = np.array([-800.0, -30.0, 0.0, 30.0, 800.0])
+    with np.errstate(over="raise", invalid="raise", divide="raise"):
+        for act in range(4):
+            a, da = K.activation_numpy(act, z)
+            assert np.all(np.isfinite(a)) and np.all(np.isfinite(da))
+    a, da = K.activation_numpy(1, z)
+    series = np.exp(-30.0) - np.exp(-60.0) / 2 + np.exp(-90.0) / 3  # log1p(t) Taylor series, t = e^-30
+    assert a[-1] == 800.0 and abs(a[1] - series) <= 1e-15 * series
+    assert abs(da[1] - 1.0 / (1.0 + np.exp(30.0))) <= 1e-15 * da[1]
+
+
+_DISABLED_JIT_SCRIPT = textwrap.dedent("""
+    import numpy as np
+    import numba
+    from febm_ref import _kernels as K
+    assert numba.config.DISABLE_JIT
+    rng = np.random.default_rng(3)
+    sizes = np.array([3, 4, 5, 1], dtype=np.int64)
+    worst = 0.0
+    for act in range(4):
+        p = rng.standard_normal(K.mlp_n_params(sizes))
+        X = rng.standard_normal((4, 3))
+        w = rng.standard_normal(4)
+        e, g = K.mlp_energy_grad_x_batch(p, sizes, act, X)
+        e2, g2 = K.mlp_energy_grad_x_batch_numpy(p, sizes, act, X)
+        G = K.mlp_grad_params_batch(p, sizes, act, X)
+        wg = K.mlp_weighted_grad_params(p, sizes, act, X, w)
+        work = np.empty(K.mlp_work_size(sizes))  # exact size: Python indexing raises on overflow
+        gp = np.empty(3)
+        ep = K.mlp_energy_and_grad_x_point(p, sizes, act, X[0], gp, work)
+        worst = max(worst, abs(e - e2).max(), abs(g - g2).max(),
+                    abs(G - K.mlp_grad_params_batch_numpy(p, sizes, act, X)).max(),
+                    abs(wg - K.mlp_weighted_grad_params_numpy(p, sizes, act, X, w)).max(),
+                    abs(ep - e2[0]), abs(gp - g2[0]).max())
+    print(repr(float(worst)))
+""")
+
+
+def test_kernels_under_numba_disable_jit():
+    """The pure-Python path of every kernel (NUMBA_DISABLE_JIT=1) matches the NumPy twins."""
+    env = {**os.environ, "NUMBA_DISABLE_JIT": "1",
+           "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    out = subprocess.run([sys.executable, "-c", _DISABLED_JIT_SCRIPT], env=env, cwd=REPO,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    worst = float(out.stdout.strip().splitlines()[-1])
+    assert worst <= 1e-12, f"max |kernel - twin| under NUMBA_DISABLE_JIT = {worst}"
