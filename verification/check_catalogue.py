@@ -1,0 +1,86 @@
+"""Checks of the divergence catalogue (DESIGN.md section 2): D4, D5, D7 and the alpha limits."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from febm_ref.divergences import Alpha, all_divergences
+from verification.mp_reference import FLOAT_TINY, reference_maps, relative_error
+from verification.registry import Measurement, register
+
+_MAPS = ("g_data", "g_model", "g_data_prime", "g_model_prime")
+_ALPHAS = (-2.5, -1.0, -0.5, 0.0, 0.3, 0.5, 0.9, 1.0, 2.0, 3.5)
+
+
+@register("catalogue.D7_maps_vs_mpmath", group="catalogue",
+          description="g_data, g_model and derivatives vs 80-digit naive composition, |s| <= 745")
+def check_maps_vs_mpmath(quick: bool) -> Measurement:
+    s_grid = np.array([-745.0, -700.0, -355.5, -36.0, -1.0, -0.7, -1e-9, 0.0, 1e-9, 0.7, 1.0, 36.0,
+                       354.0, 355.5, 700.0, 709.5, 745.0])
+    if not quick:
+        s_grid = np.union1d(s_grid, np.linspace(-700.0, 700.0, 57))
+    worst, where = 0.0, ""
+    for div in all_divergences(alphas=_ALPHAS):
+        alpha = getattr(div, "alpha", None)
+        for name in _MAPS:
+            values = getattr(div, name)(s_grid)
+            for s, value in zip(s_grid, values):
+                exact = reference_maps(div.name, float(s), alpha)[name]
+                if exact != 0 and abs(exact) < FLOAT_TINY:
+                    continue  # subnormal: only absolute accuracy is promised
+                err = relative_error(float(value), exact)
+                if err > worst:
+                    worst, where = err, f"{div.label}.{name}(s={s:g})"
+    return Measurement(worst, 1e-12, {"worst_at": where, "n_points": int(s_grid.size)})
+
+
+@register("catalogue.D4_legendre_identity", group="catalogue",
+          description="f*(f'(u)) = u f'(u) - f(u) for u in [1e-3, 1e3]")
+def check_legendre(quick: bool) -> Measurement:
+    u = np.geomspace(1e-3, 1e3, 201 if quick else 2001)
+    worst, where = 0.0, ""
+    for div in all_divergences(alphas=_ALPHAS):
+        t = div.f_prime(u)
+        lhs, rhs = div.conjugate(t), u * t - div.f(u)
+        err = np.max(np.abs(lhs - rhs) / (np.abs(rhs) + 1e-12))
+        if err > worst:
+            worst, where = float(err), div.label
+    return Measurement(worst, 1e-10, {"worst_divergence": where})
+
+
+@register("catalogue.D5_fenchel_young", group="catalogue",
+          description="u t - f(u) <= f*(t) on random (u, t); reports the largest relative violation")
+def check_fenchel_young(quick: bool) -> Measurement:
+    rng = np.random.default_rng(20200303)
+    n = 20_000 if quick else 500_000
+    u = np.exp(rng.uniform(-10, 10, n))
+    t = rng.uniform(-30, 30, n)
+    worst = 0.0
+    for div in all_divergences(alphas=_ALPHAS):
+        lhs = u * t - div.f(u)
+        rhs = div.conjugate(t)
+        if np.any(np.isnan(rhs)):
+            return Measurement(float("inf"), 1e-12, {"nan_conjugate": div.label})
+        finite = np.isfinite(rhs)  # rhs = +inf (outside the domain) satisfies it trivially
+        violation = (lhs[finite] - rhs[finite]) / (1.0 + np.abs(lhs[finite]) + np.abs(rhs[finite]))
+        worst = max(worst, float(np.max(violation, initial=0.0)))
+    return Measurement(worst, 1e-12, {"n_pairs": n})
+
+
+@register("catalogue.alpha_limits_continuous", group="catalogue",
+          description="alpha -> 0 and alpha -> 1 members approach the exact limit objects")
+def check_alpha_limits(quick: bool) -> Measurement:
+    s = np.linspace(-30.0, 30.0, 121)
+    worst = 0.0
+    for limit in (0.0, 1.0):
+        exact = Alpha(alpha=limit)
+        for eps in (1e-7, -1e-7):
+            near = Alpha(alpha=limit + eps)
+            for name in _MAPS:
+                a, b = getattr(near, name)(s), getattr(exact, name)(s)
+                # first-order change in alpha is O(eps s^2 e^{|s|eps}); normalise by eps
+                err = np.max(np.abs(a - b) / (np.abs(b) + 1.0)) / abs(eps)
+                worst = max(worst, float(err))
+    # An O(eps) difference with a bounded constant (<= s^2/2 ~ 450 here) is continuity;
+    # a wrong limit gives O(1)/eps ~ 1e7.
+    return Measurement(worst, 1e3, {"epsilon": 1e-7})
