@@ -250,8 +250,9 @@ def _kl_from_spectrum(spec: _RelativeSpectrum) -> float:
 def _log_power_integral(a: float, spec: _RelativeSpectrum) -> float:
     """``log I_a = log ∫ p^a q^{1-a}`` (finite iff all ``s_i > 0``; ``+inf`` otherwise)."""
     if a < 0.5:                          # D_a(P||Q) = D_{1-a}(Q||P): keep |b| >= 1/2
-        a, spec = 1.0 - a, _swap(spec)
-    b = 1.0 - a
+        a, b, spec = 1.0 - a, a, _swap(spec)   # b = old a exactly (1 - (1 - a) may round)
+    else:
+        b = 1.0 - a                      # exact for 1/2 <= a <= 2, relative eps beyond
     s = 1.0 + b * spec.excess
     if not np.all(s > 0):
         return math.inf
