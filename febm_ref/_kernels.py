@@ -130,8 +130,10 @@ def check_mlp_spec(params, sizes, act) -> tuple[np.ndarray, np.ndarray, int]:
 def _activation(act, z):
     """Return ``(act(z), act'(z))`` for a real scalar (stable forms, no clipping)."""
     if act == 0:
-        a = math.tanh(z)
-        return a, 1.0 - a * a
+        # tanh' = sech^2 = 4t/(1+t)^2, t = exp(-2|z|): keeps full relative accuracy when
+        # saturated (1 - tanh^2 would cancel)
+        t = math.exp(-2.0 * abs(z))
+        return math.tanh(z), 4.0 * t / ((1.0 + t) * (1.0 + t))
     if act == 1:
         if z > 0.0:
             e = math.exp(-z)
@@ -139,12 +141,16 @@ def _activation(act, z):
         e = math.exp(z)
         return math.log1p(e), e / (1.0 + e)
     if act == 2:
+        # silu' = s (1 + z (1 - s)) with 1 - s = sigmoid(-z) computed without cancellation
         if z > 0.0:
-            s = 1.0 / (1.0 + math.exp(-z))
+            e = math.exp(-z)
+            s = 1.0 / (1.0 + e)
+            s_neg = e / (1.0 + e)
         else:
             e = math.exp(z)
             s = e / (1.0 + e)
-        return z * s, s + z * s * (1.0 - s)
+            s_neg = 1.0 / (1.0 + e)
+        return z * s, s * (1.0 + z * s_neg)
     if act == 3:
         if z > 0.0:
             return z, 1.0
@@ -356,8 +362,9 @@ def activation_numpy(act: int, z):
     analytic function, so they stay holomorphic and overflow-free.
     """
     if act == 0:
-        a = np.tanh(z)
-        return a, 1.0 - a * a
+        # sech^2 = 4t/(1+t)^2 with t = exp(-2z) (Re z > 0) or exp(2z): stable and analytic
+        t = np.exp(np.where(z.real > 0, -2.0, 2.0) * z)
+        return np.tanh(z), 4.0 * t / ((1.0 + t) * (1.0 + t))
     if act == 1:
         a = np.empty_like(z)
         pos = z.real > 0
@@ -366,7 +373,7 @@ def activation_numpy(act: int, z):
         return a, _sigmoid_numpy(z)
     if act == 2:
         s = _sigmoid_numpy(z)
-        return z * s, s + z * s * (1.0 - s)
+        return z * s, s * (1.0 + z * _sigmoid_numpy(-z))
     if act == 3:
         if np.iscomplexobj(z):
             raise ValueError("ELU is not holomorphic at 0: use finite differences, not the complex step")
