@@ -536,12 +536,11 @@ def f_divergence_quadrature_2d(div, log_p, log_q, lower: Sequence[float], upper:
         scale += float(cubature(absolute_integrand, a, b, rtol=1e-3, atol=0.0,
                                 max_subdivisions=max_subdivisions).estimate)
     cell_atol = max(atol, rtol * scale) / len(cells)
-    value, error, converged = 0.0, 0.0, True
+    value, error = 0.0, 0.0
     for a, b in cells:
         res = cubature(integrand, a, b, rtol=rtol, atol=cell_atol, max_subdivisions=max_subdivisions)
         value += float(res.estimate)
-        error += float(res.error)
-        converged &= res.status == "converged"
+        error += float(res.error)  # a cell that hit max_subdivisions shows up here
     return IntegralEstimate(value, error)
 
 
