@@ -56,7 +56,7 @@ definite": from the ``s_i`` above, and by a Cholesky factorisation of
 such as Pearson with ``S_p = 2 S_q`` give ``+inf`` and never a huge finite number).
 Cases within rounding (relative ~1e-16 times the condition number) of the boundary may
 be classified either way. Accuracy: relative error ~1e-15 for well-conditioned pairs,
-degrading roughly like ``eps * cond(S_q)`` in the worst case (measured ~1e-9 at
+degrading roughly like ``eps * cond(S_q)`` in the worst case (measured at
 condition number 1e8: 2e-10 to 1e-8 against mpmath, the worst for alpha = 1.6
 closer to its divergence boundary; tests/test_gaussians.py).
 """
