@@ -1,0 +1,122 @@
+"""Benchmark: MLP energy + input gradient, Numba kernel vs NumPy twin vs PyTorch CPU.
+
+A 2-64-64-1 tanh MLP in float64 (issue 3). For each batch size the time per sample of
+``energy_and_grad_x`` is measured for the fused Numba kernel, its NumPy twin and, when
+torch is installed, PyTorch eager with autograd for the input gradient (float64, its
+default thread count). Ratios are from this one run.
+
+    python3 benchmarks/bench_kernels.py [--batch 1 64 1024 16384] [--json PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(__file__))
+from _timing import best_time, markdown_table  # noqa: E402
+
+from febm_ref import _kernels as K  # noqa: E402
+from febm_ref._io import atomic_write_json  # noqa: E402
+from febm_ref.energies import MLPEnergy  # noqa: E402
+
+COLD_START_SNIPPET = """
+import time, numpy as np
+t0 = time.perf_counter()
+from febm_ref import _kernels as K
+from febm_ref.energies import MLPEnergy
+m = MLPEnergy.random_init(np.random.default_rng(0), 2, (64, 64))
+t1 = time.perf_counter()
+m.energy_and_grad_x(np.zeros((4, 2)))
+t2 = time.perf_counter()
+print(t1 - t0, t2 - t1)
+"""
+
+
+def compile_times() -> dict:
+    """First-call time of the fused kernel in fresh processes: empty cache, then cached."""
+    with tempfile.TemporaryDirectory() as cache_dir:
+        env = dict(os.environ, NUMBA_CACHE_DIR=cache_dir)
+        out = {}
+        for label in ("cold", "cached"):
+            text = subprocess.run([sys.executable, "-c", COLD_START_SNIPPET], env=env, check=True,
+                                  capture_output=True, text=True).stdout.split()
+            out[label] = {"import_s": float(text[0]), "first_call_s": float(text[1])}
+    return out
+
+
+def torch_peer(model: MLPEnergy):
+    try:
+        import torch
+    except ImportError:
+        return None
+    params, sizes, _ = model.kernel_args()
+    layers, offset = [], 0
+    for n_in, n_out in zip(sizes[:-1], sizes[1:]):
+        w = torch.tensor(params[offset:offset + n_in * n_out].reshape(n_in, n_out), dtype=torch.float64)
+        offset += n_in * n_out
+        b = torch.tensor(params[offset:offset + n_out], dtype=torch.float64)
+        offset += n_out
+        layers.append((w, b))
+
+    def energy_and_grad(x_np):
+        x = torch.from_numpy(x_np).requires_grad_(True)
+        h = x
+        for w, b in layers[:-1]:
+            h = torch.tanh(h @ w + b)
+        w, b = layers[-1]
+        e = (h @ w + b)[:, 0]
+        (g,) = torch.autograd.grad(e.sum(), x)
+        return e.detach().numpy(), g.numpy()
+
+    return energy_and_grad
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--batch", type=int, nargs="+", default=[1, 64, 1024, 16384])
+    parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    args = parser.parse_args(argv)
+
+    rng = np.random.default_rng(0)
+    model = MLPEnergy.random_init(rng, 2, (64, 64), "tanh", bias_scale=0.1)
+    twin = model.with_backend("numpy")
+    torch_fn = torch_peer(model)
+    rows, records = [], []
+    for n in args.batch:
+        x = rng.standard_normal((n, 2))
+        e_nb, g_nb = model.energy_and_grad_x(x)
+        e_np, g_np = twin.energy_and_grad_x(x)
+        assert np.allclose(e_nb, e_np, rtol=1e-12, atol=1e-12) and np.allclose(g_nb, g_np, rtol=1e-12, atol=1e-12)
+        t_nb = best_time(lambda: model.energy_and_grad_x(x)) / n
+        t_np = best_time(lambda: twin.energy_and_grad_x(x)) / n
+        t_torch = None
+        if torch_fn is not None:
+            e_t, g_t = torch_fn(x)
+            assert np.allclose(e_t, e_nb, rtol=1e-10, atol=1e-12) and np.allclose(g_t, g_nb, rtol=1e-10, atol=1e-12)
+            t_torch = best_time(lambda: torch_fn(x)) / n
+        records.append({"batch": n, "numba_s_per_sample": t_nb, "numpy_s_per_sample": t_np,
+                        "torch_s_per_sample": t_torch})
+        rows.append([n, f"{t_nb * 1e6:.3f}", f"{t_np * 1e6:.3f}",
+                     "-" if t_torch is None else f"{t_torch * 1e6:.3f}",
+                     f"{t_np / t_nb:.1f}x", "-" if t_torch is None else f"{t_torch / t_nb:.1f}x"])
+    compile_info = compile_times()
+    print("MLP 2-64-64-1 tanh, float64: energy + input gradient, microseconds per sample")
+    print(markdown_table(["batch", "numba", "numpy twin", "torch cpu", "numpy/numba", "torch/numba"], rows))
+    print(f"\ncompile (fresh process, empty cache): import {compile_info['cold']['import_s']:.2f} s, "
+          f"first call {compile_info['cold']['first_call_s']:.2f} s; cached: first call "
+          f"{compile_info['cached']['first_call_s']:.3f} s")
+    if args.json:
+        atomic_write_json(args.json, {"results": records, "compile": compile_info,
+                                      "torch_threads": __import__("torch").get_num_threads() if torch_fn else None})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
