@@ -1,0 +1,138 @@
+"""ULA (D15) and decoupled Langevin (D16) for MLP energies: ``K`` steps of ``N`` chains in one
+Numba call (:mod:`febm_ref._langevin_kernels`), with pre-drawn noise so that the result does not
+depend on the thread count and equals the NumPy twin to rounding.
+
+The energy is an :class:`febm_ref.energies.MLPEnergy` (anything with ``kernel_args() ->
+(params, sizes, act_code)``) or the kernel triple itself.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple, Optional
+
+import numpy as np
+
+from febm_ref import _langevin_kernels as LK
+from febm_ref._kernels import check_mlp_spec
+from febm_ref._validation import as_float_array, check_generator, check_positive_int, check_real_scalar
+from febm_ref.samplers._base import NonFiniteChainError, as_chain_points, check_step_size
+from febm_ref.samplers.decoupled_langevin import check_box
+
+BACKENDS = ("numba", "numba-parallel", "numpy")
+"""``numba``: one thread; ``numba-parallel``: prange over blocks of chains (identical numbers);
+``numpy``: the vectorised twin."""
+
+
+class MLPLangevinResult(NamedTuple):
+    """End points and per-step diagnostics of a Langevin run on an MLP energy."""
+
+    x: np.ndarray               #: (N, d) end points
+    mean_energy: np.ndarray     #: (K,) mean over chains of E where step k takes its gradient
+    mean_grad_norm: np.ndarray  #: (K,) mean over chains of |grad_x E| there
+
+
+def _kernel_args(energy):
+    if hasattr(energy, "kernel_args"):
+        params, sizes, act = energy.kernel_args()
+    else:
+        try:
+            params, sizes, act = energy
+        except (TypeError, ValueError) as exc:
+            raise TypeError("energy must be an MLPEnergy (with kernel_args()) or a triple "
+                            "(params, sizes, act_code)") from exc
+    return check_mlp_spec(params, sizes, act)
+
+
+def _prepare(energy, x0, noise, rng, n_steps):
+    params, sizes, act = _kernel_args(energy)
+    x = as_chain_points(x0, "x0")
+    if x.shape[1] != sizes[0]:
+        raise ValueError(f"x0 has dimension {x.shape[1]} but the MLP takes {sizes[0]} inputs")
+    if noise is None:
+        if rng is None or n_steps is None:
+            raise ValueError("pass either pre-drawn noise (K, N, d) or rng and n_steps")
+        check_generator(rng)
+        n_steps = check_positive_int(n_steps, "n_steps")
+        noise = rng.standard_normal((n_steps,) + x.shape)
+    else:
+        if rng is not None:
+            raise ValueError("pass either pre-drawn noise or rng, not both")
+        noise = np.ascontiguousarray(as_float_array(noise, "noise", ndim=3))
+        if noise.shape[1:] != x.shape or noise.shape[0] == 0:
+            raise ValueError(f"noise must have shape (K, {x.shape[0]}, {x.shape[1]}) with K >= 1, "
+                             f"got {noise.shape}")
+        if n_steps is not None and check_positive_int(n_steps, "n_steps") != noise.shape[0]:
+            raise ValueError(f"n_steps={n_steps} disagrees with noise.shape[0]={noise.shape[0]}")
+    k = noise.shape[0]
+    out = (np.zeros(k), np.zeros(k), np.full(x.shape[0], -1, dtype=np.int64), np.zeros(x.shape[0]))
+    return params, sizes, act, x, noise, out
+
+
+def _finish(x, energy_sum, grad_sum, bad_step, bad_value, what):
+    bad = np.flatnonzero(bad_step >= 0)
+    if bad.size:
+        first = bad[np.argmin(bad_step[bad])]
+        raise NonFiniteChainError(
+            f"{what}: chain {int(first)} produced the non-finite value {bad_value[first]!r} at step "
+            f"{int(bad_step[first]) + 1} of {energy_sum.shape[0]}; reduce the step size, clip the "
+            f"gradient or check the energy parameters")
+    n = x.shape[0]
+    return MLPLangevinResult(x, energy_sum / n, grad_sum / n)
+
+
+def _loop(kind, backend):
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    table = {("ula", "numba"): LK.ula_mlp_loop_serial,
+             ("ula", "numba-parallel"): LK.ula_mlp_loop_parallel,
+             ("ula", "numpy"): LK.ula_mlp_loop_numpy,
+             ("d16", "numba"): LK.decoupled_mlp_loop_serial,
+             ("d16", "numba-parallel"): LK.decoupled_mlp_loop_parallel,
+             ("d16", "numpy"): LK.decoupled_mlp_loop_numpy}
+    return table[(kind, backend)]
+
+
+def ula(energy, x0, step_size: float, *, noise=None, rng: Optional[np.random.Generator] = None,
+        n_steps: Optional[int] = None, backend: str = "numba", use_blas: bool = True) -> MLPLangevinResult:
+    """``K`` ULA steps (D15) ``x <- x - (eps/2) grad E(x) + sqrt(eps) z`` of ``N`` chains.
+
+    Parameters
+    ----------
+    energy : MLPEnergy or (params, sizes, act_code)
+    x0 : array (N, d)
+        Starting points (not modified).
+    step_size : float
+        ``eps > 0``.
+    noise : array (K, N, d), optional
+        Pre-drawn standard normal noise; otherwise drawn from ``rng`` (``n_steps`` steps).
+    backend : {"numba", "numba-parallel", "numpy"}
+    use_blas : bool
+        Numba backends: block matrix products (fast) or the per-point kernel.
+
+    Raises
+    ------
+    NonFiniteChainError
+        Naming the first step (1-based) at which a chain produced NaN/inf, and the value.
+    """
+    eps = check_step_size(step_size)
+    params, sizes, act, x, noise, (es, gs, bs, bv) = _prepare(energy, x0, noise, rng, n_steps)
+    _loop("ula", backend)(params, sizes, act, x, noise, eps, es, gs, bs, bv, bool(use_blas))
+    return _finish(x, es, gs, bs, bv, "ULA on an MLP energy")
+
+
+def decoupled(energy, x0, step_size: float, noise_scale: float, *, noise=None,
+              rng: Optional[np.random.Generator] = None, n_steps: Optional[int] = None,
+              grad_clip: Optional[float] = None, box=None, backend: str = "numba",
+              use_blas: bool = True) -> MLPLangevinResult:
+    """``K`` decoupled Langevin steps (D16) of ``N`` chains; see
+    :mod:`febm_ref.samplers.decoupled_langevin` for the step and the meaning of the clippings
+    (both off by default; both change the dynamics)."""
+    lam = check_step_size(step_size)
+    sigma = check_real_scalar(noise_scale, "noise_scale", nonnegative=True)
+    clip = 0.0 if grad_clip is None else check_real_scalar(grad_clip, "grad_clip", positive=True)
+    box = check_box(box)
+    lo, hi = (0.0, 0.0) if box is None else box
+    params, sizes, act, x, noise, (es, gs, bs, bv) = _prepare(energy, x0, noise, rng, n_steps)
+    _loop("d16", backend)(params, sizes, act, x, noise, lam, sigma, clip, lo, hi, box is not None,
+                          es, gs, bs, bv, bool(use_blas))
+    return _finish(x, es, gs, bs, bv, "decoupled Langevin on an MLP energy")

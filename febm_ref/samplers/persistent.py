@@ -1,0 +1,56 @@
+"""Persistent chains: the state of ``n`` Langevin chains kept across training iterations
+(persistent contrastive divergence style). Composes with any sampler's ``run`` and, if wanted,
+with a :class:`~febm_ref.samplers.replay_buffer.ReplayBuffer` (restart some chains each time).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from febm_ref._validation import check_generator, check_positive_int, check_real_scalar
+from febm_ref.samplers._base import as_chain_points
+
+
+class PersistentChains:
+    """Current points ``x`` (n_chains, d) of persistent chains.
+
+    ``reinit_prob`` (default 0) is the per-iteration probability that a chain is restarted from
+    ``reset(rng, n)`` in :meth:`starting_points`.
+    """
+
+    def __init__(self, x0, reset: Callable | None = None, *, reinit_prob: float = 0.0):
+        self.x = as_chain_points(x0, "x0")
+        p = check_real_scalar(reinit_prob, "reinit_prob")
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"reinit_prob must be in [0, 1], got {p}")
+        if p > 0 and not callable(reset):
+            raise ValueError("reinit_prob > 0 needs a reset(rng, n) callable")
+        self.reset = reset
+        self.reinit_prob = p
+
+    @classmethod
+    def from_reset(cls, rng: np.random.Generator, n_chains: int, reset: Callable, *,
+                   reinit_prob: float = 0.0) -> "PersistentChains":
+        """Start ``n_chains`` chains from ``reset(rng, n_chains)``."""
+        check_generator(rng)
+        n = check_positive_int(n_chains, "n_chains")
+        return cls(reset(rng, n), reset, reinit_prob=reinit_prob)
+
+    def starting_points(self, rng: np.random.Generator) -> np.ndarray:
+        """Copy of the current points, with each chain restarted with probability ``reinit_prob``."""
+        check_generator(rng)
+        x = self.x.copy()
+        if self.reinit_prob > 0:
+            mask = rng.random(x.shape[0]) < self.reinit_prob
+            if mask.any():
+                x[mask] = as_chain_points(self.reset(rng, int(mask.sum())), "reset(rng, n)")
+        return x
+
+    def update(self, x) -> None:
+        """Store the end points of this iteration's chains (same shape as before)."""
+        x = as_chain_points(x)
+        if x.shape != self.x.shape:
+            raise ValueError(f"update expects shape {self.x.shape}, got {x.shape}")
+        self.x = x

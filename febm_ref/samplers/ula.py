@@ -1,0 +1,125 @@
+"""Unadjusted Langevin algorithm, textbook form (DESIGN.md D15).
+
+One step, for every chain independently, with ``z ~ N(0, I)``::
+
+    x <- x - (eps / 2) grad_x E(x) + sqrt(eps) z                                   (D15)
+
+It has no Metropolis correction, so its stationary law is *not* ``exp(-E)/Z``. For a
+quadratic energy ``E(x) = (x - m)^T P (x - m) / 2`` the chain is the Gaussian AR(1)
+process ``x' - m = A (x - m) + sqrt(eps) z`` with ``A = I - (eps/2) P``; if
+``rho(A) < 1`` its stationary law is ``N(m, Sigma_eps)`` where ``Sigma_eps`` solves the
+discrete Lyapunov equation ``Sigma = A Sigma A^T + eps I`` (:func:`stationary_covariance`).
+In 1-D with ``E = x^2 / (2 s^2)`` this is ``s^2 / (1 - eps / (4 s^2))``
+(:func:`stationary_variance_1d`): the bias is ``+eps/4`` to first order.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+import scipy.linalg
+
+from febm_ref._validation import as_float_array, check_real_scalar
+from febm_ref.samplers._base import (ChainState, RunResult, check_finite_state, check_step_size,
+                                     evaluate, gaussian_noise, init_state, run_steps)
+
+
+class ULAInfo(NamedTuple):
+    """Diagnostics of one ULA step (at the new points)."""
+
+    mean_energy: float     #: mean over chains of E(x_new)
+    mean_grad_norm: float  #: mean over chains of |grad_x E(x_new)|
+
+
+def step(rng_or_noise, state: ChainState, energy, step_size: float) -> tuple[ChainState, ULAInfo]:
+    """One ULA step (D15) of every chain.
+
+    Parameters
+    ----------
+    rng_or_noise : numpy.random.Generator or array (n, d)
+        Source of the standard normal ``z``, or ``z`` itself (pre-drawn).
+    state : ChainState
+        Current points with cached energy and gradient (:func:`init`).
+    energy : object with ``energy(x)`` and ``grad_x(x)``
+        The energy model ``E``.
+    step_size : float
+        ``eps > 0``.
+
+    Returns
+    -------
+    state : ChainState
+    info : ULAInfo
+
+    Raises
+    ------
+    NonFiniteChainError
+        If a new point, its energy or its gradient is NaN/inf.
+    """
+    eps = check_step_size(step_size)
+    z = gaussian_noise(rng_or_noise, state.x.shape)
+    x_new = state.x - (0.5 * eps) * state.grad_x + np.sqrt(eps) * z
+    check_finite_state(x_new, np.zeros(0), None)
+    e, g = evaluate(energy, x_new)
+    check_finite_state(x_new, e, g)
+    info = ULAInfo(float(np.mean(e)), float(np.mean(np.sqrt(np.sum(g * g, axis=1)))))
+    return ChainState(x_new, e, g), info
+
+
+def init(x, energy) -> ChainState:
+    """Initial :class:`ChainState` at ``x`` (n_chains, d)."""
+    return init_state(x, energy)
+
+
+def run(rng: np.random.Generator, x0, energy, step_size: float, n_steps: int, *,
+        keep_samples: bool = False, thin: int = 1) -> RunResult:
+    """Run ``n_steps`` ULA steps (D15) from ``x0`` (n_chains, d); see :class:`RunResult`."""
+    eps = check_step_size(step_size)
+    state = init(x0, energy)
+    return run_steps(lambda r, s: step(r, s, energy, eps), rng, state, n_steps,
+                     keep_samples=keep_samples, thin=thin)
+
+
+def stationary_variance_1d(s: float, step_size: float) -> float:
+    """Exact stationary variance of ULA on ``E = x^2/(2 s^2)``: ``s^2 / (1 - eps/(4 s^2))`` (D15).
+
+    Requires ``eps < 4 s^2`` (otherwise the AR(1) chain ``x' = (1 - eps/(2 s^2)) x + sqrt(eps) z``
+    is not stable and has no stationary law).
+    """
+    s = check_real_scalar(s, "s", positive=True)
+    eps = check_step_size(step_size)
+    if not eps < 4.0 * s * s:
+        raise ValueError(f"ULA on x^2/(2 s^2) is unstable for step_size >= 4 s^2 = {4 * s * s}; got {eps}")
+    return s * s / (1.0 - eps / (4.0 * s * s))
+
+
+def stationary_covariance(precision, step_size: float) -> np.ndarray:
+    """Exact stationary covariance of ULA on ``E = (x-m)^T P (x-m) / 2`` (D15).
+
+    Solves the discrete Lyapunov equation ``Sigma = A Sigma A^T + eps I`` with
+    ``A = I - (eps/2) P`` (:func:`scipy.linalg.solve_discrete_lyapunov`). The stationary mean
+    is ``m`` (ULA is unbiased for the mean of a quadratic energy).
+
+    Raises
+    ------
+    ValueError
+        If ``P`` is not a symmetric positive definite ``(d, d)`` matrix or the spectral radius
+        of ``A`` is >= 1 (no stationary law: reduce the step size below ``4 / lambda_max(P)``).
+    """
+    P = as_float_array(precision, "precision", ndim=2)
+    eps = check_step_size(step_size)
+    d = P.shape[0]
+    if P.shape != (d, d):
+        raise ValueError(f"precision must be square, got shape {P.shape}")
+    if not np.allclose(P, P.T, rtol=1e-12, atol=1e-12 * np.max(np.abs(P))):
+        raise ValueError("precision must be symmetric")
+    lam = np.linalg.eigvalsh(P)
+    if lam[0] <= 0:
+        raise ValueError(f"precision must be positive definite, smallest eigenvalue {lam[0]}")
+    A = np.eye(d) - 0.5 * eps * P
+    rho = float(np.max(np.abs(np.linalg.eigvals(A))))
+    if not rho < 1.0:
+        raise ValueError(f"ULA is unstable for this precision and step size (spectral radius of "
+                         f"I - eps P/2 is {rho}); use step_size < 4 / lambda_max(P) = {4 / lam[-1]}")
+    sigma = scipy.linalg.solve_discrete_lyapunov(A, eps * np.eye(d))
+    return 0.5 * (sigma + sigma.T)
