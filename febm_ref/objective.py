@@ -1,0 +1,324 @@
+"""The f-EBM minibatch estimator (D13), the l2 terms (D14) and the contrastive-divergence
+(maximum-likelihood) baseline, written out explicitly (DESIGN.md section 2).
+
+Notation: energy ``E_theta`` (``q_theta ∝ exp(-E_theta)``), critic ``H_omega``, modelled
+log ratio (D6) ``r = H_omega + E_theta``, positives ``x+ ~ p``, negatives ``x- ~ q_theta``
+(constants: no gradient flows through the sampler), ``<.>`` a batch mean,
+``dE = grad_theta E_theta``, ``dH = grad_omega H_omega``.
+
+(D8)  ``L_hat = <g_data(r+)> - <g_model(r-)>``
+
+(D13) ``grad_theta L ≈ <g_data'(r+) dE+> - <g_model'(r-) dE-> + <g_model(r-) dE-> - <g_model(r-)><dE->``
+
+      ``grad_omega L ≈ <g_data'(r+) dH+> - <g_model'(r-) dH->``
+
+Every term is a weighted sum of per-sample parameter gradients, so each model needs only
+one weighted backward pass per batch (``weighted_grad_params``): the weights of
+``dE-`` are ``(-g_model'(r-) + g_model(r-) - <g_model(r-)>) / n-``, the covariance term
+``<g dE> - <g><dE>`` being ``sum_i (g_i - <g>) dE_i / n``.
+
+The covariance term (the score term of D1) has expectation ``(1 - 1/n) Cov_q(g_model, dE)``
+(bias ``O(1/n)``, as in the published stop-gradient surrogate). ``covariance="halves"``
+makes it unbiased: the negatives are split into halves ``A``, ``B`` and each half is
+centred by the *other* half's mean,
+``0.5 [<g dE>_A - <g>_B <dE>_A] + 0.5 [<g dE>_B - <g>_A <dE>_B]``, whose expectation is
+exactly ``Cov_q(g_model, dE)`` because the halves are independent.
+``covariance="bessel"`` divides by ``n - 1`` instead of ``n`` (also unbiased).
+
+(D14) optional l2 terms with weight ``lam``: ``lam (<E+^2> + <E-^2>)`` is added to the
+energy's loss and ``lam (<H+^2> + <H-^2>)`` to the critic's loss.
+
+Sign conventions of :class:`FEBMGradient`
+------------------------------------------
+``grad_theta`` is the gradient of the quantity the energy *minimises*,
+``L + lam (<E+^2> + <E-^2>)``; ``grad_omega`` is the gradient of the quantity the critic
+*maximises*, ``L - lam (<H+^2> + <H-^2>)``. With ``lam = 0`` they are the estimates of
+D9 and D10 (the same sign convention as :class:`febm_ref.exact_objective.ExactObjective`).
+An optimiser that minimises takes ``+grad_theta`` for theta and ``-grad_omega`` for omega.
+
+Contrastive divergence (maximum likelihood)
+-------------------------------------------
+``-E_p[log q_theta] = E_p[E_theta] + log Z_theta`` has gradient (D1)
+``E_p[dE] - E_q[dE]``, estimated by ``<dE+> - <dE->``. D12: with KL, D9 is
+``E_p[dE] - E_q[e^r] E_q[dE]``, which equals the CD gradient at the optimal critic.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from febm_ref._validation import as_float_array, check_real_scalar
+from febm_ref.divergences import Divergence, resolve_divergence
+
+__all__ = [
+    "COVARIANCE_ESTIMATORS",
+    "FEBMGradient",
+    "ModelPass",
+    "model_pass",
+    "covariance_weights",
+    "febm_gradient",
+    "febm_critic_gradient",
+    "febm_objective_value",
+    "contrastive_divergence_gradient",
+]
+
+COVARIANCE_ESTIMATORS = ("batch", "halves", "bessel")
+"""Estimators of ``Cov_q(g_model(r), dE)`` in D13 (see the module docstring)."""
+
+
+class FEBMGradient(NamedTuple):
+    """Result of one evaluation of the minibatch estimator.
+
+    Attributes
+    ----------
+    grad_theta : ndarray (P,)
+        Gradient of the energy's loss ``L + lam(<E+^2> + <E-^2>)`` (D13, D14);
+        empty for :func:`febm_critic_gradient`.
+    grad_omega : ndarray (Q,)
+        Gradient of the critic's objective ``L - lam(<H+^2> + <H-^2>)`` (D13, D14; to be
+        *ascended*); empty for CD.
+    loss : float
+        ``L_hat = <g_data(r+)> - <g_model(r-)>`` (D8) for f-EBM; for CD the mean-energy
+        gap ``<E+> - <E->`` (the CD surrogate whose gradient is returned).
+    diagnostics : dict
+        Batch statistics: means of ``r+``, ``r-``, ``exp(r-)`` (``E_q[p/q] = 1`` at the
+        optimal critic), the covariance-term estimate's norm, the l2 values.
+    """
+
+    grad_theta: np.ndarray
+    grad_omega: np.ndarray
+    loss: float
+    diagnostics: dict
+
+
+class ModelPass:
+    """One forward pass of a model on a batch, and weighted backward passes from it.
+
+    For a Numba-backend :class:`~febm_ref.energies.MLPEnergy` the forward activations are
+    cached (:class:`febm_ref._batched_mlp.BatchedMLP`), so the backward pass does not
+    repeat the forward one; any other model with the ``EnergyModel`` interface falls back
+    to ``energy(x)`` and ``weighted_grad_params(x, w)``.
+    """
+
+    def __init__(self, model, x):
+        self.model = model
+        self.x = x
+        self._batched = None
+        if getattr(model, "backend", None) == "numba" and hasattr(model, "kernel_args"):
+            from febm_ref._batched_mlp import BatchedMLP
+
+            self._batched = BatchedMLP(model, model._check_x(x))
+            self.values = self._batched.values
+        else:
+            self.values = model.energy(x)
+
+    def weighted_grad_params(self, w) -> np.ndarray:
+        """``sum_i w_i grad_params(x_i)``."""
+        if self._batched is not None:
+            return self._batched.weighted_grad_params(w)
+        return self.model.weighted_grad_params(self.x, w)
+
+
+def model_pass(model, x) -> ModelPass:
+    """:class:`ModelPass` of ``model`` on ``x`` (shape ``(n, d)``, or ``(n,)`` in 1-D)."""
+    return ModelPass(model, x)
+
+
+def _stack_batches(x_pos, x_neg, dim: int):
+    x_pos = as_float_array(x_pos, "x_pos", ndim=(1, 2))
+    x_neg = as_float_array(x_neg, "x_neg", ndim=(1, 2))
+    if x_pos.ndim == 1:
+        x_pos = x_pos[:, None]
+    if x_neg.ndim == 1:
+        x_neg = x_neg[:, None]
+    if x_pos.shape[1] != dim or x_neg.shape[1] != dim:
+        raise ValueError(f"x_pos and x_neg must have shape (n, {dim}) for {dim}-dimensional models, "
+                         f"got {x_pos.shape} and {x_neg.shape}")
+    if x_pos.shape[0] < 1:
+        raise ValueError("x_pos must hold at least one positive sample")
+    return x_pos, x_neg, np.ascontiguousarray(np.concatenate([x_pos, x_neg], axis=0))
+
+
+def covariance_weights(g: np.ndarray, estimator: str = "batch") -> np.ndarray:
+    """Weights ``c`` with ``sum_i c_i dE_i`` the estimate of ``Cov_q(g, dE)``.
+
+    ``batch``: ``c_i = (g_i - <g>) / n`` (D13 as written, expectation ``(1 - 1/n) Cov``);
+    ``bessel``: ``(g_i - <g>) / (n - 1)``;
+    ``halves``: for ``i`` in half ``A``, ``(g_i - <g>_B) / (2 n_A)`` and symmetrically
+    (first ``floor(n/2)`` samples form ``A``; unbiased because the halves are independent).
+    """
+    n = g.shape[0]
+    if estimator == "batch":
+        return (g - np.mean(g)) / n
+    if estimator == "bessel":
+        if n < 2:
+            raise ValueError("covariance='bessel' needs at least 2 negatives")
+        return (g - np.mean(g)) / (n - 1)
+    if estimator == "halves":
+        if n < 2:
+            raise ValueError("covariance='halves' needs at least 2 negatives")
+        h = n // 2
+        a, b = g[:h], g[h:]
+        return np.concatenate([(a - np.mean(b)) / (2 * h), (b - np.mean(a)) / (2 * (n - h))])
+    raise ValueError(f"unknown covariance estimator {estimator!r}; choose one of {COVARIANCE_ESTIMATORS}")
+
+
+def _check_lam(l2_weight) -> float:
+    return check_real_scalar(l2_weight, "l2_weight", nonnegative=True)
+
+
+def _check_finite(name: str, values) -> None:
+    if not np.all(np.isfinite(values)):
+        raise FloatingPointError(
+            f"{name} is not finite (the modelled log ratio r = H + E is so large that "
+            "g(r) overflows); lower the learning rate or add the l2 terms (D14)")
+
+
+def febm_gradient(divergence, energy, critic, x_pos, x_neg, *, l2_weight: float = 0.0,
+                  covariance: str = "batch", alpha=None, critic_pass=None) -> FEBMGradient:
+    """The minibatch estimator D13 of ``(grad_theta L, grad_omega L)`` (+ D14 terms).
+
+    Parameters
+    ----------
+    divergence : Divergence or str
+        Catalogue divergence (pass ``alpha=`` for the alpha family by name).
+    energy, critic : EnergyModel
+        ``E_theta`` and ``H_omega`` (same input dimension).
+    x_pos, x_neg : ndarray (n+, d), (n-, d)
+        Positives from ``p`` and negatives from ``q_theta`` (treated as constants).
+    l2_weight : float
+        ``lam`` of D14 (0 disables the l2 terms).
+    covariance : {"batch", "halves", "bessel"}
+        Estimator of the covariance term (see :func:`covariance_weights`).
+    critic_pass : ModelPass, optional
+        A precomputed :func:`model_pass` of ``critic`` on ``concatenate([x_pos, x_neg])``
+        (saves one forward pass when the caller already has it).
+
+    Returns
+    -------
+    FEBMGradient
+
+    Raises
+    ------
+    FloatingPointError
+        If ``r`` makes a ``g`` term non-finite (the message names the quantity).
+    """
+    div: Divergence = resolve_divergence(divergence, alpha=alpha)
+    lam = _check_lam(l2_weight)
+    if covariance not in COVARIANCE_ESTIMATORS:
+        raise ValueError(f"unknown covariance estimator {covariance!r}; choose one of {COVARIANCE_ESTIMATORS}")
+    if energy.dim != critic.dim:
+        raise ValueError(f"energy (dim {energy.dim}) and critic (dim {critic.dim}) must share the input dimension")
+    x_pos, x_neg, x_all = _stack_batches(x_pos, x_neg, energy.dim)
+    n_pos, n_neg = x_pos.shape[0], x_neg.shape[0]
+    if n_neg < 1:
+        raise ValueError("x_neg must hold at least one negative sample")
+    hp = critic_pass if critic_pass is not None else model_pass(critic, x_all)
+    e_all = energy.energy(x_all)
+    h_all = hp.values
+    r_all = h_all + e_all
+    r_pos, r_neg = r_all[:n_pos], r_all[n_pos:]
+    with np.errstate(over="ignore", invalid="ignore"):
+        gd = div.g_data(r_pos)
+        gm = div.g_model(r_neg)
+        gdp = div.g_data_prime(r_pos)
+        gmp = div.g_model_prime(r_neg)
+    _check_finite("g_data(r+)", gd)
+    _check_finite("g_model(r-)", gm)
+    _check_finite("g_data'(r+)", gdp)
+    _check_finite("g_model'(r-)", gmp)
+    loss = float(np.mean(gd) - np.mean(gm))
+    # critic (D10 estimate): weights g_data'(r+)/n+ and -g_model'(r-)/n-
+    w_omega = np.concatenate([gdp / n_pos, -gmp / n_neg])
+    cov_w = covariance_weights(gm, covariance)
+    w_theta = w_omega.copy()
+    w_theta[n_pos:] += cov_w
+    reg_e = reg_h = 0.0
+    if lam > 0.0:
+        e_pos, e_neg = e_all[:n_pos], e_all[n_pos:]
+        h_pos, h_neg = h_all[:n_pos], h_all[n_pos:]
+        reg_e = float(np.mean(e_pos ** 2) + np.mean(e_neg ** 2))
+        reg_h = float(np.mean(h_pos ** 2) + np.mean(h_neg ** 2))
+        w_theta = w_theta + 2.0 * lam * np.concatenate([e_pos / n_pos, e_neg / n_neg])
+        w_omega = w_omega - 2.0 * lam * np.concatenate([h_pos / n_pos, h_neg / n_neg])
+    grad_theta = energy.weighted_grad_params(x_all, w_theta)
+    grad_omega = hp.weighted_grad_params(w_omega)
+    diagnostics = {
+        "mean_r_pos": float(np.mean(r_pos)), "mean_r_neg": float(np.mean(r_neg)),
+        "mean_exp_r_neg": float(np.mean(np.exp(np.minimum(r_neg, 700.0)))),
+        "l2_energy": reg_e, "l2_critic": reg_h,
+    }
+    return FEBMGradient(np.asarray(grad_theta, dtype=np.float64), np.asarray(grad_omega, dtype=np.float64),
+                        loss, diagnostics)
+
+
+def febm_critic_gradient(divergence, energy, critic, x_pos, x_neg, *, l2_weight: float = 0.0,
+                         alpha=None, critic_pass=None) -> FEBMGradient:
+    """Only the critic half of D13: ``grad_omega`` of ``L - lam(<H+^2> + <H-^2>)``.
+
+    Cheaper than :func:`febm_gradient` (no energy backward pass); ``grad_theta`` is empty.
+    This is the entry point for training a critic alone at fixed ``theta``.
+    """
+    div: Divergence = resolve_divergence(divergence, alpha=alpha)
+    lam = _check_lam(l2_weight)
+    x_pos, x_neg, x_all = _stack_batches(x_pos, x_neg, critic.dim)
+    n_pos, n_neg = x_pos.shape[0], x_neg.shape[0]
+    if n_neg < 1:
+        raise ValueError("x_neg must hold at least one negative sample")
+    hp = critic_pass if critic_pass is not None else model_pass(critic, x_all)
+    h_all = hp.values
+    r_all = h_all + energy.energy(x_all)
+    r_pos, r_neg = r_all[:n_pos], r_all[n_pos:]
+    with np.errstate(over="ignore", invalid="ignore"):
+        gd, gm = div.g_data(r_pos), div.g_model(r_neg)
+        gdp, gmp = div.g_data_prime(r_pos), div.g_model_prime(r_neg)
+    _check_finite("g_data(r+)", gd)
+    _check_finite("g_model(r-)", gm)
+    _check_finite("g_data'(r+)", gdp)
+    _check_finite("g_model'(r-)", gmp)
+    w_omega = np.concatenate([gdp / n_pos, -gmp / n_neg])
+    reg_h = 0.0
+    if lam > 0.0:
+        h_pos, h_neg = h_all[:n_pos], h_all[n_pos:]
+        reg_h = float(np.mean(h_pos ** 2) + np.mean(h_neg ** 2))
+        w_omega = w_omega - 2.0 * lam * np.concatenate([h_pos / n_pos, h_neg / n_neg])
+    grad_omega = hp.weighted_grad_params(w_omega)
+    return FEBMGradient(np.empty(0), np.asarray(grad_omega, dtype=np.float64),
+                        float(np.mean(gd) - np.mean(gm)),
+                        {"mean_r_pos": float(np.mean(r_pos)), "mean_r_neg": float(np.mean(r_neg)),
+                         "l2_critic": reg_h})
+
+
+def febm_objective_value(divergence, energy, critic, x_pos, x_neg, *, alpha=None) -> float:
+    """``L_hat = <g_data(r+)> - <g_model(r-)>`` (D8) on a batch; a lower bound (D5) on
+    ``D_f(P||Q_theta)`` in expectation for every critic."""
+    div = resolve_divergence(divergence, alpha=alpha)
+    x_pos, x_neg, _ = _stack_batches(x_pos, x_neg, energy.dim)
+    r_pos = critic.energy(x_pos) + energy.energy(x_pos)
+    r_neg = critic.energy(x_neg) + energy.energy(x_neg)
+    with np.errstate(over="ignore", invalid="ignore"):
+        return float(np.mean(div.g_data(r_pos)) - np.mean(div.g_model(r_neg)))
+
+
+def contrastive_divergence_gradient(energy, x_pos, x_neg, *, l2_weight: float = 0.0) -> FEBMGradient:
+    """Maximum-likelihood (contrastive-divergence) gradient ``<dE+> - <dE->`` (D1, D12).
+
+    Optionally with the l2 term of D14 on the energy, ``lam(<E+^2> + <E-^2>)``.
+    ``loss`` is ``<E+> - <E->``; ``grad_omega`` is empty (there is no critic).
+    """
+    lam = _check_lam(l2_weight)
+    x_pos, x_neg, x_all = _stack_batches(x_pos, x_neg, energy.dim)
+    n_pos, n_neg = x_pos.shape[0], x_neg.shape[0]
+    if n_neg < 1:
+        raise ValueError("x_neg must hold at least one negative sample")
+    e_all = energy.energy(x_all)
+    w = np.concatenate([np.full(n_pos, 1.0 / n_pos), np.full(n_neg, -1.0 / n_neg)])
+    reg_e = 0.0
+    if lam > 0.0:
+        reg_e = float(np.mean(e_all[:n_pos] ** 2) + np.mean(e_all[n_pos:] ** 2))
+        w = w + 2.0 * lam * np.concatenate([e_all[:n_pos] / n_pos, e_all[n_pos:] / n_neg])
+    grad = energy.weighted_grad_params(x_all, w)
+    loss = float(np.mean(e_all[:n_pos]) - np.mean(e_all[n_pos:]))
+    return FEBMGradient(np.asarray(grad, dtype=np.float64), np.empty(0), loss, {"l2_energy": reg_e})
