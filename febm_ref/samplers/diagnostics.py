@@ -55,6 +55,19 @@ def autocorrelation(draws) -> np.ndarray:
     return acov / acov[0]
 
 
+def _mean_autocovariance(a, chunk=256):
+    """Chain-averaged autocovariance ``(n,)`` and per-chain variances ``acov_0`` ``(m,)``,
+    computed ``chunk`` chains at a time to bound the memory of the FFT."""
+    n, m = a.shape
+    total = np.zeros(n)
+    var0 = np.empty(m)
+    for start in range(0, m, chunk):
+        acov = autocovariance(a[:, start:start + chunk])
+        total += acov.sum(axis=1)
+        var0[start:start + chunk] = acov[0]
+    return total / m, var0
+
+
 def effective_sample_size(draws) -> float:
     """Multi-chain effective sample size (module docstring; Geyer initial positive sequence).
 
@@ -63,14 +76,14 @@ def effective_sample_size(draws) -> float:
     """
     a = _as_draws(draws)
     n, m = a.shape
-    acov = autocovariance(a)
-    chain_var = acov[0] * n / (n - 1.0)
+    mean_acov, var0 = _mean_autocovariance(a)
+    chain_var = var0 * n / (n - 1.0)
     W = float(np.mean(chain_var))
     B_over_n = float(np.var(a.mean(axis=0), ddof=1)) if m > 1 else 0.0
     var_plus = (n - 1.0) / n * W + B_over_n
     if not var_plus > 0:
         raise ValueError("draws are constant: the effective sample size is undefined")
-    rho = 1.0 - (W - acov.mean(axis=1)) / var_plus
+    rho = 1.0 - (W - mean_acov) / var_plus
     rho[0] = 1.0
     # Geyer: pair sums Gamma_k = rho_2k + rho_2k+1, truncated at the first non-positive one
     n_pairs = n // 2
