@@ -1,0 +1,134 @@
+"""First-order optimisers (minimisers) with explicit, checkpointable state.
+
+Each optimiser maps ``(params, grad, lr) -> new params`` for a flat float64 vector and
+keeps its state in plain arrays (:meth:`state_dict` / :meth:`load_state_dict`), so a
+training run can be checkpointed and resumed bit-for-bit. They *minimise*: pass the
+gradient of the loss (for the critic of f-EBM, which ascends ``L``, pass ``-grad_omega``).
+
+* :class:`SGD`   ``theta <- theta - lr g`` (optional heavy-ball momentum).
+* :class:`Adam`  Kingma & Ba with bias correction; ``beta1 = 0`` (no first moment, the
+  variant used by the published f-EBM image code) is allowed.
+
+Learning-rate schedules (:func:`learning_rate`) are functions of the iteration only.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from febm_ref._validation import as_float_array, check_positive_int, check_real_scalar
+
+__all__ = ["SGD", "Adam", "make_optimizer", "OPTIMIZERS", "SCHEDULES", "learning_rate"]
+
+OPTIMIZERS = ("sgd", "adam")
+SCHEDULES = ("constant", "cosine", "inverse_sqrt")
+
+
+class SGD:
+    """Stochastic gradient descent, ``v <- m v + g``, ``theta <- theta - lr v`` (``m = 0``: plain)."""
+
+    name = "sgd"
+
+    def __init__(self, n_params: int, *, momentum: float = 0.0):
+        self.n_params = check_positive_int(n_params, "n_params")
+        self.momentum = check_real_scalar(momentum, "momentum", nonnegative=True)
+        if self.momentum >= 1.0:
+            raise ValueError(f"momentum must be in [0, 1), got {self.momentum}")
+        self.velocity = np.zeros(self.n_params)
+        self.t = 0
+
+    def step(self, params: np.ndarray, grad: np.ndarray, lr: float) -> np.ndarray:
+        """Return the updated parameters (the inputs are not modified)."""
+        self.t += 1
+        if self.momentum > 0.0:
+            self.velocity = self.momentum * self.velocity + grad
+            return params - lr * self.velocity
+        return params - lr * grad
+
+    def state_dict(self) -> dict:
+        return {"velocity": self.velocity.copy(), "t": np.array(self.t)}
+
+    def load_state_dict(self, state: dict) -> None:
+        v = as_float_array(state["velocity"], "velocity", ndim=1)
+        if v.shape != (self.n_params,):
+            raise ValueError(f"SGD state has {v.shape[0]} parameters, expected {self.n_params}")
+        self.velocity = v.copy()
+        self.t = int(state["t"])
+
+    def config(self) -> dict:
+        return {"name": self.name, "momentum": self.momentum}
+
+
+class Adam:
+    """Adam: ``m <- b1 m + (1-b1) g``, ``v <- b2 v + (1-b2) g^2``,
+    ``theta <- theta - lr m_hat / (sqrt(v_hat) + eps)`` with ``m_hat = m/(1-b1^t)``,
+    ``v_hat = v/(1-b2^t)``. With ``beta1 = 0`` the update is ``g / (sqrt(v_hat) + eps)``.
+    """
+
+    name = "adam"
+
+    def __init__(self, n_params: int, *, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8):
+        self.n_params = check_positive_int(n_params, "n_params")
+        self.beta1 = check_real_scalar(beta1, "beta1", nonnegative=True)
+        self.beta2 = check_real_scalar(beta2, "beta2", nonnegative=True)
+        self.eps = check_real_scalar(eps, "eps", positive=True)
+        if not (self.beta1 < 1.0 and self.beta2 < 1.0):
+            raise ValueError(f"Adam needs 0 <= beta1 < 1 and 0 <= beta2 < 1, got {beta1}, {beta2}")
+        self.m = np.zeros(self.n_params)
+        self.v = np.zeros(self.n_params)
+        self.t = 0
+
+    def step(self, params: np.ndarray, grad: np.ndarray, lr: float) -> np.ndarray:
+        """Return the updated parameters (the inputs are not modified)."""
+        self.t += 1
+        b1, b2 = self.beta1, self.beta2
+        if b1 > 0.0:
+            self.m = b1 * self.m + (1.0 - b1) * grad
+            m_hat = self.m / (1.0 - b1 ** self.t)
+        else:
+            m_hat = grad
+        self.v = b2 * self.v + (1.0 - b2) * grad * grad
+        v_hat = self.v / (1.0 - b2 ** self.t)
+        return params - lr * m_hat / (np.sqrt(v_hat) + self.eps)
+
+    def state_dict(self) -> dict:
+        return {"m": self.m.copy(), "v": self.v.copy(), "t": np.array(self.t)}
+
+    def load_state_dict(self, state: dict) -> None:
+        for key in ("m", "v"):
+            arr = as_float_array(state[key], key, ndim=1)
+            if arr.shape != (self.n_params,):
+                raise ValueError(f"Adam state {key!r} has {arr.shape[0]} parameters, expected {self.n_params}")
+        self.m = np.array(state["m"], dtype=np.float64)
+        self.v = np.array(state["v"], dtype=np.float64)
+        self.t = int(state["t"])
+
+    def config(self) -> dict:
+        return {"name": self.name, "beta1": self.beta1, "beta2": self.beta2, "eps": self.eps}
+
+
+def make_optimizer(name: str, n_params: int, **options):
+    """``"sgd"`` (option ``momentum``) or ``"adam"`` (options ``beta1, beta2, eps``)."""
+    if name == "sgd":
+        return SGD(n_params, **options)
+    if name == "adam":
+        return Adam(n_params, **options)
+    raise ValueError(f"unknown optimizer {name!r}; choose one of {OPTIMIZERS}")
+
+
+def learning_rate(schedule: str, base: float, iteration: int, total: int, *, final_fraction: float = 0.0) -> float:
+    """Learning rate at ``iteration`` (0-based) of ``total``.
+
+    ``constant``: ``base``. ``cosine``: ``base (f + (1 - f)(1 + cos(pi t/T))/2)`` with
+    ``f = final_fraction``. ``inverse_sqrt``: ``base / sqrt(1 + t / (T/100))``.
+    """
+    if schedule == "constant":
+        return base
+    if schedule == "cosine":
+        c = 0.5 * (1.0 + math.cos(math.pi * iteration / total))
+        return base * (final_fraction + (1.0 - final_fraction) * c)
+    if schedule == "inverse_sqrt":
+        return base / math.sqrt(1.0 + iteration / max(total / 100.0, 1.0))
+    raise ValueError(f"unknown learning-rate schedule {schedule!r}; choose one of {SCHEDULES}")
