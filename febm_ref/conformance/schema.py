@@ -1,0 +1,182 @@
+"""The golden-file schema: format name, version, file list and per-quantity tolerances.
+
+A golden set is a directory::
+
+    manifest.json            format, versions, seed, the section list, sha256 + size of every file
+    <section>.json           metadata, tolerances and the list of cases of one section
+    <section>.npz            the arrays the cases refer to (uncompressed, float64/int64)
+
+Every JSON file carries ``format``, ``schema_version``, ``febm_ref_version`` and ``seed``.
+A *case* is one call of one adapter function (see :mod:`febm_ref.conformance.adapter`)::
+
+    {"id": "kl/g_data", "quantity": "g_data", "function": "divergence_map",
+     "args": {"name": "kl", "params": {}, "quantity": "g_data", "x": {"array": "kl/s"}},
+     "output": null, "expected": {"array": "kl/g_data"}}
+
+``args`` lists the arguments in the positional order of the adapter function; a value of the
+form ``{"array": KEY}`` stands for the array ``KEY`` of the section's NPZ file (also inside
+nested objects), every other JSON value is passed as is. ``output`` selects an element of a
+tuple-valued result (``null`` for a single result). ``expected`` is ``{"array": KEY}`` or
+``{"value": number}``; JSON numbers are written with Python's shortest round-trip ``repr``, so
+they are exact float64 values, and ``Infinity``/``-Infinity`` (Python's JSON extension)
+stand for +-inf.
+
+Comparison (:func:`within_tolerance`): an element passes iff it equals an infinite expected
+value exactly, or is finite with ``|actual - expected| <= atol + rtol * |expected|``; NaN never
+passes. The *error ratio* ``|actual - expected| / (atol + rtol * |expected|)`` is what the
+checker reports (``<= 1`` passes).
+
+Why these tolerances
+--------------------
+Everything is float64. A tolerance is the error a *correct* float64 implementation can
+legitimately have, given the conditioning of the quantity, with a margin of ~10-100: tight
+enough that a wrong formula (a missing term, a wrong constant, float32 arithmetic) fails by
+orders of magnitude.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+FORMAT = "febm-ref-golden"
+SCHEMA_VERSION = "1"
+"""Bumped when a file, key, argument order or tolerance meaning changes incompatibly."""
+
+SECTIONS = ("catalogue", "gaussians", "mlp", "objective", "langevin", "optima", "convergence")
+"""All sections the schema knows, in file order. A golden set may omit sections whose
+reference module is not part of this febm-ref version (the manifest lists those present)."""
+
+SECTION_STREAMS = {name: index for index, name in enumerate(SECTIONS)}
+"""Each section draws its random inputs from ``np.random.default_rng([seed, index])``, so
+adding a section never changes the inputs of another."""
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """``|actual - expected| <= atol + rtol * |expected|`` element-wise; ``why`` explains it."""
+
+    rtol: float
+    atol: float
+    why: str
+
+    def as_json(self) -> dict:
+        return {"rtol": self.rtol, "atol": self.atol, "why": self.why}
+
+
+_CATALOGUE_G = Tolerance(
+    1e-12, 1e-14,
+    "Element-wise maps of s; the reference is accurate to a few ulps (tested against 80-digit "
+    "mpmath). The largest legitimate relative error is that of exp(c s) for |c s| <= 1050, "
+    "about |c s| eps = 2.3e-13 (the product c*s is rounded). atol 1e-14 admits implementations "
+    "that evaluate a map through O(1) intermediate terms where its value crosses 0 "
+    "(e.g. log 2 + s - softplus(s) at s ~ 1e-9).")
+
+TOLERANCES: dict[str, dict[str, Tolerance]] = {
+    "catalogue": {
+        "f": Tolerance(1e-12, 1e-14,
+                       "f(u) on u in [1e-12, 1e12]; few-ulp reference. atol 1e-14 because f "
+                       "vanishes quadratically at u = 1 and an implementation that forms "
+                       "u^a - 1 - a(u - 1) directly loses relative (not absolute) accuracy there."),
+        "f_prime": Tolerance(1e-12, 1e-14, "f'(u): same reasoning as f."),
+        "f_double_prime": Tolerance(1e-12, 0.0, "f''(u) is a product of powers of u: no cancellation."),
+        "conjugate": Tolerance(
+            1e-11, 1e-14,
+            "f*(t) at t = f'(u), u in [1e-3, 1e3] (the range of f', where f* is unambiguous; "
+            "outside it conventions differ). Its condition number |t u / f*(t)| reaches 500 "
+            "(Neyman near u = 1e-3), so a correct evaluation can be off by ~500 eps = 1.1e-13."),
+        "g_data": _CATALOGUE_G,
+        "g_model": _CATALOGUE_G,
+        "g_data_prime": _CATALOGUE_G,
+        "g_model_prime": _CATALOGUE_G,
+    },
+    "gaussians": {
+        "closed_form": Tolerance(
+            1e-10, 0.0,
+            "Closed forms (trace / Mahalanobis / log-det, and log of the Gaussian power integral) "
+            "of well-conditioned pairs (cond <= 30): a textbook implementation using inverses "
+            "and log-determinants is accurate to ~1e-13 relative; +inf where the integral "
+            "diverges must be returned as +inf."),
+        "jensen_shannon": Tolerance(
+            1e-8, 0.0,
+            "No closed form: the reference is adaptive quadrature of q f(p/q) in log space (1-D "
+            "and 2-D only) with an estimated error below 1e-10 relative; 1e-8 admits any "
+            "careful quadrature."),
+    },
+    "mlp": {
+        "energy": Tolerance(1e-11, 1e-13,
+                            "Forward pass of a small MLP with O(1) weights: rounding ~ depth x width x "
+                            "eps relative to the magnitude of the summands; atol covers energies "
+                            "near 0."),
+        "grad_x": Tolerance(1e-11, 1e-13, "Backward pass: same reasoning as energy."),
+        "grad_params": Tolerance(1e-11, 1e-13,
+                                 "Per-sample parameter gradients (one row per input), same "
+                                 "reasoning as energy."),
+    },
+    "objective": {
+        "energy_grad": Tolerance(
+            1e-9, 1e-12,
+            "Batch means of products of maps of r = H + E (D13): r itself carries ~1e-15 "
+            "absolute error, the maps amplify it by |g'/g| <= e^{2|r|}, and the covariance "
+            "term <g dE> - <g><dE> cancels; 1e-9 relative (atol 1e-12 for near-zero "
+            "components) is ~1e4 eps per term. Forgetting the covariance (score) term, a "
+            "sign, or the l2 term changes the result at O(1)."),
+        "critic_grad": Tolerance(1e-9, 1e-12, "Same reasoning as energy_grad (D13, D14)."),
+    },
+    "langevin": {
+        "trajectory": Tolerance(
+            1e-10, 1e-12,
+            "K steps of an explicit map whose Lipschitz constant is ~1 + eps |Hess E|: "
+            "rounding of order 1e-15 per step grows at most geometrically over the few steps "
+            "stored; 1e-10 leaves a wide margin. The noise is pre-drawn, so the trajectory is "
+            "deterministic."),
+    },
+    "optima": {
+        "optimum": Tolerance(
+            1e-6, 1e-8,
+            "argmin of a smooth 1-D quadrature objective: an optimiser stopped at a gradient "
+            "tolerance ~1e-10 locates the minimiser to ~sqrt(curvature ratio) x 1e-10; 1e-6 "
+            "relative admits any converged optimiser but no wrong divergence."),
+        "divergence_at_optimum": Tolerance(
+            1e-9, 1e-12,
+            "The divergence value at the optimum is second-order insensitive to the location "
+            "error, so it is checked tighter than the location."),
+    },
+    "convergence": {
+        "jacobian": Tolerance(
+            1e-8, 1e-10,
+            "D17 Jacobian from expectations under p (closed form or quadrature); atol for "
+            "structurally zero entries."),
+        "eigenvalues": Tolerance(
+            1e-8, 1e-10,
+            "Eigenvalues of the small Jacobian (compared after sorting by real, then imaginary "
+            "part); well separated, so as well conditioned as the entries."),
+    },
+}
+
+
+def within_tolerance(actual, expected, tol: Tolerance):
+    """Element-wise pass mask and error ratios (see the module docstring).
+
+    Returns
+    -------
+    ok : ndarray of bool
+    ratio : ndarray of float
+        ``|a - e| / (atol + rtol |e|)``; 0 where an infinite expected value is matched, +inf
+        where a required infinity or a finite value is missed, or ``actual`` is NaN.
+    """
+    import numpy as np
+
+    a = np.asarray(actual, dtype=np.float64)
+    e = np.asarray(expected, dtype=np.float64)
+    ratio = np.full(e.shape, np.inf)
+    finite = np.isfinite(e)
+    infinite_match = ~finite & (a == e)
+    ratio[infinite_match] = 0.0
+    both = finite & np.isfinite(a)
+    allowed = tol.atol + tol.rtol * np.abs(e[both])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        diff = np.abs(a[both] - e[both])
+        r = np.where(allowed > 0, diff / np.where(allowed > 0, allowed, 1.0),
+                     np.where(diff == 0, 0.0, np.inf))
+    ratio[both] = r
+    return ratio <= 1.0, ratio
