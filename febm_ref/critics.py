@@ -106,3 +106,36 @@ class QuadraticCritic(EnergyModel):
 
     def _weighted_grad_params(self, x, w):
         return w @ self._features(x)
+
+
+class OffsetEnergy(EnergyModel):
+    """``E(x) = base(x) + b``: any model plus a free additive constant (the gauge of
+    DESIGN section 5). ``params = [base params, b]``; ``dE/db = 1``."""
+
+    def __init__(self, base, offset: float = 0.0):
+        self.base = base
+        self.dim = base.dim
+        self._set_params(np.concatenate([base.params, [float(offset)]]))
+
+    def _validate_params(self, theta):
+        if theta.shape != (self.base.n_params + 1,) or not np.all(np.isfinite(theta)):
+            raise ValueError(f"OffsetEnergy needs {self.base.n_params + 1} finite parameters "
+                             f"(base, then offset), got shape {theta.shape}")
+        self._base_now = self.base.with_params(theta[:-1])
+
+    def energy_complex(self, x, params):
+        return self.base.energy_complex(x, params[:-1]) + params[-1]
+
+    def _energy(self, x):
+        return self._base_now.energy(x) + self._params[-1]
+
+    def _energy_and_grad_x(self, x):
+        e, g = self._base_now.energy_and_grad_x(x)
+        return e + self._params[-1], g
+
+    def _grad_params(self, x):
+        g = self._base_now.grad_params(x)
+        return np.concatenate([g, np.ones((g.shape[0], 1))], axis=1)
+
+    def _weighted_grad_params(self, x, w):
+        return np.concatenate([self._base_now.weighted_grad_params(x, w), [np.sum(w)]])
