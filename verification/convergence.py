@@ -548,27 +548,18 @@ def linear_rate_run(prob: Problem, div: Divergence, z_ref, J, *, scheme: str, et
 # ----------------------------------------------------------------------------------
 # Stochastic minibatch dynamics (D13)
 # ----------------------------------------------------------------------------------
-# febm_ref/objective.py (the D13 estimator) is being written for issue 5; until it lands
-# this is a minimal local copy used only here.
+# The estimator is the library's (febm_ref.objective.febm_gradient, D13); this adapter turns
+# it into the field convention v = (-grad_theta, +grad_omega).
 
 
 def minibatch_field_d13(div: Divergence, energy, critic, x_pos, x_neg) -> np.ndarray:
     """The D13 estimate of ``v = (-grad_theta L, +grad_omega L)`` from positives ``x_pos ~ p``
-    and negatives ``x_neg ~ q_theta`` (samples are constants)::
+    and negatives ``x_neg ~ q_theta`` (samples are constants), via
+    :func:`febm_ref.objective.febm_gradient`."""
+    from febm_ref.objective import febm_gradient
 
-        grad_theta ~ <g_d'(r+) dE+> - <g_m'(r-) dE-> + <g_m(r-) dE-> - <g_m(r-)><dE->
-        grad_omega ~ <g_d'(r+) dH+> - <g_m'(r-) dH->
-    """
-    rp = critic.energy(x_pos) + energy.energy(x_pos)
-    rn = critic.energy(x_neg) + energy.energy(x_neg)
-    n_pos, n_neg = rp.shape[0], rn.shape[0]
-    w_pos = div.g_data_prime(rp) / n_pos
-    gm = div.g_model(rn)
-    w_neg_theta = (-div.g_model_prime(rn) + gm - gm.mean()) / n_neg
-    w_neg_omega = -div.g_model_prime(rn) / n_neg
-    g_theta = energy.weighted_grad_params(x_pos, w_pos) + energy.weighted_grad_params(x_neg, w_neg_theta)
-    g_omega = critic.weighted_grad_params(x_pos, w_pos) + critic.weighted_grad_params(x_neg, w_neg_omega)
-    return np.concatenate([-g_theta, g_omega])
+    g = febm_gradient(div, energy, critic, x_pos, x_neg)
+    return np.concatenate([-g.grad_theta, g.grad_omega])
 
 
 def stochastic_experiment(div: Divergence, *, eta: float, n_steps: int, n_runs: int, batch: int,
