@@ -103,10 +103,10 @@ _SPECS = (
         "x <- x' - step_size g, clipped to [box[0], box[1]] if box is not None. Returns the "
         "points after each step."),
     FunctionSpec(
-        "exact_optimum_1d", ("name", "params", "target"), "(2,) array", "optima",
-        "argmin over (mu, sigma) of D_f(P || N(mu, sigma^2)) for the 1-D target P described by "
-        "the dict target (a Gaussian mixture: {'weights', 'means', 'stds'} lists) (DESIGN "
-        "section 6)."),
+        "exact_optimum_1d", ("name", "params", "target"), "((2,) array, float)", "optima",
+        "The minimiser (mu, sigma) of D_f(P || N(mu, sigma^2)) and the minimum value, for the "
+        "1-D Gaussian-mixture target P given as a dict {'weights', 'means', 'variances'} of "
+        "equal-length lists (DESIGN section 6)."),
     FunctionSpec(
         "convergence_jacobian", ("name", "params", "toy"), "(m, m) array", "convergence",
         "Jacobian of the f-EBM vector field v = (-grad_theta L, +grad_omega L) at the "
