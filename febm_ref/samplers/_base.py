@@ -110,7 +110,7 @@ def check_finite_state(x: np.ndarray, energy: np.ndarray, grad: Optional[np.ndar
         if bad.any():
             idx = tuple(int(i) for i in np.argwhere(bad)[0])
             raise NonFiniteChainError(
-                f"{what} {idx[0]} produced a non-finite {label} = {arr[idx]!r} at index {idx}; "
+                f"{what} {idx[0]} produced a non-finite {label} = {float(arr[idx])!r} at index {idx}; "
                 "reduce the step size or check the energy model")
 
 

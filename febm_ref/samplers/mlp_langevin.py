@@ -73,7 +73,7 @@ def _finish(x, energy_sum, grad_sum, bad_step, bad_value, what):
     if bad.size:
         first = bad[np.argmin(bad_step[bad])]
         raise NonFiniteChainError(
-            f"{what}: chain {int(first)} produced the non-finite value {bad_value[first]!r} at step "
+            f"{what}: chain {int(first)} produced the non-finite value {float(bad_value[first])!r} at step "
             f"{int(bad_step[first]) + 1} of {energy_sum.shape[0]}; reduce the step size, clip the "
             f"gradient or check the energy parameters")
     n = x.shape[0]
@@ -112,7 +112,8 @@ def ula(energy, x0, step_size: float, *, noise=None, rng: Optional[np.random.Gen
     Raises
     ------
     NonFiniteChainError
-        Naming the first step (1-based) at which a chain produced NaN/inf, and the value.
+        Naming the first step (1-based) at which a chain produced a NaN/inf energy, gradient
+        norm or position, and the value (a gradient norm above ~1e154 overflows and counts).
     """
     eps = check_step_size(step_size)
     params, sizes, act, x, noise, (es, gs, bs, bv) = _prepare(energy, x0, noise, rng, n_steps)
