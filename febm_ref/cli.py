@@ -17,6 +17,7 @@ from febm_ref import __version__
 COMMAND_MODULES = (
     "febm_ref.commands.divergences",
     "febm_ref.commands.verify",
+    "febm_ref.commands.fit1d",
     "febm_ref.commands.golden",
     "febm_ref.commands.check",
 )

@@ -60,6 +60,7 @@ __all__ = [
     "covariance_weights",
     "febm_gradient",
     "febm_critic_gradient",
+    "febm_energy_gradient",
     "febm_objective_value",
     "contrastive_divergence_gradient",
 ]
@@ -106,11 +107,15 @@ class ModelPass:
         self.model = model
         self.x = x
         self._batched = None
+        self._parts = None
         if getattr(model, "backend", None) == "numba" and hasattr(model, "kernel_args"):
             from febm_ref._batched_mlp import BatchedMLP
 
             self._batched = BatchedMLP(model, model._check_x(x))
             self.values = self._batched.values
+        elif hasattr(model, "parts"):  # febm_ref.sum_model.SumModel: one pass per part
+            self._parts = [ModelPass(p, x) for p in model.parts]
+            self.values = sum(p.values for p in self._parts)
         else:
             self.values = model.energy(x)
 
@@ -118,6 +123,8 @@ class ModelPass:
         """``sum_i w_i grad_params(x_i)``."""
         if self._batched is not None:
             return self._batched.weighted_grad_params(w)
+        if self._parts is not None:
+            return np.concatenate([p.weighted_grad_params(w) for p in self._parts])
         return self.model.weighted_grad_params(self.x, w)
 
 
@@ -176,6 +183,60 @@ def _check_finite(name: str, values) -> None:
             "g(r) overflows); lower the learning rate or add the l2 terms (D14)")
 
 
+def _febm_terms(divergence, energy, critic, x_pos, x_neg, *, l2_weight, covariance, alpha,
+                critic_pass, want_theta: bool, want_omega: bool) -> FEBMGradient:
+    div: Divergence = resolve_divergence(divergence, alpha=alpha)
+    lam = _check_lam(l2_weight)
+    if covariance not in COVARIANCE_ESTIMATORS:
+        raise ValueError(f"unknown covariance estimator {covariance!r}; choose one of {COVARIANCE_ESTIMATORS}")
+    if energy.dim != critic.dim:
+        raise ValueError(f"energy (dim {energy.dim}) and critic (dim {critic.dim}) must share the input dimension")
+    x_pos, x_neg, x_all = _stack_batches(x_pos, x_neg, energy.dim)
+    n_pos, n_neg = x_pos.shape[0], x_neg.shape[0]
+    if n_neg < 1:
+        raise ValueError("x_neg must hold at least one negative sample")
+    hp = critic_pass if critic_pass is not None else model_pass(critic, x_all)
+    e_all = energy.energy(x_all)
+    h_all = hp.values
+    r_all = h_all + e_all
+    r_pos, r_neg = r_all[:n_pos], r_all[n_pos:]
+    with np.errstate(over="ignore", invalid="ignore"):
+        gd = div.g_data(r_pos)
+        gm = div.g_model(r_neg)
+        gdp = div.g_data_prime(r_pos)
+        gmp = div.g_model_prime(r_neg)
+    _check_finite("g_data(r+)", gd)
+    _check_finite("g_model(r-)", gm)
+    _check_finite("g_data'(r+)", gdp)
+    _check_finite("g_model'(r-)", gmp)
+    loss = float(np.mean(gd) - np.mean(gm))
+    # D10 weights: g_data'(r+)/n+ on positives, -g_model'(r-)/n- on negatives
+    w_omega = np.concatenate([gdp / n_pos, -gmp / n_neg])
+    reg_e = reg_h = 0.0
+    grad_theta = grad_omega = np.empty(0)
+    if want_theta:
+        # D13: the same pathwise weights plus the covariance (score) term on the negatives
+        w_theta = w_omega.copy()
+        w_theta[n_pos:] += covariance_weights(gm, covariance)
+        if lam > 0.0:
+            e_pos, e_neg = e_all[:n_pos], e_all[n_pos:]
+            reg_e = float(np.mean(e_pos ** 2) + np.mean(e_neg ** 2))
+            w_theta = w_theta + 2.0 * lam * np.concatenate([e_pos / n_pos, e_neg / n_neg])
+        grad_theta = np.asarray(energy.weighted_grad_params(x_all, w_theta), dtype=np.float64)
+    if want_omega:
+        if lam > 0.0:
+            h_pos, h_neg = h_all[:n_pos], h_all[n_pos:]
+            reg_h = float(np.mean(h_pos ** 2) + np.mean(h_neg ** 2))
+            w_omega = w_omega - 2.0 * lam * np.concatenate([h_pos / n_pos, h_neg / n_neg])
+        grad_omega = np.asarray(hp.weighted_grad_params(w_omega), dtype=np.float64)
+    diagnostics = {
+        "mean_r_pos": float(np.mean(r_pos)), "mean_r_neg": float(np.mean(r_neg)),
+        "mean_exp_r_neg": float(np.mean(np.exp(np.minimum(r_neg, 700.0)))),
+        "l2_energy": reg_e, "l2_critic": reg_h,
+    }
+    return FEBMGradient(grad_theta, grad_omega, loss, diagnostics)
+
+
 def febm_gradient(divergence, energy, critic, x_pos, x_neg, *, l2_weight: float = 0.0,
                   covariance: str = "batch", alpha=None, critic_pass=None) -> FEBMGradient:
     """The minibatch estimator D13 of ``(grad_theta L, grad_omega L)`` (+ D14 terms).
@@ -205,53 +266,8 @@ def febm_gradient(divergence, energy, critic, x_pos, x_neg, *, l2_weight: float 
     FloatingPointError
         If ``r`` makes a ``g`` term non-finite (the message names the quantity).
     """
-    div: Divergence = resolve_divergence(divergence, alpha=alpha)
-    lam = _check_lam(l2_weight)
-    if covariance not in COVARIANCE_ESTIMATORS:
-        raise ValueError(f"unknown covariance estimator {covariance!r}; choose one of {COVARIANCE_ESTIMATORS}")
-    if energy.dim != critic.dim:
-        raise ValueError(f"energy (dim {energy.dim}) and critic (dim {critic.dim}) must share the input dimension")
-    x_pos, x_neg, x_all = _stack_batches(x_pos, x_neg, energy.dim)
-    n_pos, n_neg = x_pos.shape[0], x_neg.shape[0]
-    if n_neg < 1:
-        raise ValueError("x_neg must hold at least one negative sample")
-    hp = critic_pass if critic_pass is not None else model_pass(critic, x_all)
-    e_all = energy.energy(x_all)
-    h_all = hp.values
-    r_all = h_all + e_all
-    r_pos, r_neg = r_all[:n_pos], r_all[n_pos:]
-    with np.errstate(over="ignore", invalid="ignore"):
-        gd = div.g_data(r_pos)
-        gm = div.g_model(r_neg)
-        gdp = div.g_data_prime(r_pos)
-        gmp = div.g_model_prime(r_neg)
-    _check_finite("g_data(r+)", gd)
-    _check_finite("g_model(r-)", gm)
-    _check_finite("g_data'(r+)", gdp)
-    _check_finite("g_model'(r-)", gmp)
-    loss = float(np.mean(gd) - np.mean(gm))
-    # critic (D10 estimate): weights g_data'(r+)/n+ and -g_model'(r-)/n-
-    w_omega = np.concatenate([gdp / n_pos, -gmp / n_neg])
-    cov_w = covariance_weights(gm, covariance)
-    w_theta = w_omega.copy()
-    w_theta[n_pos:] += cov_w
-    reg_e = reg_h = 0.0
-    if lam > 0.0:
-        e_pos, e_neg = e_all[:n_pos], e_all[n_pos:]
-        h_pos, h_neg = h_all[:n_pos], h_all[n_pos:]
-        reg_e = float(np.mean(e_pos ** 2) + np.mean(e_neg ** 2))
-        reg_h = float(np.mean(h_pos ** 2) + np.mean(h_neg ** 2))
-        w_theta = w_theta + 2.0 * lam * np.concatenate([e_pos / n_pos, e_neg / n_neg])
-        w_omega = w_omega - 2.0 * lam * np.concatenate([h_pos / n_pos, h_neg / n_neg])
-    grad_theta = energy.weighted_grad_params(x_all, w_theta)
-    grad_omega = hp.weighted_grad_params(w_omega)
-    diagnostics = {
-        "mean_r_pos": float(np.mean(r_pos)), "mean_r_neg": float(np.mean(r_neg)),
-        "mean_exp_r_neg": float(np.mean(np.exp(np.minimum(r_neg, 700.0)))),
-        "l2_energy": reg_e, "l2_critic": reg_h,
-    }
-    return FEBMGradient(np.asarray(grad_theta, dtype=np.float64), np.asarray(grad_omega, dtype=np.float64),
-                        loss, diagnostics)
+    return _febm_terms(divergence, energy, critic, x_pos, x_neg, l2_weight=l2_weight, covariance=covariance,
+                       alpha=alpha, critic_pass=critic_pass, want_theta=True, want_omega=True)
 
 
 def febm_critic_gradient(divergence, energy, critic, x_pos, x_neg, *, l2_weight: float = 0.0,
@@ -261,34 +277,16 @@ def febm_critic_gradient(divergence, energy, critic, x_pos, x_neg, *, l2_weight:
     Cheaper than :func:`febm_gradient` (no energy backward pass); ``grad_theta`` is empty.
     This is the entry point for training a critic alone at fixed ``theta``.
     """
-    div: Divergence = resolve_divergence(divergence, alpha=alpha)
-    lam = _check_lam(l2_weight)
-    x_pos, x_neg, x_all = _stack_batches(x_pos, x_neg, critic.dim)
-    n_pos, n_neg = x_pos.shape[0], x_neg.shape[0]
-    if n_neg < 1:
-        raise ValueError("x_neg must hold at least one negative sample")
-    hp = critic_pass if critic_pass is not None else model_pass(critic, x_all)
-    h_all = hp.values
-    r_all = h_all + energy.energy(x_all)
-    r_pos, r_neg = r_all[:n_pos], r_all[n_pos:]
-    with np.errstate(over="ignore", invalid="ignore"):
-        gd, gm = div.g_data(r_pos), div.g_model(r_neg)
-        gdp, gmp = div.g_data_prime(r_pos), div.g_model_prime(r_neg)
-    _check_finite("g_data(r+)", gd)
-    _check_finite("g_model(r-)", gm)
-    _check_finite("g_data'(r+)", gdp)
-    _check_finite("g_model'(r-)", gmp)
-    w_omega = np.concatenate([gdp / n_pos, -gmp / n_neg])
-    reg_h = 0.0
-    if lam > 0.0:
-        h_pos, h_neg = h_all[:n_pos], h_all[n_pos:]
-        reg_h = float(np.mean(h_pos ** 2) + np.mean(h_neg ** 2))
-        w_omega = w_omega - 2.0 * lam * np.concatenate([h_pos / n_pos, h_neg / n_neg])
-    grad_omega = hp.weighted_grad_params(w_omega)
-    return FEBMGradient(np.empty(0), np.asarray(grad_omega, dtype=np.float64),
-                        float(np.mean(gd) - np.mean(gm)),
-                        {"mean_r_pos": float(np.mean(r_pos)), "mean_r_neg": float(np.mean(r_neg)),
-                         "l2_critic": reg_h})
+    return _febm_terms(divergence, energy, critic, x_pos, x_neg, l2_weight=l2_weight, covariance="batch",
+                       alpha=alpha, critic_pass=critic_pass, want_theta=False, want_omega=True)
+
+
+def febm_energy_gradient(divergence, energy, critic, x_pos, x_neg, *, l2_weight: float = 0.0,
+                         covariance: str = "batch", alpha=None, critic_pass=None) -> FEBMGradient:
+    """Only the energy half of D13 (+ D14): ``grad_theta``; the critic is only evaluated
+    (no critic backward pass), ``grad_omega`` is empty. Used by alternating updates."""
+    return _febm_terms(divergence, energy, critic, x_pos, x_neg, l2_weight=l2_weight, covariance=covariance,
+                       alpha=alpha, critic_pass=critic_pass, want_theta=True, want_omega=False)
 
 
 def febm_objective_value(divergence, energy, critic, x_pos, x_neg, *, alpha=None) -> float:

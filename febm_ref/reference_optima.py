@@ -34,7 +34,7 @@ result records a central-difference gradient at the optimum as a certificate.
 from __future__ import annotations
 
 import math
-from typing import NamedTuple, Tuple
+from typing import NamedTuple, Optional, Tuple
 
 import numpy as np
 from scipy import optimize
@@ -46,7 +46,7 @@ from febm_ref.gaussians import f_divergence_quadrature_1d, power_exponent
 from febm_ref.targets import GaussianMixture1D
 
 __all__ = ["ReferenceOptimum", "finite_variance_interval", "divergence_value", "divergence_gradient",
-           "reference_optimum", "PAPER_TABLE"]
+           "reference_optimum", "exact_descent", "PAPER_TABLE"]
 
 PAPER_TABLE = (("kl", None), ("reverse_kl", None), ("jensen_shannon", None), ("squared_hellinger", None),
                ("pearson_chi2", None), ("neyman_chi2", None), ("alpha", -1.0), ("alpha", -0.5),
@@ -201,3 +201,37 @@ def reference_optimum(div, target: GaussianMixture1D, *, alpha=None) -> Referenc
     value = divergence_value(d, target, mu, sigma)
     grad = divergence_gradient(d, target, mu, sigma)
     return ReferenceOptimum(mu, sigma, value, grad, (lo, hi), evaluations)
+
+
+def exact_descent(div, target: GaussianMixture1D, *, iterations: int, optimizer: str = "sgd", lr: float = 1e-3,
+                  schedule: str = "constant", final_lr_fraction: float = 0.0, mu0: float = 0.0,
+                  sigma0: float = 1.0, optimizer_options: Optional[dict] = None, h: float = 1e-6,
+                  record_every: int = 1, alpha=None):
+    """Baseline "direct minimisation of the exact D_f" (DESIGN section 6): the same
+    optimiser and schedule as a training run, on ``theta = (mu, sigma)`` from
+    ``(mu0, sigma0)``, with the exact gradient (central differences of
+    :func:`divergence_value`, step ``h``) instead of the f-EBM estimate. It separates
+    what the optimiser achieves in ``iterations`` steps from the estimator's noise and bias.
+
+    Returns
+    -------
+    (theta (2,), trajectory (n, 2) of the iterates every ``record_every`` steps, values (n,))
+    Raises ValueError if an iterate leaves the region where ``D_f`` is finite.
+    """
+    from febm_ref.optimizers import learning_rate, make_optimizer
+
+    d = resolve_divergence(div, alpha=alpha)
+    opt = make_optimizer(optimizer, 2, **(optimizer_options or {}))
+    theta = np.array([float(mu0), float(sigma0)])
+    lo, hi = finite_variance_interval(d, target)
+    traj, values = [], []
+    for t in range(int(iterations)):
+        if not (theta[1] > 0 and lo < theta[1] ** 2 < hi):
+            raise ValueError(f"exact descent left the region where D_f({d.label}) is finite at step {t}: "
+                             f"sigma = {theta[1]} (sigma^2 must lie in ({lo}, {hi})); lower the learning rate")
+        g = np.array(divergence_gradient(d, target, theta[0], theta[1], h=h))
+        if t % record_every == 0:
+            traj.append(theta.copy())
+            values.append(divergence_value(d, target, theta[0], theta[1]))
+        theta = opt.step(theta, g, learning_rate(schedule, lr, t, int(iterations), final_fraction=final_lr_fraction))
+    return theta, np.array(traj), np.array(values)

@@ -1,0 +1,454 @@
+"""The f-EBM training loop (Algorithm 1, "single-step f-EBM"; DESIGN.md sections 2 and 6),
+the contrastive-divergence baseline, histories and checkpoints.
+
+One iteration ``t`` (0-based):
+
+1. draw ``x+ ~ p`` (``target.sample(rng, batch_size)``) and ``x- ~ q_theta``
+   (``sample_negatives(rng, energy, n_negatives)``; by default exact sampling,
+   :func:`febm_ref.samplers.exact.sample`), in this order, from one
+   ``np.random.Generator`` seeded by ``config.seed``;
+2. f-EBM, ``update="alternating"`` (the published order): ``critic_steps`` ascent steps
+   of the critic on ``grad_omega`` (D13, D14), then one descent step of the energy on
+   ``grad_theta`` evaluated with the *updated* critic, on the same batch;
+   ``update="simultaneous"``: both gradients at the current ``(theta, omega)``, one step each;
+   ``method="cd"``: a descent step on the maximum-likelihood gradient ``<dE+> - <dE->``;
+3. optional Polyak averaging of ``theta`` from iteration ``average_from`` on.
+
+Checkpoints (``checkpoint_path``) are ``.npz`` archives written atomically with
+:mod:`febm_ref._io` every ``checkpoint_every`` iterations, when ``stop_after`` is reached
+and on ``KeyboardInterrupt`` (so an interrupted run loses only the current step). They hold
+the parameters, the optimiser states, the generator state, the averages and the
+history, plus a *fingerprint* of the configuration, target and models; resuming from a
+checkpoint with a different fingerprint is a ``ValueError`` naming the differences. A
+resumed run reproduces the uninterrupted run bit for bit.
+
+NaN/inf guard: a non-finite loss, gradient or parameter, or an invalid energy parameter
+(``sigma <= 0``), stops training with :class:`TrainingDivergedError` naming the iteration
+and the quantity; the last checkpoint on disk is the last good one (nothing is written
+after a bad step).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+
+from febm_ref._io import atomic_save_npz
+from febm_ref._progress import progress
+from febm_ref._validation import check_positive_int, check_real_scalar
+from febm_ref.divergences import resolve_divergence
+from febm_ref.objective import (COVARIANCE_ESTIMATORS, contrastive_divergence_gradient, febm_critic_gradient,
+                                febm_energy_gradient, febm_gradient)
+from febm_ref.optimizers import OPTIMIZERS, SCHEDULES, learning_rate, make_optimizer
+
+__all__ = ["TrainingConfig", "TrainingResult", "TrainingDivergedError", "train", "load_checkpoint",
+           "METHODS", "UPDATES"]
+
+METHODS = ("febm", "cd")
+UPDATES = ("alternating", "simultaneous")
+_MAX_RECORDED_PARAMS = 64
+
+
+class TrainingDivergedError(FloatingPointError):
+    """Training produced a non-finite or invalid value; ``iteration`` and ``quantity`` say where."""
+
+    def __init__(self, iteration: int, quantity: str, detail: str = "", checkpoint: Optional[int] = None):
+        self.iteration = iteration
+        self.quantity = quantity
+        where = (f"; the last good checkpoint (iteration {checkpoint}) is kept" if checkpoint is not None
+                 else "")
+        super().__init__(f"training diverged at iteration {iteration}: {quantity} is not finite or invalid"
+                         f"{' (' + detail + ')' if detail else ''}{where}. Lower the learning rate, "
+                         "use Adam, or add the l2 terms (l2_weight)")
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """Everything that determines a run (besides the target, the models and the sampler).
+
+    The defaults are the paper's 1-D protocol (DESIGN section 6): SGD with lr 1e-3 on
+    both players, alternating, 30,000 iterations, batches of 1000 + 1000.
+    """
+
+    divergence: str = "kl"
+    alpha: Optional[float] = None
+    method: str = "febm"
+    iterations: int = 30000
+    batch_size: int = 1000
+    n_negatives: int = 1000
+    optimizer: str = "sgd"
+    lr_energy: float = 1e-3
+    lr_critic: float = 1e-3
+    momentum: float = 0.0
+    beta1: float = 0.9
+    beta2: float = 0.999
+    adam_eps: float = 1e-8
+    schedule: str = "constant"
+    final_lr_fraction: float = 0.0
+    update: str = "alternating"
+    critic_steps: int = 1
+    l2_weight: float = 0.0
+    covariance: str = "batch"
+    average_from: Optional[int] = None
+    eval_every: int = 0
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.method not in METHODS:
+            raise ValueError(f"unknown method {self.method!r}; choose one of {METHODS}")
+        if self.method == "febm":
+            resolve_divergence(self.divergence, alpha=self.alpha)  # raises for unknown / bad alpha
+        check_positive_int(self.iterations, "iterations")
+        check_positive_int(self.batch_size, "batch_size")
+        check_positive_int(self.n_negatives, "n_negatives")
+        check_positive_int(self.critic_steps, "critic_steps")
+        check_positive_int(self.eval_every, "eval_every", minimum=0)
+        check_positive_int(self.seed, "seed", minimum=0)
+        for name in ("lr_energy", "lr_critic"):
+            check_real_scalar(getattr(self, name), name, positive=True)
+        check_real_scalar(self.l2_weight, "l2_weight", nonnegative=True)
+        check_real_scalar(self.final_lr_fraction, "final_lr_fraction", nonnegative=True)
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"unknown optimizer {self.optimizer!r}; choose one of {OPTIMIZERS}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"unknown schedule {self.schedule!r}; choose one of {SCHEDULES}")
+        if self.update not in UPDATES:
+            raise ValueError(f"unknown update {self.update!r}; choose one of {UPDATES}")
+        if self.covariance not in COVARIANCE_ESTIMATORS:
+            raise ValueError(f"unknown covariance estimator {self.covariance!r}; choose one of "
+                             f"{COVARIANCE_ESTIMATORS}")
+        if self.average_from is not None:
+            check_positive_int(self.average_from, "average_from", minimum=0)
+            if self.average_from >= self.iterations:
+                raise ValueError(f"average_from ({self.average_from}) must be < iterations ({self.iterations})")
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def optimizer_options(self) -> dict:
+        if self.optimizer == "adam":
+            return {"beta1": self.beta1, "beta2": self.beta2, "eps": self.adam_eps}
+        return {"momentum": self.momentum}
+
+
+@dataclass
+class TrainingResult:
+    """Outcome of :func:`train`.
+
+    Attributes
+    ----------
+    energy, critic : EnergyModel
+        Final models (``critic`` is None for CD).
+    averaged_theta : ndarray or None
+        Polyak average of ``theta`` over iterations ``>= average_from``.
+    history : dict of ndarray
+        ``loss (T,)``, ``mean_exp_r_neg (T,)``, ``theta (T, P)`` (when ``P <= 64``),
+        ``exact_iteration``, ``exact_divergence`` (every ``eval_every`` iterations and at
+        the end, when an exact divergence is available), for the iterations done.
+    iterations_done : int
+    completed : bool
+        False when stopped early by ``stop_after``.
+    seconds : float
+        Wall time of this call.
+    """
+
+    energy: object
+    critic: object
+    averaged_theta: Optional[np.ndarray]
+    history: dict
+    iterations_done: int
+    completed: bool
+    seconds: float
+    config: TrainingConfig
+
+    @property
+    def theta(self) -> np.ndarray:
+        """The final (or averaged, when averaging was requested) energy parameters."""
+        return self.averaged_theta if self.averaged_theta is not None else self.energy.get_params()
+
+
+def _hash_params(params: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(params, dtype=np.float64).tobytes()).hexdigest()[:16]
+
+
+def _model_description(model) -> dict:
+    if model is None:
+        return {"type": None}
+    desc = {"type": type(model).__name__, "n_params": int(model.n_params), "dim": int(model.dim)}
+    for attr in ("hidden", "activation", "output_bias", "log_sigma"):
+        if hasattr(model, attr):
+            value = getattr(model, attr)
+            desc[attr] = list(value) if isinstance(value, tuple) else value
+    return desc
+
+
+def _fingerprint(config, target, energy, critic, sampler_name) -> dict:
+    return {
+        "config": config.as_dict(),
+        "target": target.describe() if hasattr(target, "describe") else type(target).__name__,
+        "energy": {**_model_description(energy), "initial_params": _hash_params(energy.params)},
+        "critic": ({**_model_description(critic), "initial_params": _hash_params(critic.params)}
+                   if critic is not None else None),
+        "sampler": sampler_name,
+    }
+
+
+def _diff(a, b, prefix=""):
+    out = []
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in sorted(set(a) | set(b)):
+            out += _diff(a.get(key, "<absent>"), b.get(key, "<absent>"), f"{prefix}{key}.")
+        return out
+    if a != b:
+        out.append(f"{prefix.rstrip('.')}: checkpoint {a!r} vs requested {b!r}")
+    return out
+
+
+def load_checkpoint(path) -> dict:
+    """Read a checkpoint written by :func:`train`: ``{"meta": dict, arrays...}``."""
+    path = Path(path)
+    if not path.exists():
+        raise ValueError(f"no checkpoint at {path}")
+    with np.load(path, allow_pickle=False) as data:
+        out = {key: data[key] for key in data.files}
+    out["meta"] = json.loads(str(out.pop("meta_json")))
+    return out
+
+
+def _default_sampler(rng, energy, n):
+    from febm_ref.samplers.exact import sample
+
+    return sample(rng, energy, n)
+
+
+def train(config: TrainingConfig, target, energy, critic=None, *,
+          sample_negatives: Optional[Callable] = None, sampler_name: str = "exact",
+          exact_divergence: Optional[Callable] = None, checkpoint_path=None, checkpoint_every: int = 1000,
+          resume: bool = False, stop_after: Optional[int] = None, show_progress: Optional[bool] = None,
+          desc: str = "") -> TrainingResult:
+    """Run f-EBM (or CD) training; see the module docstring for the algorithm.
+
+    Parameters
+    ----------
+    config : TrainingConfig
+    target : Target
+        ``sample(rng, n)`` for the positives (and ``describe()`` for the fingerprint).
+    energy : EnergyModel
+        Initial ``E_theta``.
+    critic : EnergyModel or None
+        Initial ``H_omega`` (required for ``method="febm"``).
+    sample_negatives : callable ``(rng, energy, n) -> (n, d)``, optional
+        Any sampler of ``q_theta``; exact sampling by default (Gaussian energies).
+    sampler_name : str
+        Recorded in the fingerprint.
+    exact_divergence : callable ``energy -> float``, optional
+        The exact ``D_f(P||Q_theta)`` (quadrature), recorded every ``eval_every`` iterations.
+    checkpoint_path : path, optional
+    checkpoint_every : int
+    resume : bool
+        Continue from ``checkpoint_path`` (which must exist and match the fingerprint).
+    stop_after : int, optional
+        Stop (and checkpoint) once this many iterations are done in total; the run can
+        be resumed later.
+    show_progress : bool, optional
+        Progress bar (default: when stderr is a terminal).
+
+    Returns
+    -------
+    TrainingResult
+
+    Raises
+    ------
+    TrainingDivergedError
+        On a non-finite loss, gradient or parameter (names the iteration and quantity).
+    ValueError
+        Bad configuration, or a checkpoint of a different configuration.
+    """
+    if not isinstance(config, TrainingConfig):
+        raise TypeError(f"config must be a TrainingConfig, got {type(config).__name__}")
+    febm = config.method == "febm"
+    if febm and critic is None:
+        raise ValueError("method='febm' needs a critic H_omega (e.g. MLPEnergy.random_init(rng, 1, (64, 64)))")
+    if not febm:
+        critic = None
+    if febm and critic.dim != energy.dim:
+        raise ValueError(f"critic dim {critic.dim} != energy dim {energy.dim}")
+    checkpoint_every = check_positive_int(checkpoint_every, "checkpoint_every")
+    if stop_after is not None:
+        stop_after = check_positive_int(stop_after, "stop_after")
+    sampler = sample_negatives if sample_negatives is not None else _default_sampler
+    div = resolve_divergence(config.divergence, alpha=config.alpha) if febm else None
+    fingerprint = _fingerprint(config, target, energy, critic, sampler_name)
+    T = config.iterations
+    P = energy.n_params
+    opt_e = make_optimizer(config.optimizer, P, **config.optimizer_options())
+    opt_h = make_optimizer(config.optimizer, critic.n_params, **config.optimizer_options()) if febm else None
+    rng = np.random.default_rng(config.seed)
+    record_theta = P <= _MAX_RECORDED_PARAMS
+    hist = {"loss": np.full(T, np.nan), "mean_exp_r_neg": np.full(T, np.nan),
+            "theta": np.full((T, P) if record_theta else (0, P), np.nan),
+            "exact_iteration": np.zeros(0, dtype=np.int64), "exact_divergence": np.zeros(0)}
+    avg = np.zeros(P)
+    avg_count = 0
+    start = 0
+    theta = energy.get_params()
+    omega = critic.get_params() if febm else None
+    last_checkpoint: Optional[int] = None
+
+    if resume:
+        if checkpoint_path is None:
+            raise ValueError("resume=True needs checkpoint_path")
+        ck = load_checkpoint(checkpoint_path)
+        differences = _diff(ck["meta"]["fingerprint"], json.loads(json.dumps(fingerprint)))
+        if differences:
+            raise ValueError("cannot resume: the checkpoint at " f"{checkpoint_path} belongs to a different "
+                             "configuration (" + "; ".join(differences) + "). Use a new --out directory "
+                             "or the original settings")
+        start = int(ck["meta"]["iteration"])
+        theta = ck["theta"].copy()
+        energy = energy.with_params(theta)
+        if febm:
+            omega = ck["omega"].copy()
+            critic = critic.with_params(omega)
+            opt_h.load_state_dict({k[6:]: v for k, v in ck.items() if k.startswith("opt_h_")})
+        opt_e.load_state_dict({k[6:]: v for k, v in ck.items() if k.startswith("opt_e_")})
+        rng.bit_generator.state = ck["meta"]["rng_state"]
+        for key in hist:
+            hist[key] = ck["hist_" + key].copy()
+        avg = ck["avg"].copy()
+        avg_count = int(ck["meta"]["avg_count"])
+        last_checkpoint = start
+
+    def save(iteration: int, rng_state=None) -> None:
+        nonlocal last_checkpoint
+        if checkpoint_path is None:
+            return
+        meta = {"fingerprint": fingerprint, "iteration": iteration,
+                "rng_state": rng_state if rng_state is not None else rng.bit_generator.state,
+                "avg_count": avg_count}
+        arrays = {"meta_json": np.array(json.dumps(meta)), "theta": theta, "avg": avg}
+        if febm:
+            arrays["omega"] = omega
+            arrays.update({"opt_h_" + k: v for k, v in opt_h.state_dict().items()})
+        arrays.update({"opt_e_" + k: v for k, v in opt_e.state_dict().items()})
+        arrays.update({"hist_" + k: v for k, v in hist.items()})
+        atomic_save_npz(checkpoint_path, **arrays)
+        last_checkpoint = iteration
+
+    def record_exact(iteration: int) -> None:
+        if exact_divergence is None:
+            return
+        value = float(exact_divergence(energy))
+        hist["exact_iteration"] = np.append(hist["exact_iteration"], iteration)
+        hist["exact_divergence"] = np.append(hist["exact_divergence"], value)
+
+    def fail(t: int, quantity: str, detail: str = ""):
+        raise TrainingDivergedError(t, quantity, detail, last_checkpoint)
+
+    t0 = time.perf_counter()
+    end = T if stop_after is None else min(T, stop_after)
+    if start == 0 and exact_divergence is not None and config.eval_every and hist["exact_iteration"].size == 0:
+        record_exact(0)
+    committed = start
+    t = start
+    rng_at_step_start = rng.bit_generator.state
+    bar = progress(range(start, end), total=T, initial=start, desc=desc or config.divergence,
+                   enabled=show_progress)
+    try:
+        for t in bar:
+            rng_at_step_start = rng.bit_generator.state
+            lr_e = learning_rate(config.schedule, config.lr_energy, t, T, final_fraction=config.final_lr_fraction)
+            lr_h = learning_rate(config.schedule, config.lr_critic, t, T, final_fraction=config.final_lr_fraction)
+            x_pos = target.sample(rng, config.batch_size)
+            x_neg = sampler(rng, energy, config.n_negatives)
+            if not np.all(np.isfinite(x_neg)):
+                fail(t, "negative samples x-")
+            new_omega = omega
+            new_critic = critic
+            try:
+                if not febm:
+                    g = contrastive_divergence_gradient(energy, x_pos, x_neg, l2_weight=config.l2_weight)
+                    grad_theta, loss, exp_r = g.grad_theta, g.loss, math.nan
+                elif config.update == "simultaneous":
+                    g = febm_gradient(div, energy, critic, x_pos, x_neg, l2_weight=config.l2_weight,
+                                      covariance=config.covariance)
+                    if not np.all(np.isfinite(g.grad_omega)):
+                        fail(t, "grad_omega")
+                    new_omega = opt_h.step(omega, -g.grad_omega, lr_h)
+                    grad_theta, loss, exp_r = g.grad_theta, g.loss, g.diagnostics["mean_exp_r_neg"]
+                else:
+                    for _ in range(config.critic_steps):
+                        gh = febm_critic_gradient(div, energy, new_critic, x_pos, x_neg,
+                                                  l2_weight=config.l2_weight)
+                        if not np.all(np.isfinite(gh.grad_omega)):
+                            fail(t, "grad_omega")
+                        new_omega = opt_h.step(new_omega, -gh.grad_omega, lr_h)
+                        if not np.all(np.isfinite(new_omega)):
+                            fail(t, "critic parameters omega")
+                        new_critic = critic.with_params(new_omega)
+                    g = febm_energy_gradient(div, energy, new_critic, x_pos, x_neg, l2_weight=config.l2_weight,
+                                             covariance=config.covariance)
+                    grad_theta, loss, exp_r = g.grad_theta, gh.loss, g.diagnostics["mean_exp_r_neg"]
+            except FloatingPointError as exc:
+                if isinstance(exc, TrainingDivergedError):
+                    raise
+                fail(t, str(exc).split(" is not finite")[0], str(exc))
+            if not math.isfinite(loss):
+                fail(t, "loss")
+            if not np.all(np.isfinite(grad_theta)):
+                fail(t, "grad_theta")
+            new_theta = opt_e.step(theta, grad_theta, lr_e)
+            if not np.all(np.isfinite(new_theta)):
+                fail(t, "energy parameters theta")
+            try:
+                new_energy = energy.with_params(new_theta)
+            except ValueError as exc:
+                fail(t, "energy parameters theta", str(exc))
+            if febm and new_critic is critic:
+                if not np.all(np.isfinite(new_omega)):
+                    fail(t, "critic parameters omega")
+                new_critic = critic.with_params(new_omega)
+            # commit the step
+            theta, energy = new_theta, new_energy
+            if febm:
+                omega, critic = new_omega, new_critic
+            hist["loss"][t] = loss
+            hist["mean_exp_r_neg"][t] = exp_r
+            if record_theta:
+                hist["theta"][t] = theta
+            if config.average_from is not None and t >= config.average_from:
+                avg_count += 1
+                avg += (theta - avg) / avg_count
+            committed = t + 1
+            if config.eval_every and committed % config.eval_every == 0:
+                record_exact(committed)
+            if checkpoint_path is not None and committed % checkpoint_every == 0:
+                save(committed)
+    except KeyboardInterrupt:
+        # keep everything but the interrupted step: the generator is rewound to its state
+        # at the start of that step, so a resumed run equals an uninterrupted one
+        save(committed, None if committed == t + 1 else rng_at_step_start)
+        raise
+    finally:
+        bar.close()
+    done = committed
+    completed = done >= T
+    if completed and exact_divergence is not None and (
+            hist["exact_iteration"].size == 0 or hist["exact_iteration"][-1] != done):
+        record_exact(done)
+    if checkpoint_path is not None and last_checkpoint != done:
+        save(done)
+    n = done
+    history = {"loss": hist["loss"][:n], "mean_exp_r_neg": hist["mean_exp_r_neg"][:n],
+               "theta": hist["theta"][:n] if record_theta else hist["theta"],
+               "exact_iteration": hist["exact_iteration"], "exact_divergence": hist["exact_divergence"]}
+    averaged = avg.copy() if (config.average_from is not None and avg_count > 0) else None
+    return TrainingResult(energy, critic, averaged, history, done, completed, time.perf_counter() - t0, config)
