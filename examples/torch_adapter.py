@@ -329,3 +329,45 @@ def exact_optimum_1d(name, params, target):
     result = optimize.minimize(value_and_grad, result.x, jac=True, method="BFGS", options={"gtol": 1e-12})
     mu, sigma = float(result.x[0]), math.exp(float(result.x[1]))
     return [mu, sigma], float(result.fun)
+
+
+# ----------------------------------------------------------------------------- local convergence
+
+def convergence_jacobian(name, params, toy):
+    """Jacobian of v = (-grad_theta L, +grad_omega L) at the equilibrium, by autograd of the
+    exact objective L = E_p[g_data(r)] - E_q[g_model(r)] (D8). Expectations under the
+    Gaussians p = N(mu, sigma^2) and q = N(m, s^2) use Gauss-Hermite nodes (reparametrised
+    x = m + s u, so the theta-dependence of q is differentiated pathwise)."""
+    import numpy as np
+
+    if toy.get("family") != "gaussian_1d":
+        raise NotImplementedError(f"toy family {toy.get('family')!r}")
+    maps = divergence_maps(name, params)
+    nodes, weights = np.polynomial.hermite_e.hermegauss(80)
+    u, w = _t(nodes), _t(weights / weights.sum())
+    mu, sigma = float(toy["mu"]), float(toy["sigma"])
+
+    def objective(theta, omega):
+        def r(x):
+            energy = 0.5 * ((x - theta[0]) / theta[1]) ** 2
+            critic = omega[0] + omega[1] * x + omega[2] * x ** 2
+            return critic + energy
+
+        x_p = mu + sigma * u
+        x_q = theta[0] + theta[1] * u
+        return (w * maps["g_data"](r(x_p))).sum() - (w * maps["g_model"](r(x_q))).sum()
+
+    def vector_field(z):
+        theta, omega = z[:2], z[2:]
+        g_theta, g_omega = torch.autograd.grad(objective(theta, omega), (theta, omega), create_graph=True)
+        return torch.cat([-g_theta, g_omega])
+
+    def field_of(z):
+        return vector_field(z if z.requires_grad else z.requires_grad_(True))
+
+    precision = 1.0 / sigma ** 2
+    z_star = _t([mu, sigma, -0.5 * mu * mu * precision, mu * precision, -0.5 * precision])
+    J = torch.autograd.functional.jacobian(field_of, z_star)
+    eig = torch.linalg.eigvals(J)
+    eta_star = float(torch.min(2.0 * eig.real.abs() / eig.abs() ** 2))
+    return J.detach().numpy(), torch.stack([eig.real, eig.imag], dim=1).numpy(), eta_star

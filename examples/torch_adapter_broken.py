@@ -28,6 +28,7 @@ mlp_grad_params = correct.mlp_grad_params
 ula_trajectory = correct.ula_trajectory
 decoupled_langevin_trajectory = correct.decoupled_langevin_trajectory
 exact_optimum_1d = correct.exact_optimum_1d
+convergence_jacobian = correct.convergence_jacobian
 
 
 def divergence_map(name, params, quantity, x):

@@ -39,10 +39,11 @@ def run(args) -> int:
     with tempfile.TemporaryDirectory(prefix="febm-ref-golden-") as scratch:
         golden = args.golden
         if golden is None:
+            from febm_ref.commands.golden import section_builders
             from febm_ref.conformance.golden import write_golden
 
             started = time.perf_counter()
-            write_golden(scratch, args.seed)
+            write_golden(scratch, args.seed, builders=section_builders())
             golden = scratch
             print(f"generated the golden set (seed {args.seed}) in {time.perf_counter() - started:.1f} s",
                   file=sys.stderr)

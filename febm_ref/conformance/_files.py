@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import zipfile
 from pathlib import Path
 
@@ -55,7 +56,10 @@ def json_bytes(obj) -> bytes:
 
 def write_file(directory: Path, name: str, data: bytes) -> dict:
     """Atomically write ``data``; return ``{"file", "bytes", "sha256"}`` for the manifest."""
-    atomic_write_bytes(Path(directory) / name, data)
+    path = atomic_write_bytes(Path(directory) / name, data)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)  # mkstemp creates 0600; golden files are meant to be shared
     return {"file": name, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
 
 

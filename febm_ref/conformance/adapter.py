@@ -108,9 +108,16 @@ _SPECS = (
         "1-D Gaussian-mixture target P given as a dict {'weights', 'means', 'variances'} of "
         "equal-length lists (DESIGN section 6)."),
     FunctionSpec(
-        "convergence_jacobian", ("name", "params", "toy"), "(m, m) array", "convergence",
-        "Jacobian of the f-EBM vector field v = (-grad_theta L, +grad_omega L) at the "
-        "equilibrium of the Gaussian toy described by the dict toy (D17)."),
+        "convergence_jacobian", ("name", "params", "toy"),
+        "((m, m) array, (m, 2) array, float)", "convergence",
+        "Local convergence of the f-EBM dynamics (DESIGN section 5) for the toy described by "
+        "the dict toy: for family 'gaussian_1d', p = N(mu, sigma^2), energy "
+        "E = 0.5((x - m)/s)^2 with theta = (m, s), quadratic critic H = w0 + b x + c x^2 with "
+        "omega = (w0, b, c), equilibrium z* = (mu, sigma, -mu^2/(2 sigma^2), mu/sigma^2, "
+        "-1/(2 sigma^2)) (q = p, H = -E, r = 0). Returns the Jacobian at z* of the exact "
+        "field v(z) = (-grad_theta L, +grad_omega L) (D8, D17; m = 5, order theta then omega), "
+        "its eigenvalues as rows (Re, Im) in any order, and the step-size bound "
+        "eta* = min 2|Re lambda| / |lambda|^2 of the simultaneous update z <- z + eta v(z)."),
 )
 
 PROTOCOL = {spec.name: spec for spec in _SPECS}

@@ -192,6 +192,18 @@ def _to_array(result, output: Optional[int], expected_shape) -> np.ndarray:
     return array
 
 
+def _match_rows(actual: np.ndarray, expected: np.ndarray) -> np.ndarray:
+    """Reorder the rows of ``actual`` so that each expected row (in order) gets the nearest
+    actual row not yet taken (for results without a canonical row order, e.g. eigenvalues)."""
+    free = list(range(actual.shape[0]))
+    order = []
+    for row in expected:
+        with np.errstate(invalid="ignore"):
+            dist = [float(np.nan_to_num(np.sum((actual[i] - row) ** 2), nan=np.inf)) for i in free]
+        order.append(free.pop(int(np.argmin(dist))))
+    return actual[order]
+
+
 def _evaluate_case(case: dict, section: GoldenSection, functions: dict, cache: dict, row: Row,
                    tol: Tolerance) -> None:
     row.n_cases += 1
@@ -216,6 +228,8 @@ def _evaluate_case(case: dict, section: GoldenSection, functions: dict, cache: d
     except (TypeError, ValueError) as exc:
         row._errors.append(f"{case['id']}: {exc}")
         return
+    if case.get("match") == "unordered_rows":
+        actual = _match_rows(actual, expected)
     row.n_checked += 1
     ok, ratio = within_tolerance(actual, expected, tol)
     worst = int(np.argmax(ratio)) if ratio.size else 0
@@ -283,11 +297,14 @@ def check_adapter(adapter: Any, golden_dir, *, adapter_name: str = "") -> Report
 
 
 def run_check(adapter_spec: str, golden_dir) -> Report:
-    """Load the adapter ``MODULE[:OBJECT]`` and check it; a load failure is one ERROR row."""
+    """Load the adapter ``MODULE[:OBJECT]`` and check it; a load failure is one ERROR row.
+
+    The golden set is validated first, so a bad golden directory raises :class:`GoldenError`
+    before any foreign code is imported."""
+    load_golden(golden_dir)
     try:
         adapter = load_adapter(adapter_spec)
     except AdapterLoadError as exc:
-        load_golden(golden_dir)  # still validate the golden set (a GoldenError wins)
         row = Row("adapter", "load", status="ERROR", message=str(exc))
         return Report(str(golden_dir), adapter_spec, [row])
     return check_adapter(adapter, golden_dir, adapter_name=adapter_spec)
@@ -305,7 +322,7 @@ def _fmt(value: float) -> str:
 
 def format_table(report: Report) -> str:
     """A fixed-width pass/fail table, one row per quantity, messages below failing rows."""
-    header = (f"{'section':<11} {'quantity':<20} {'status':<7} {'checked':>9} {'err/tol':>8} "
+    header = (f"{'section':<11} {'quantity':<22} {'status':<7} {'checked':>9} {'err/tol':>8} "
               f"{'max abs err':>11} {'rtol':>7} {'atol':>7}  worst case")
     lines = [f"golden:  {report.golden}", f"adapter: {report.adapter}", "", header,
              "-" * len(header)]
@@ -313,7 +330,7 @@ def format_table(report: Report) -> str:
         checked = f"{row.n_checked}/{row.n_cases}"
         shown_ratio = _fmt(row.worst_ratio) if row.n_checked else "-"
         shown_abs = _fmt(row.worst_abs_error) if row.n_checked else "-"
-        lines.append(f"{row.section:<11} {row.quantity:<20} {row.status:<7} {checked:>9} "
+        lines.append(f"{row.section:<11} {row.quantity:<22} {row.status:<7} {checked:>9} "
                      f"{shown_ratio:>8} {shown_abs:>11} {_fmt(row.rtol):>7} {_fmt(row.atol):>7}  "
                      f"{row.worst_case if row.n_checked else ''}")
         if row.message and row.status in ("FAIL", "ERROR", "skipped"):

@@ -56,7 +56,8 @@ class Section:
         return {"array": key}
 
     def add_case(self, case_id: str, quantity: str, function: str, args: dict, expected,
-                 *, output: Optional[int] = None, tolerance: Optional[str] = None) -> None:
+                 *, output: Optional[int] = None, tolerance: Optional[str] = None,
+                 match: Optional[str] = None) -> None:
         """Append one case; ``args`` must follow the protocol order of ``function``."""
         spec = PROTOCOL[function]
         if tuple(args) != spec.args:
@@ -74,9 +75,13 @@ class Section:
         ref = self.arrays[expected["array"]] if "array" in expected else np.asarray(expected["value"])
         if np.any(np.isnan(ref)):
             raise ValueError(f"case {case_id}: the expected value contains NaN")
-        self.cases.append({"id": case_id, "quantity": quantity, "tolerance": tol_key,
-                           "function": function, "args": args, "output": output,
-                           "expected": expected})
+        case = {"id": case_id, "quantity": quantity, "tolerance": tol_key, "function": function,
+                "args": args, "output": output, "expected": expected}
+        if match is not None:
+            if match != "unordered_rows":
+                raise ValueError(f"unknown match mode {match!r}")
+            case["match"] = match
+        self.cases.append(case)
 
 
 def divergence_key(div) -> str:
@@ -394,7 +399,8 @@ def section_documents(section: Section, seed: int) -> tuple[dict, bytes]:
     return document, npz_bytes(section.arrays)
 
 
-def write_golden(out, seed: int = 0, *, sections=None, progress: Optional[Callable] = None) -> dict:
+def write_golden(out, seed: int = 0, *, sections=None, progress: Optional[Callable] = None,
+                 builders: Optional[dict] = None) -> dict:
     """Write the golden set into directory ``out``; return the manifest.
 
     Parameters
@@ -407,15 +413,20 @@ def write_golden(out, seed: int = 0, *, sections=None, progress: Optional[Callab
         Subset of the available sections (default: all).
     progress : callable, optional
         ``progress(section_name, seconds)`` called after each section.
+    builders : dict, optional
+        Section name -> builder (default :data:`SECTION_BUILDERS`). The library cannot import
+        ``verification/``, so the CLI adds the ``convergence`` section built from
+        ``verification.convergence`` here (:func:`febm_ref.commands.golden.section_builders`).
     """
+    builders = dict(SECTION_BUILDERS if builders is None else builders)
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
     seed = int(seed)
-    wanted = tuple(SECTION_BUILDERS) if sections is None else tuple(sections)
-    unknown = [name for name in wanted if name not in SECTION_BUILDERS]
+    wanted = tuple(builders) if sections is None else tuple(sections)
+    unknown = [name for name in wanted if name not in builders]
     if unknown:
         raise ValueError(f"unknown or unavailable golden section(s) {unknown}; available: "
-                         f"{', '.join(SECTION_BUILDERS)}")
+                         f"{', '.join(builders)}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     files = []
@@ -423,7 +434,7 @@ def write_golden(out, seed: int = 0, *, sections=None, progress: Optional[Callab
         if name not in wanted:
             continue
         started = time.perf_counter()
-        section = SECTION_BUILDERS[name](np.random.default_rng([seed, schema.SECTION_STREAMS[name]]))
+        section = builders[name](np.random.default_rng([seed, schema.SECTION_STREAMS[name]]))
         document, npz = section_documents(section, seed)
         files.append(write_file(out, f"{name}.npz", npz))
         files.append(write_file(out, f"{name}.json", json_bytes(document)))
@@ -434,7 +445,7 @@ def write_golden(out, seed: int = 0, *, sections=None, progress: Optional[Callab
                                "implementation of f-EBM; see docs/conformance.md.",
                 "sections": [name for name in schema.SECTIONS if name in wanted],
                 "omitted": {name: "no reference module for this section in this febm-ref version"
-                            for name in schema.SECTIONS if name not in SECTION_BUILDERS},
+                            for name in schema.SECTIONS if name not in builders},
                 "files": files}
     write_file(out, "manifest.json", json_bytes(manifest))
     return manifest
