@@ -484,3 +484,14 @@ def test_check_without_golden_generates_one(tmp_path, capsys):
     assert cli.main(["check", "--adapter", str(module), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["passed"] and report["counts"]["pass"] == 8
+
+
+def test_docs_list_every_protocol_function_and_tolerance():
+    from febm_ref.conformance.adapter import PROTOCOL
+
+    text = (ROOT / "docs" / "conformance.md").read_text()
+    for spec in PROTOCOL.values():
+        assert f"`{spec.name}({', '.join(spec.args)})`" in text, spec.name
+    for tolerances in schema.TOLERANCES.values():
+        for key, tol in tolerances.items():
+            assert f"`{key}`" in text, key
