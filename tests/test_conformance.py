@@ -440,11 +440,15 @@ def test_class_adapter_via_module_object_and_strict_mode(golden, tmp_path, capsy
     module = tmp_path / "class_adapter.py"
     module.write_text(
         "from febm_ref.divergences import get_divergence\n"
+        "print('chatty import')\n"
         "class Adapter:\n"
         "    def divergence_map(self, name, params, quantity, x):\n"
+        "        print('chatty call')\n"
         "        return getattr(get_divergence(name, **params), quantity)(x)\n")
     assert cli.main(["check", "--adapter", f"{module}:Adapter", "--golden", str(golden), "--json"]) == 0
-    report = json.loads(capsys.readouterr().out)
+    captured = capsys.readouterr()
+    report = json.loads(captured.out)  # the adapter's prints went to stderr
+    assert "chatty call" in captured.err
     statuses = {f"{r['section']}.{r['quantity']}": r["status"] for r in report["rows"]}
     assert statuses["catalogue.f"] == "pass" and statuses["mlp.energy"] == "skipped"
     assert cli.main(["check", "--adapter", f"{module}:Adapter", "--golden", str(golden), "--strict"]) == 1

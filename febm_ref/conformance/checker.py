@@ -15,7 +15,9 @@ type, message and the adapter source line that raised it.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import sys
 import traceback
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -165,7 +167,9 @@ def _call(fn, args: list, cache: dict, key: str):
         outcome = cache[key]
     else:
         try:
-            outcome = ("ok", fn(*args))
+            # Foreign output goes to stderr so that ``check --json`` stays parseable.
+            with contextlib.redirect_stdout(sys.stderr):
+                outcome = ("ok", fn(*args))
         except NotImplementedError as exc:
             outcome = ("skip", str(exc) or "NotImplementedError")
         except (Exception, SystemExit) as exc:  # noqa: BLE001 - foreign code
@@ -303,7 +307,8 @@ def run_check(adapter_spec: str, golden_dir) -> Report:
     before any foreign code is imported."""
     load_golden(golden_dir)
     try:
-        adapter = load_adapter(adapter_spec)
+        with contextlib.redirect_stdout(sys.stderr):
+            adapter = load_adapter(adapter_spec)
     except AdapterLoadError as exc:
         row = Row("adapter", "load", status="ERROR", message=str(exc))
         return Report(str(golden_dir), adapter_spec, [row])
