@@ -66,6 +66,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from numba import prange
 
 from febm_ref._jit import njit
 
@@ -126,14 +127,51 @@ def check_mlp_spec(params, sizes, act) -> tuple[np.ndarray, np.ndarray, int]:
 
 # --------------------------------------------------------------------------- numba
 
+PARALLEL_MIN_SAMPLES = 512
+"""Batch kernels run their sample loop with ``prange`` from this many samples on (serial
+below: a parallel region costs more than it saves on small batches)."""
+
+SAMPLE_CHUNK = 64
+"""Samples per parallel work item of the per-sample batch kernels."""
+
+WEIGHTED_CHUNK = 256
+"""Samples per partial sum of :func:`mlp_weighted_grad_params`. Fixed, so the summation
+order (chunk partial sums, then the chunks in index order) and hence the result are
+the same whatever the thread count."""
+
+_TANH_SWITCH = 0.5 * math.log(2.0)
+"""``|z|`` below which tanh uses ``expm1`` (``exp(-2|z|) >= 1/2``), above which ``exp``."""
+
+_ELU_SWITCH = -math.log(2.0)
+"""``z`` above which (for ``z <= 0``) ELU uses ``expm1`` (``exp(z) >= 1/2``), below ``exp``."""
+
+_TRANSPOSED_MIN_FAN_IN = 8
+"""Backward recursion ``delta_{l-1} = W_{l-1} g_l`` uses the transposed copy of the
+weights (contiguous axpy over the fan-in) from this fan-in on; both forms add the same
+products in the same order, so the choice does not change a single bit."""
+
+
 @njit
 def _activation(act, z):
-    """Return ``(act(z), act'(z))`` for a real scalar (stable forms, no clipping)."""
+    """Return ``(act(z), act'(z))`` for a real scalar (stable forms, no clipping).
+
+    One transcendental per call. tanh: with ``e = exp(-2|z|)``,
+    ``tanh|z| = (1 - e)/(1 + e)`` and ``sech^2 z = 4e/(1 + e)^2``; for ``|z| <= ln(2)/2``
+    (``e >= 1/2``, where ``1 - e`` would cancel) ``t = expm1(-2|z|) = e - 1`` gives
+    ``tanh|z| = -t/(2 + t)`` and ``sech^2 z = 4(1 + t)/(2 + t)^2`` instead (``1 + t >= 1/2``:
+    no cancellation). Both keep full relative accuracy, also when saturated (where
+    ``1 - tanh^2`` would cancel). ELU for ``z <= 0`` likewise: ``expm1(z)`` and
+    ``1 + expm1(z)`` for ``z >= -ln 2``, ``exp(z) - 1`` and ``exp(z)`` below.
+    """
     if act == 0:
-        # tanh' = sech^2 = 4t/(1+t)^2, t = exp(-2|z|): keeps full relative accuracy when
-        # saturated (1 - tanh^2 would cancel)
-        t = math.exp(-2.0 * abs(z))
-        return math.tanh(z), 4.0 * t / ((1.0 + t) * (1.0 + t))
+        y = abs(z)
+        if y <= _TANH_SWITCH:
+            t = math.expm1(-2.0 * y)
+            d = 2.0 + t
+            return math.copysign(-t / d, z), 4.0 * (1.0 + t) / (d * d)
+        e = math.exp(-2.0 * y)
+        d = 1.0 + e
+        return math.copysign((1.0 - e) / d, z), 4.0 * e / (d * d)
     if act == 1:
         if z > 0.0:
             e = math.exp(-z)
@@ -154,15 +192,53 @@ def _activation(act, z):
     if act == 3:
         if z > 0.0:
             return z, 1.0
-        return math.expm1(z), math.exp(z)
+        if z >= _ELU_SWITCH:
+            t = math.expm1(z)
+            return t, 1.0 + t
+        e = math.exp(z)
+        return e - 1.0, e
     return math.nan, math.nan
 
 
 @njit
-def mlp_point_backward(params, sizes, act, x_row, grad_x_out, grad_params_out, weight,
-                       want_params, work):
-    """Energy of one point; ``grad_x`` into ``grad_x_out``; optionally accumulate
-    ``weight * dE/dparams`` into ``grad_params_out``. See the module docstring."""
+def _n_transposed(sizes):
+    total = 0
+    for l in range(sizes.shape[0] - 2):
+        total += sizes[l] * sizes[l + 1]
+    return total
+
+
+@njit
+def mlp_transposed_weights(params, sizes):
+    """The hidden-layer weights ``W_0 .. W_{L-2}`` transposed, concatenated: ``W_l^T`` is a
+    row-major ``(sizes[l+1], sizes[l])`` block. Argument ``wt`` of
+    :func:`mlp_point_backward_transposed`; build it once per parameter value."""
+    wt = np.empty(_n_transposed(sizes))
+    p_off = 0
+    t_off = 0
+    for l in range(sizes.shape[0] - 2):
+        n_in = sizes[l]
+        n_out = sizes[l + 1]
+        for i in range(n_in):
+            for j in range(n_out):
+                wt[t_off + j * n_in + i] = params[p_off + i * n_out + j]
+        p_off += (n_in + 1) * n_out
+        t_off += n_in * n_out
+    return wt
+
+
+@njit
+def _point_backward_impl(params, wt, sizes, act, x_row, grad_x_out, grad_params_out, weight,
+                         want_params, work):
+    """Core of :func:`mlp_point_backward`; ``wt`` is :func:`mlp_transposed_weights` or an
+    empty array (then the backward recursion reads ``W`` row-wise, same result).
+
+    Loop orders: the forward layer is an axpy ``z = b; z += a_i W[i, :]`` over the
+    contiguous rows of ``W`` (vectorisable without reassociation: each ``z_j`` still sums
+    ``b_j, a_0 W_0j, a_1 W_1j, ...`` in that order); the backward recursion
+    ``delta_prev = W g`` is, with ``wt``, the axpy ``delta_prev += g_j W^T[j, :]`` (again
+    each component sums its products in the order ``j = 0, 1, ...``).
+    """
     n_layers = sizes.shape[0] - 1
     n_hidden_total = 0
     max_width = 0
@@ -175,8 +251,9 @@ def mlp_point_backward(params, sizes, act, x_row, grad_x_out, grad_params_out, w
     dacts = work[n_hidden_total:2 * n_hidden_total]
     delta = work[2 * n_hidden_total:2 * n_hidden_total + max_width]
     delta_prev = work[2 * n_hidden_total + max_width:2 * n_hidden_total + 2 * max_width]
+    have_wt = wt.shape[0] > 0
 
-    # forward pass over hidden layers
+    # forward pass over hidden layers: z accumulated in place in acts, then activated
     p_off = 0
     a_off = 0
     prev_off = -1  # -1 means "the input row"
@@ -184,14 +261,20 @@ def mlp_point_backward(params, sizes, act, x_row, grad_x_out, grad_params_out, w
         n_in = sizes[l]
         n_out = sizes[l + 1]
         b_off = p_off + n_in * n_out
+        z = acts[a_off:a_off + n_out]
+        dz = dacts[a_off:a_off + n_out]
+        bias = params[b_off:b_off + n_out]
         for j in range(n_out):
-            acc = params[b_off + j]
-            for i in range(n_in):
-                a_i = x_row[i] if prev_off < 0 else acts[prev_off + i]
-                acc += a_i * params[p_off + i * n_out + j]
-            a, da = _activation(act, acc)
-            acts[a_off + j] = a
-            dacts[a_off + j] = da
+            z[j] = bias[j]
+        for i in range(n_in):
+            a_i = x_row[i] if prev_off < 0 else acts[prev_off + i]
+            w_row = params[p_off + i * n_out:p_off + (i + 1) * n_out]
+            for j in range(n_out):
+                z[j] += a_i * w_row[j]
+        for j in range(n_out):
+            a, da = _activation(act, z[j])
+            z[j] = a
+            dz[j] = da
         prev_off = a_off
         a_off += n_out
         p_off = b_off + n_out
@@ -211,37 +294,75 @@ def mlp_point_backward(params, sizes, act, x_row, grad_x_out, grad_params_out, w
         delta[i] = params[out_off + i]
     layer_end_p = out_off
     layer_end_a = a_off
+    layer_end_t = _n_transposed(sizes) if have_wt else 0
     for l in range(n_layers - 2, -1, -1):
         n_in = sizes[l]
         n_out = sizes[l + 1]
         p_start = layer_end_p - (n_in + 1) * n_out
         a_start = layer_end_a - n_out
+        t_start = layer_end_t - n_in * n_out
         b_off = p_start + n_in * n_out
+        g = delta[:n_out]
+        dz = dacts[a_start:a_start + n_out]
         for j in range(n_out):
-            delta[j] *= dacts[a_start + j]  # g_l
+            g[j] *= dz[j]  # g_l
         if want_params:
             in_start = a_start - n_in  # acts offset of the layer input (if hidden)
             for i in range(n_in):
                 a_i = x_row[i] if l == 0 else acts[in_start + i]
                 wa = weight * a_i
                 row = p_start + i * n_out
+                gp_row = grad_params_out[row:row + n_out]
                 for j in range(n_out):
-                    grad_params_out[row + j] += wa * delta[j]
+                    gp_row[j] += wa * g[j]
+            gp_b = grad_params_out[b_off:b_off + n_out]
             for j in range(n_out):
-                grad_params_out[b_off + j] += weight * delta[j]
-        for i in range(n_in):
-            acc = 0.0
-            row = p_start + i * n_out
+                gp_b[j] += weight * g[j]
+        dp = delta_prev[:n_in]
+        if have_wt and n_in >= _TRANSPOSED_MIN_FAN_IN:
+            for i in range(n_in):
+                dp[i] = 0.0
             for j in range(n_out):
-                acc += params[row + j] * delta[j]
-            delta_prev[i] = acc
+                g_j = g[j]
+                wt_row = wt[t_start + j * n_in:t_start + (j + 1) * n_in]
+                for i in range(n_in):
+                    dp[i] += g_j * wt_row[i]
+        else:
+            for i in range(n_in):
+                acc = 0.0
+                w_row = params[p_start + i * n_out:p_start + (i + 1) * n_out]
+                for j in range(n_out):
+                    acc += w_row[j] * g[j]
+                dp[i] = acc
         for i in range(n_in):
-            delta[i] = delta_prev[i]
+            delta[i] = dp[i]
         layer_end_p = p_start
         layer_end_a = a_start
+        layer_end_t = t_start
     for i in range(sizes[0]):
         grad_x_out[i] = delta[i]
     return energy
+
+
+@njit
+def mlp_point_backward(params, sizes, act, x_row, grad_x_out, grad_params_out, weight,
+                       want_params, work):
+    """Energy of one point; ``grad_x`` into ``grad_x_out``; optionally accumulate
+    ``weight * dE/dparams`` into ``grad_params_out``. See the module docstring."""
+    # work[:0]: an empty ``wt`` without allocating
+    return _point_backward_impl(params, work[:0], sizes, act, x_row, grad_x_out,
+                                grad_params_out, weight, want_params, work)
+
+
+@njit
+def mlp_point_backward_transposed(params, wt, sizes, act, x_row, grad_x_out, grad_params_out,
+                                  weight, want_params, work):
+    """:func:`mlp_point_backward` with the transposed weights ``wt =``
+    :func:`mlp_transposed_weights` ``(params, sizes)`` precomputed by the caller: the
+    backward recursion becomes contiguous (faster for wide layers), the result is
+    bit-identical."""
+    return _point_backward_impl(params, wt, sizes, act, x_row, grad_x_out, grad_params_out,
+                                weight, want_params, work)
 
 
 @njit
@@ -261,14 +382,19 @@ def mlp_energy_point(params, sizes, act, x_row, work):
         n_in = sizes[l]
         n_out = sizes[l + 1]
         b_off = p_off + n_in * n_out
+        z = nxt[:n_out]
+        bias = params[b_off:b_off + n_out]
         for j in range(n_out):
-            acc = params[b_off + j]
-            for i in range(n_in):
-                acc += cur[i] * params[p_off + i * n_out + j]
-            a, _ = _activation(act, acc)
-            nxt[j] = a
+            z[j] = bias[j]
+        for i in range(n_in):
+            a_i = cur[i]
+            w_row = params[p_off + i * n_out:p_off + (i + 1) * n_out]
+            for j in range(n_out):
+                z[j] += a_i * w_row[j]
         for j in range(n_out):
-            cur[j] = nxt[j]
+            a, _ = _activation(act, z[j])
+            z[j] = a
+        cur, nxt = nxt, cur
         p_off = b_off + n_out
     n_in = sizes[n_layers - 1]
     energy = params[p_off + n_in]
@@ -296,51 +422,128 @@ def _work_size(sizes):
     return 2 * total + 2 * max_width
 
 
+# Modes of _batch_range. The batch kernels pass them (and the chunk sizes) as np.int64,
+# not as literals, so that one compiled parallel region serves all four kernels.
+_MODE_ENERGY, _MODE_ENERGY_GRAD_X, _MODE_GRAD_PARAMS, _MODE_WEIGHTED = 0, 1, 2, 3
+
+
+@njit
+def _batch_range(mode, params, wt, sizes, act, X, w, start, stop, energies, grads, out_params):
+    """Serial body shared by the batch kernels: samples ``start .. stop-1``.
+
+    ``mode`` 0: energies; 1: energies and ``grads``; 2: per-sample parameter gradients
+    into the rows of ``out_params``; 3: ``sum_k w_k dE(x_k)/dparams`` accumulated into
+    ``out_params[0]``.
+    """
+    work = np.empty(_work_size(sizes))
+    gx = np.empty(sizes[0])
+    # runtime (non-literal) flag: one compiled copy of _point_backward_impl serves modes 1-3
+    want_params = mode >= _MODE_GRAD_PARAMS
+    weight = 1.0
+    for k in range(start, stop):
+        if mode == _MODE_ENERGY:
+            energies[k] = mlp_energy_point(params, sizes, act, X[k], work)
+            continue
+        grad_x_out = gx
+        grad_params_out = gx
+        if mode == _MODE_ENERGY_GRAD_X:
+            grad_x_out = grads[k]
+        elif mode == _MODE_GRAD_PARAMS:
+            grad_params_out = out_params[k]
+        else:
+            grad_params_out = out_params[0]
+            weight = w[k]
+        energy = _point_backward_impl(params, wt, sizes, act, X[k], grad_x_out, grad_params_out,
+                                      weight, want_params, work)
+        if mode == _MODE_ENERGY_GRAD_X:
+            energies[k] = energy
+
+
+@njit(parallel=True)
+def _batch_chunks_parallel(mode, params, wt, sizes, act, X, w, chunk, energies, grads,
+                           out_params):
+    """:func:`_batch_range` over the chunks ``[c * chunk, (c + 1) * chunk)`` in parallel
+    (one compiled parallel region serves all batch kernels). In mode 3 chunk ``c``
+    accumulates into ``out_params[c]``."""
+    n = X.shape[0]
+    for c in prange((n + chunk - 1) // chunk):
+        stop = min(n, (c + 1) * chunk)
+        if mode == _MODE_WEIGHTED:
+            _batch_range(mode, params, wt, sizes, act, X, w, c * chunk, stop, energies, grads,
+                         out_params[c:c + 1])
+        else:
+            _batch_range(mode, params, wt, sizes, act, X, w, c * chunk, stop, energies, grads,
+                         out_params)
+
+
+@njit
+def _run_batch(mode, params, wt, sizes, act, X, w, chunk, energies, grads, out_params):
+    """Chunks of :func:`_batch_range`, in parallel from :data:`PARALLEL_MIN_SAMPLES` on."""
+    n = X.shape[0]
+    if n >= PARALLEL_MIN_SAMPLES:
+        _batch_chunks_parallel(mode, params, wt, sizes, act, X, w, chunk, energies, grads,
+                               out_params)
+    else:
+        for c in range((n + chunk - 1) // chunk):
+            stop = min(n, (c + 1) * chunk)
+            if mode == _MODE_WEIGHTED:
+                _batch_range(mode, params, wt, sizes, act, X, w, c * chunk, stop, energies,
+                             grads, out_params[c:c + 1])
+            else:
+                _batch_range(mode, params, wt, sizes, act, X, w, c * chunk, stop, energies,
+                             grads, out_params)
+
+
 @njit
 def mlp_energy_batch(params, sizes, act, X):
-    """Energies ``(n,)`` of the rows of ``X``."""
-    n = X.shape[0]
-    out = np.empty(n)
-    work = np.empty(_work_size(sizes))
-    for k in range(n):
-        out[k] = mlp_energy_point(params, sizes, act, X[k], work)
-    return out
+    """Energies ``(n,)`` of the rows of ``X`` (samples in parallel from
+    :data:`PARALLEL_MIN_SAMPLES` on; each energy is independent of the thread count)."""
+    energies = np.empty(X.shape[0])
+    _run_batch(np.int64(_MODE_ENERGY), params, np.empty(0), sizes, act, X, energies,
+               np.int64(SAMPLE_CHUNK), energies, np.empty((0, 0)), np.empty((0, 0)))
+    return energies
 
 
 @njit
 def mlp_energy_grad_x_batch(params, sizes, act, X):
-    """Energies ``(n,)`` and input gradients ``(n, d)`` (fused forward + backward)."""
-    n = X.shape[0]
-    energies = np.empty(n)
-    grads = np.empty((n, sizes[0]))
-    work = np.empty(_work_size(sizes))
-    dummy = np.empty(0)
-    for k in range(n):
-        energies[k] = mlp_point_backward(params, sizes, act, X[k], grads[k], dummy, 0.0,
-                                         False, work)
+    """Energies ``(n,)`` and input gradients ``(n, d)`` (fused forward + backward; samples
+    in parallel from :data:`PARALLEL_MIN_SAMPLES` on, results independent of the thread
+    count)."""
+    energies = np.empty(X.shape[0])
+    grads = np.empty((X.shape[0], sizes[0]))
+    _run_batch(np.int64(_MODE_ENERGY_GRAD_X), params, mlp_transposed_weights(params, sizes),
+               sizes, act, X, energies, np.int64(SAMPLE_CHUNK), energies, grads,
+               np.empty((0, 0)))
     return energies, grads
 
 
 @njit
 def mlp_grad_params_batch(params, sizes, act, X):
     """Per-sample parameter gradients ``(n, P_full)`` (full kernel layout)."""
-    n = X.shape[0]
-    out = np.zeros((n, params.shape[0]))
-    work = np.empty(_work_size(sizes))
-    gx = np.empty(sizes[0])
-    for k in range(n):
-        mlp_point_backward(params, sizes, act, X[k], gx, out[k], 1.0, True, work)
+    out = np.zeros((X.shape[0], params.shape[0]))
+    _run_batch(np.int64(_MODE_GRAD_PARAMS), params, mlp_transposed_weights(params, sizes),
+               sizes, act, X, np.empty(0), np.int64(SAMPLE_CHUNK), np.empty(0), np.empty((0, 0)),
+               out)
     return out
 
 
 @njit
 def mlp_weighted_grad_params(params, sizes, act, X, w):
-    """``sum_i w_i dE(x_i)/dparams`` ``(P_full,)`` without forming the per-sample matrix."""
-    out = np.zeros(params.shape[0])
-    work = np.empty(_work_size(sizes))
-    gx = np.empty(sizes[0])
-    for k in range(X.shape[0]):
-        mlp_point_backward(params, sizes, act, X[k], gx, out, w[k], True, work)
+    """``sum_i w_i dE(x_i)/dparams`` ``(P_full,)`` without forming the per-sample matrix.
+
+    The samples are cut into fixed chunks of :data:`WEIGHTED_CHUNK`; each chunk's
+    partial sum is accumulated sample by sample, then the partial sums are added in
+    chunk order. The chunks run in parallel from :data:`PARALLEL_MIN_SAMPLES` samples
+    on; the summation order, hence the result, does not depend on the thread count.
+    """
+    n_par = params.shape[0]
+    partial = np.zeros(((X.shape[0] + WEIGHTED_CHUNK - 1) // WEIGHTED_CHUNK, n_par))
+    _run_batch(np.int64(_MODE_WEIGHTED), params, mlp_transposed_weights(params, sizes), sizes,
+               act, X, w, np.int64(WEIGHTED_CHUNK), np.empty(0), np.empty((0, 0)), partial)
+    out = np.zeros(n_par)
+    for c in range(partial.shape[0]):
+        for p in range(n_par):
+            out[p] += partial[c, p]
     return out
 
 

@@ -8,6 +8,7 @@ against complex step / finite differences in tests/test_energies.py.
 
 from __future__ import annotations
 
+import math
 import os
 import subprocess
 import sys
@@ -210,3 +211,93 @@ def test_activation_and_derivative_against_mpmath(act):
         near_root = np.abs(da_ex) < 1e-6
         assert np.max(err[~near_root]) <= 1e-14, err
         assert np.max(np.abs(got - da_ex)[near_root], initial=0.0) <= 1e-15
+
+
+@pytest.mark.parametrize("act", [K.ACTIVATION_CODES["tanh"], K.ACTIVATION_CODES["elu"]])
+def test_single_transcendental_activation_across_branch_switch_against_mpmath(act):
+    """tanh (expm1 form for |z| <= ln(2)/2, exp form above) and ELU (expm1 form for
+    -ln 2 <= z <= 0, exp form below) keep relative accuracy 1e-14 on both sides of the
+    switch and on a dense grid (50-digit mpmath oracle)."""
+    switches = [K._TANH_SWITCH, -K._TANH_SWITCH, K._ELU_SWITCH]
+    z = np.concatenate([np.linspace(-3.0, 3.0, 601),
+                        [np.nextafter(s, d) for s in switches for d in (-np.inf, np.inf)],
+                        switches, [-1e-300, 1e-300, -1e-8, 1e-8, -0.0]])
+    f, df = _MP_ACTIVATIONS[act]
+    for t in z:
+        a, da = K._activation(act, float(t))
+        with mpmath.workdps(50):
+            a_ex = float(f(mpmath.mpf(float(t))))
+            da_ex = float(df(mpmath.mpf(float(t))))
+        assert abs(a - a_ex) <= 1e-14 * abs(a_ex), (t, a, a_ex)
+        assert abs(da - da_ex) <= 1e-14 * abs(da_ex), (t, da, da_ex)
+    assert math.copysign(1.0, K._activation(0, -0.0)[0]) == -1.0  # tanh(-0) = -0
+
+
+def _parallel_case():
+    """A batch large enough for the parallel path and several weighted chunks, with fan-ins
+    >= 8 so the transposed-weight backward recursion is used."""
+    rng = np.random.default_rng(20240613)
+    sizes = np.array([2, 9, 8, 1], dtype=np.int64)
+    params = 0.7 * rng.standard_normal(K.mlp_n_params(sizes))
+    n = K.PARALLEL_MIN_SAMPLES + K.WEIGHTED_CHUNK // 2 + 3
+    X = 1.5 * rng.standard_normal((n, 2))
+    w = rng.standard_normal(n)
+    assert n > 2 * K.WEIGHTED_CHUNK and n >= K.PARALLEL_MIN_SAMPLES
+    return params, sizes, X, w
+
+
+def _batch_outputs(params, sizes, act, X, w):
+    e, g = K.mlp_energy_grad_x_batch(params, sizes, act, X)
+    return (e, g, K.mlp_energy_batch(params, sizes, act, X),
+            K.mlp_grad_params_batch(params, sizes, act, X),
+            K.mlp_weighted_grad_params(params, sizes, act, X, w))
+
+
+@pytest.mark.parametrize("act", [0, 3])
+def test_parallel_batch_kernels_identical_for_1_and_2_threads(act):
+    """Parallel sample loop and fixed-chunk weighted reduction: bit-identical results
+    whatever the thread count, and equal to the NumPy twins to 1e-12."""
+    import numba
+    params, sizes, X, w = _parallel_case()
+    before = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        one = _batch_outputs(params, sizes, act, X, w)
+        numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
+        two = _batch_outputs(params, sizes, act, X, w)
+    finally:
+        numba.set_num_threads(before)
+    for a, b in zip(one, two):
+        assert np.array_equal(a, b)
+    e_np, g_np = K.mlp_energy_grad_x_batch_numpy(params, sizes, act, X)
+    assert _close(two[0], e_np) <= TOL and _close(two[1], g_np) <= TOL
+    assert _close(two[2], e_np) <= TOL
+    assert _close(two[3], K.mlp_grad_params_batch_numpy(params, sizes, act, X)) <= TOL
+    assert _close(two[4], K.mlp_weighted_grad_params_numpy(params, sizes, act, X, w)) <= TOL
+
+
+@njit
+def _per_point_reference(params, sizes, act, X, work):
+    """Row-wise (non-transposed) per-point path for every sample, serial, sequential sums."""
+    n, d = X.shape
+    energies = np.empty(n)
+    grads = np.empty((n, d))
+    per_sample = np.zeros((n, params.shape[0]))
+    for k in range(n):
+        energies[k] = K.mlp_point_backward(params, sizes, act, X[k], grads[k], per_sample[k],
+                                           1.0, True, work)
+    return energies, grads, per_sample
+
+
+def test_transposed_backward_is_bit_identical_to_row_backward():
+    """The batch kernels (transposed weights, parallel) and the per-point kernel
+    ``mlp_point_backward`` (rows of W) add the same products in the same order: the
+    energies, input gradients and per-sample parameter gradients agree bit for bit."""
+    params, sizes, X, w = _parallel_case()
+    e, g, e_fwd, G, _ = _batch_outputs(params, sizes, 0, X, w)
+    e_ref, g_ref, G_ref = _per_point_reference(params, sizes, 0, X,
+                                               np.empty(K.mlp_work_size(sizes)))
+    assert np.array_equal(e, e_ref) and np.array_equal(e_fwd, e_ref)
+    assert np.array_equal(g, g_ref) and np.array_equal(G, G_ref)
+    wt = K.mlp_transposed_weights(params, sizes)
+    assert np.array_equal(wt[:2 * 9].reshape(9, 2), params[:18].reshape(2, 9).T)
