@@ -13,7 +13,6 @@ no timestamps, stable key order, NPZ entries with a fixed date (:mod:`._files`).
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
