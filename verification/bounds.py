@@ -46,7 +46,8 @@ Learned critics (D10)
 ---------------------
 :func:`train_critic` runs gradient *ascent* on ``B`` for a critic ``s = H_omega(x)`` (an
 :class:`febm_ref.energies.MLPEnergy`) with the minibatch omega-gradient of D13,
-``<g_data'(s+) dH+> - <g_model'(s-) dH->``, and Adam; the bound at the learned critic is
+``<g_data'(s+) dH+> - <g_model'(s-) dH->`` (:mod:`febm_ref.objective`), and Adam
+(:mod:`febm_ref.optimizers`); the bound at the learned critic is
 evaluated *exactly* (a fixed composite Gauss-Legendre rule, independent of the
 minibatches) along the way.
 """
@@ -62,6 +63,7 @@ import numpy as np
 from scipy import integrate
 
 from febm_ref._validation import as_float_array, check_generator, check_positive_int, check_real_scalar
+from febm_ref.targets import paper_mixture_1d
 from febm_ref.divergences import Divergence, get_divergence, resolve_divergence
 from febm_ref.gaussians import (f_divergence, f_divergence_monte_carlo_gaussians,
                                 f_divergence_quadrature_1d, f_divergence_quadrature_2d,
@@ -71,7 +73,6 @@ __all__ = [
     "DensityPair",
     "gaussian_pair",
     "mixture_vs_gaussian_pair",
-    "PAPER_MIXTURE",
     "standard_pairs",
     "closed_form_divergences",
     "all_bound_divergences",
@@ -88,8 +89,8 @@ __all__ = [
     "bounded_perturbation",
     "perturbation_study",
     "CriticTraining",
-    "omega_gradient",
     "train_critic",
+    "exact_bound_and_gradient",
 ]
 
 # The lowest log density allowed on the integration box: exp(-700) is still a normal
@@ -205,49 +206,32 @@ def gaussian_pair(mean_p, cov_p, mean_q, cov_q, *, name: str = "gaussians",
                        lower, upper, breaks, gaussians=(mp, Sp, mq, Sq))
 
 
-# The paper's 1-D data density (DESIGN section 6): weights, means, variances.
-PAPER_MIXTURE = {"weights": (0.33, 0.67), "means": (-1.0, 2.0), "variances": (0.0625, 2.0)}
-
-
-def _paper_mixture_log_density():
-    """``log p`` of ``0.33 N(-1, 0.25^2) + 0.67 N(2, 2)`` (minimal local copy; see the report)."""
-    w = np.log(np.array(PAPER_MIXTURE["weights"]))
-    m = np.array(PAPER_MIXTURE["means"])
-    v = np.array(PAPER_MIXTURE["variances"])
-
-    def log_p(x):
-        x = np.asarray(x, dtype=np.float64).reshape(-1, 1)
-        comp = w - 0.5 * np.log(2 * np.pi * v) - 0.5 * (x - m) ** 2 / v
-        return np.logaddexp.reduce(comp, axis=1)
-
-    def sample(rng, n):
-        k = rng.random(n) < PAPER_MIXTURE["weights"][0]
-        z = rng.standard_normal(n)
-        x = np.where(k, m[0] + math.sqrt(v[0]) * z, m[1] + math.sqrt(v[1]) * z)
-        return x[:, None]
-
-    return log_p, sample
-
-
 def mixture_vs_gaussian_pair(mean_q: float = 1.0, var_q: float = 2.25, *, width: float = 12.0) -> DensityPair:
-    """The paper's mixture ``P`` (DESIGN section 6) against a fixed Gaussian ``Q``.
+    """The paper's mixture ``P`` (:func:`febm_ref.targets.paper_mixture_1d`) against a fixed Gaussian ``Q``.
 
     The default ``Q = N(1, 1.5^2)`` keeps every catalogue divergence finite (Pearson needs
     ``var_q > 1``, half the widest component variance; Neyman needs ``var_q < 4``).
     """
-    log_p, sample_p = _paper_mixture_log_density()
+    target = paper_mixture_1d()
+
+    def log_p(x):
+        return target.log_density(np.asarray(x, dtype=np.float64).reshape(-1, 1))
+
+    def sample_p(rng, n):
+        return target.sample(rng, n)
+
     lq_1 = gaussian_log_density(float(mean_q), float(var_q))
 
     def log_q(x):
         return lq_1(np.asarray(x, dtype=np.float64).reshape(-1))
 
-    sd = max(math.sqrt(2.0), math.sqrt(var_q))
-    lower = np.array([min(-1.0, mean_q) - width * sd])
-    upper = np.array([max(2.0, mean_q) + width * sd])
+    sd = max(math.sqrt(target.max_variance), math.sqrt(var_q))
+    lower = np.array([min(float(np.min(target.means)), mean_q) - width * sd])
+    upper = np.array([max(float(np.max(target.means)), mean_q) + width * sd])
     _check_box("mixture", log_p, log_q, lower, upper)
     return DensityPair("mixture_vs_gaussian", 1, log_p, log_q, sample_p,
                        _gaussian_sampler(np.array([float(mean_q)]), np.array([[float(var_q)]])),
-                       lower, upper, ((-1.0, float(mean_q), 2.0),), gaussians=None)
+                       lower, upper, (tuple(sorted(target.breakpoints + [float(mean_q)])),), gaussians=None)
 
 
 def standard_pairs() -> Dict[str, DensityPair]:
@@ -570,37 +554,15 @@ def perturbation_study(div: Divergence, pair: DensityPair, eps: Sequence[float] 
 # Learned critics (D10)
 # ----------------------------------------------------------------------------------
 
-def omega_gradient(div: Divergence, critic, x_pos: np.ndarray, x_neg: np.ndarray) -> Tuple[np.ndarray, float]:
-    """The minibatch omega-gradient of D13 for ``s = H_omega(x)`` and the minibatch bound.
+class _ZeroEnergy:
+    """``E_theta = 0``: with it the modelled log ratio of D6 is ``r = H_omega`` itself, the
+    critic of a *fixed* pair ``(P, Q)`` (``febm_critic_gradient`` only evaluates the energy)."""
 
-    ``grad = <g_data'(s+) dH+> - <g_model'(s-) dH->`` (D10), computed with the critic's
-    fused ``weighted_grad_params``; returns ``(grad (P,), <g_data(s+)> - <g_model(s-)>)``.
-    """
-    s_pos, s_neg = critic.energy(x_pos), critic.energy(x_neg)
-    n_pos, n_neg = s_pos.shape[0], s_neg.shape[0]
-    grad = critic.weighted_grad_params(x_pos, div.g_data_prime(s_pos) / n_pos) \
-        - critic.weighted_grad_params(x_neg, div.g_model_prime(s_neg) / n_neg)
-    batch_bound = float(np.mean(div.g_data(s_pos)) - np.mean(div.g_model(s_neg)))
-    return grad, batch_bound
+    def __init__(self, dim: int):
+        self.dim = dim
 
-
-class _Adam:
-    """Minimal Adam (Kingma & Ba), ascent form; a stand-in until febm_ref.optimizers lands."""
-
-    def __init__(self, lr: float, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8):
-        self.lr, self.b1, self.b2, self.eps = lr, beta1, beta2, eps
-        self.m = self.v = None
-        self.t = 0
-
-    def ascent_step(self, params: np.ndarray, grad: np.ndarray) -> np.ndarray:
-        if self.m is None:
-            self.m, self.v = np.zeros_like(grad), np.zeros_like(grad)
-        self.t += 1
-        self.m = self.b1 * self.m + (1 - self.b1) * grad
-        self.v = self.b2 * self.v + (1 - self.b2) * grad * grad
-        m_hat = self.m / (1 - self.b1 ** self.t)
-        v_hat = self.v / (1 - self.b2 ** self.t)
-        return params + self.lr * m_hat / (np.sqrt(v_hat) + self.eps)
+    def energy(self, x) -> np.ndarray:
+        return np.zeros(np.asarray(x).shape[0])
 
 
 @dataclass
@@ -632,18 +594,24 @@ class CriticTraining:
 def train_critic(div: Divergence, pair: DensityPair, *, rng: np.random.Generator, steps: int = 3000,
                  batch: int = 256, hidden: Sequence[int] = (32, 32), lr: float = 3e-3,
                  eval_every: int = 100, exact: Optional[float] = None,
-                 lr_decay_to: float = 0.1, backend: str = "numba") -> CriticTraining:
+                 final_lr_fraction: float = 0.1, backend: str = "numba") -> CriticTraining:
     """Train ``s = H_omega(x)`` (tanh :class:`~febm_ref.energies.MLPEnergy`) by Adam ascent on ``B``.
 
-    Fresh minibatches ``x+ ~ P``, ``x- ~ Q`` of size ``batch`` at every step; omega-update
-    D10 via :func:`omega_gradient`; learning rate decayed linearly to ``lr * lr_decay_to``
-    (less minibatch noise at the end). Every ``eval_every`` steps the bound at the current
-    critic is evaluated by a fixed Gauss-Legendre rule on the pair's box (1-D only).
+    Fresh minibatches ``x+ ~ P``, ``x- ~ Q`` of size ``batch`` at every step; the
+    omega-gradient is D10 as estimated by D13,
+    ``<g_data'(s+) dH+> - <g_model'(s-) dH->`` (:func:`febm_ref.objective.febm_critic_gradient`
+    with ``E = 0``); :class:`febm_ref.optimizers.Adam` on ``-grad`` (ascent) with a cosine
+    learning rate decaying to ``final_lr_fraction * lr``. Every ``eval_every`` steps the
+    bound at the current critic is evaluated *exactly* by a fixed Gauss-Legendre rule on
+    the pair's box (1-D only), independent of the minibatches.
     """
     from febm_ref.energies import MLPEnergy
+    from febm_ref.objective import febm_critic_gradient
+    from febm_ref.optimizers import Adam, learning_rate
 
     rng = check_generator(rng)
     steps = check_positive_int(steps, "steps")
+    eval_every = check_positive_int(eval_every, "eval_every")
     if pair.dim != 1:
         raise ValueError("train_critic evaluates the exact bound by 1-D quadrature; pass a 1-D pair")
     nodes, weights = gauss_legendre_rule(pair)
@@ -651,7 +619,8 @@ def train_critic(div: Divergence, pair: DensityPair, *, rng: np.random.Generator
     if exact is None:
         exact = exact_divergence(div, pair)["value"]
     critic = MLPEnergy.random_init(rng, pair.dim, tuple(hidden), "tanh", backend=backend)
-    opt = _Adam(lr)
+    zero = _ZeroEnergy(pair.dim)
+    opt = Adam(critic.n_params)
     hist_steps, hist_bound, hist_batch = [], [], []
 
     def exact_bound(model):
@@ -666,9 +635,24 @@ def train_critic(div: Divergence, pair: DensityPair, *, rng: np.random.Generator
             hist_batch.append(batch_bound)
         if t == steps:
             break
-        grad, batch_bound = omega_gradient(div, critic, pair.sample_p(rng, batch), pair.sample_q(rng, batch))
-        opt.lr = lr * (1.0 - (1.0 - lr_decay_to) * t / steps)
-        params = opt.ascent_step(params, grad)
+        est = febm_critic_gradient(div, zero, critic, pair.sample_p(rng, batch), pair.sample_q(rng, batch))
+        batch_bound = est.loss
+        rate = learning_rate("cosine", lr, t, steps, final_fraction=final_lr_fraction)
+        params = opt.step(params, -est.grad_omega, rate)
         critic = critic.with_params(params)
     return CriticTraining(div.label, pair.name, float(exact), np.array(hist_steps), np.array(hist_bound),
                           np.array(hist_batch), critic)
+
+
+def exact_bound_and_gradient(div: Divergence, pair: DensityPair, critic, rule=None) -> Tuple[float, np.ndarray]:
+    """``B(H_omega)`` and its exact omega-gradient (D10) on a fixed Gauss-Legendre rule (1-D).
+
+    ``grad_omega B = ∫ [p g_data'(s) - q g_model'(s)] dH`` with ``s = H_omega(x)``: the
+    population version of the D13 critic estimator, for finite-difference tests.
+    """
+    nodes, weights = gauss_legendre_rule(pair) if rule is None else rule
+    lp, lq = pair.log_p(nodes), pair.log_q(nodes)
+    s = critic.energy(nodes)
+    value = float(weights @ bound_integrand(div, lp, lq, s))
+    w = weights * (np.exp(lp) * div.g_data_prime(s) - np.exp(lq) * div.g_model_prime(s))
+    return value, np.asarray(critic.weighted_grad_params(nodes, w), dtype=np.float64)
