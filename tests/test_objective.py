@@ -1,0 +1,306 @@
+"""Tests of the f-EBM minibatch estimator (D13, D14), its exact counterpart (D9, D10),
+D11, D12, the published stop-gradient surrogate, and the batched critic kernel."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from febm_ref import _kernels as K
+from febm_ref._batched_mlp import BatchedMLP, tanh_and_derivative
+from febm_ref.critics import QuadraticCritic
+from febm_ref.divergences import get_divergence
+from febm_ref.energies import GaussianEnergy1D, MLPEnergy
+from febm_ref.exact_objective import ExactObjective, gauss_legendre_box
+from febm_ref.objective import (contrastive_divergence_gradient, covariance_weights, febm_critic_gradient,
+                                febm_energy_gradient, febm_gradient, febm_objective_value, model_pass)
+from febm_ref.reference_optima import divergence_value
+from febm_ref.sum_model import SumModel
+from febm_ref.targets import GaussianMixture1D, paper_mixture_1d
+
+TABLE = [("kl", {}), ("reverse_kl", {}), ("jensen_shannon", {}), ("squared_hellinger", {}),
+         ("pearson_chi2", {}), ("neyman_chi2", {}), ("alpha", {"alpha": -1.0}), ("alpha", {"alpha": -0.5}),
+         ("alpha", {"alpha": 0.5}), ("alpha", {"alpha": 0.9}), ("alpha", {"alpha": 2.0})]
+IDS = [n + str(k.get("alpha", "")) for n, k in TABLE]
+
+TARGET = GaussianEnergy1D(0.5, 1.3)      # p = N(0.5, 1.3^2)
+MODEL = GaussianEnergy1D(0.2, 1.1)       # q_theta = N(0.2, 1.1^2)
+RULE = gauss_legendre_box([(-25.0, 25.0)], 50)
+
+
+def _near_optimal_quadratic_critic():
+    """H = -E_p + small quadratic perturbation: r = log(p/q) + const + delta(x)."""
+    h = QuadraticCritic.negative_of_gaussian_energy([0.5], [[1.0 / 1.69]])
+    return h.with_params(h.params + np.array([0.05, 0.05, -0.02]))
+
+
+# ------------------------------------------------------------------ D13 mean == D9/D10
+
+@pytest.mark.parametrize("name,params", TABLE, ids=IDS)
+def test_D13_mean_equals_exact_D9_D10_within_standard_error(name, params):
+    div = get_divergence(name, **params)
+    critic = _near_optimal_quadratic_critic()
+    exact = ExactObjective.from_energy(div, RULE, TARGET, tail_tolerance=1e-9).evaluate(MODEL, critic)
+    rng = np.random.default_rng(2024)
+    reps, n = 300, 200
+    gt, go = np.empty((reps, 2)), np.empty((reps, 3))
+    for k in range(reps):
+        g = febm_gradient(div, MODEL, critic, TARGET.sample(rng, n), MODEL.sample(rng, n), covariance="halves")
+        gt[k], go[k] = g.grad_theta, g.grad_omega
+    for est, ref, what in ((gt, exact.grad_theta, "grad_theta (D9)"), (go, exact.grad_omega, "grad_omega (D10)")):
+        se = est.std(axis=0, ddof=1) / math.sqrt(reps)
+        z = np.abs(est.mean(axis=0) - ref) / se
+        assert np.all(z < 4.5), f"{div.label} {what}: mean {est.mean(0)} vs exact {ref}, SE {se}, z {z}"
+
+
+def test_D13_batch_covariance_has_the_predicted_O_1_over_n_bias():
+    """covariance='batch' has expectation D9 - Cov_q(g_model, dE)/n (exact, by quadrature)."""
+    div = get_divergence("kl")
+    critic = _near_optimal_quadratic_critic()
+    obj = ExactObjective.from_energy(div, RULE, TARGET, tail_tolerance=1e-9)
+    exact = obj.evaluate(MODEL, critic)
+    x = RULE.nodes
+    wq = obj.model_weights(MODEL)
+    gm = div.g_model(critic.energy(x) + MODEL.energy(x))
+    cov = MODEL.weighted_grad_params(x, wq * (gm - wq @ gm))
+    n, reps = 2, 12000
+    rng = np.random.default_rng(7)
+    xp = TARGET.sample(rng, n * reps).reshape(reps, n, 1)
+    xn = MODEL.sample(rng, n * reps).reshape(reps, n, 1)
+    est = np.array([febm_energy_gradient(div, MODEL, critic, xp[k], xn[k]).grad_theta for k in range(reps)])
+    se = est.std(axis=0, ddof=1) / math.sqrt(reps)
+    predicted = exact.grad_theta - cov / n
+    z = np.abs(est.mean(0) - predicted) / se
+    assert np.all(z < 4.5), f"mean {est.mean(0)} vs D9 - Cov/n {predicted} (D9 {exact.grad_theta}), SE {se}"
+    # and the bias is detectable: the unbiased target is rejected for at least one component
+    assert np.max(np.abs(est.mean(0) - exact.grad_theta) / se) > 6.0, "bias Cov/n not resolved; test too weak"
+
+
+MLP_FINITE_VARIANCE = [("reverse_kl", {}), ("jensen_shannon", {}), ("neyman_chi2", {}), ("alpha", {"alpha": -1.0}),
+                       ("alpha", {"alpha": -0.5})]
+
+
+@pytest.mark.parametrize("name,params", MLP_FINITE_VARIANCE, ids=lambda v: str(v))
+def test_D13_mean_equals_exact_for_an_mlp_critic(name, params):
+    """MLP critics (bounded H): r = H + E grows like E in the tails, so E_q[g_model(r)^2]
+    is finite only when g_model grows at most like e^{s/2}... strictly slower (otherwise the
+    sample standard error is meaningless); for those divergences D13's mean must match
+    D9/D10 on every critic parameter."""
+    div = get_divergence(name, **params)
+    critic = MLPEnergy.random_init(np.random.default_rng(3), 1, (8,), "tanh", bias_scale=0.3)
+    exact = ExactObjective.from_energy(div, RULE, TARGET, tail_tolerance=1e-9).evaluate(MODEL, critic)
+    rng = np.random.default_rng(11)
+    reps, n = 200, 200
+    est = np.array([np.concatenate([g.grad_theta, g.grad_omega]) for g in (
+        febm_gradient(div, MODEL, critic, TARGET.sample(rng, n), MODEL.sample(rng, n), covariance="bessel")
+        for _ in range(reps))])
+    ref = np.concatenate([exact.grad_theta, exact.grad_omega])
+    se = est.std(axis=0, ddof=1) / math.sqrt(reps)
+    ok = se > 0
+    z = np.abs(est.mean(0)[ok] - ref[ok]) / se[ok]
+    assert np.all(z < 4.8), f"{div.label}: worst z {z.max():.2f} over {ok.sum()} components"
+
+
+# ------------------------------------------------------------------ surrogate loss
+
+def _surrogate_theta(div, energy, critic, xp, xn, theta, gm_frozen, lam):
+    """Published stop-gradient surrogate for the energy, in NumPy: the negatives and the
+    centred g_model(r-) weights are frozen (no gradient)."""
+    e = energy.with_params(theta)
+    ep, en = e.energy(xp), e.energy(xn)
+    hp, hn = critic.energy(xp), critic.energy(xn)
+    value = np.mean(div.g_data(hp + ep)) - np.mean(div.g_model(hn + en))
+    value += np.mean((gm_frozen - gm_frozen.mean()) * en)
+    return value + lam * (np.mean(ep ** 2) + np.mean(en ** 2))
+
+
+def _surrogate_omega(div, energy, critic, xp, xn, omega, lam):
+    h = critic.with_params(omega)
+    hp, hn = h.energy(xp), h.energy(xn)
+    value = np.mean(div.g_data(hp + energy.energy(xp))) - np.mean(div.g_model(hn + energy.energy(xn)))
+    return value - lam * (np.mean(hp ** 2) + np.mean(hn ** 2))
+
+
+@pytest.mark.parametrize("lam", [0.0, 0.7])
+@pytest.mark.parametrize("name,params", TABLE, ids=IDS)
+def test_explicit_D13_equals_gradient_of_stop_gradient_surrogate(name, params, lam):
+    div = get_divergence(name, **params)
+    rng = np.random.default_rng(5)
+    energy = GaussianEnergy1D(0.3, 1.2)
+    critic = MLPEnergy.random_init(rng, 1, (6, 5), "tanh", bias_scale=0.2, backend="numpy")
+    xp, xn = rng.normal(0.5, 1.3, (40, 1)), energy.sample(rng, 30)
+    g = febm_gradient(div, energy, critic, xp, xn, l2_weight=lam)
+    gm0 = div.g_model(critic.energy(xn) + energy.energy(xn))
+    h = 1e-6
+    fd_theta = np.array([(_surrogate_theta(div, energy, critic, xp, xn, energy.params + h * e, gm0, lam)
+                          - _surrogate_theta(div, energy, critic, xp, xn, energy.params - h * e, gm0, lam)) / (2 * h)
+                         for e in np.eye(2)])
+    np.testing.assert_allclose(g.grad_theta, fd_theta, rtol=1e-6, atol=1e-8 * np.abs(fd_theta).max())
+    for _ in range(3):
+        u = rng.standard_normal(critic.n_params)
+        u /= np.linalg.norm(u)
+        fd = (_surrogate_omega(div, energy, critic, xp, xn, critic.params + h * u, lam)
+              - _surrogate_omega(div, energy, critic, xp, xn, critic.params - h * u, lam)) / (2 * h)
+        assert abs(g.grad_omega @ u - fd) <= 1e-6 * np.linalg.norm(g.grad_omega) + 1e-9, (g.grad_omega @ u, fd)
+    # the estimator's loss is the surrogate's value without the frozen terms (D8)
+    assert g.loss == pytest.approx(_surrogate_omega(div, energy, critic, xp, xn, critic.params, 0.0), rel=1e-13)
+
+
+# ------------------------------------------------------------------ D11 and D12
+
+@pytest.mark.parametrize("name,params", TABLE, ids=IDS)
+def test_D11_optimal_critic_gradient_equals_gradient_of_D_f(name, params):
+    """At r = log(p/q_theta), D9 (quadrature) equals grad_theta D_f(P||Q_theta) (finite
+    differences of the independent divergence quadrature), for the paper's mixture target."""
+    div = get_divergence(name, **params)
+    target = paper_mixture_1d()
+    mu, sigma = 1.2, 1.6
+    energy = GaussianEnergy1D(mu, sigma)
+    rule = gauss_legendre_box([(-40.0, 40.0)], 320)
+    x = rule.nodes
+    w = np.exp(rule.log_weights)
+    log_p = target.log_density(x)
+    log_q = -energy.energy(x) - energy.log_normalizer()
+    r = log_p - log_q
+    p, q = np.exp(log_p), np.exp(log_q)
+    dE = energy.grad_params(x)
+    gm = div.g_model(r)
+    with np.errstate(over="ignore", invalid="ignore"):
+        qgm = np.where(q > 0, q * gm, 0.0)
+        qgmp = np.where(q > 0, q * div.g_model_prime(r), 0.0)
+    mean_gm = w @ qgm
+    d9 = ((w * p * div.g_data_prime(r)) @ dE - (w * qgmp) @ dE + (w * (qgm - q * mean_gm)) @ dE)
+    h = 1e-5
+    fd = np.array([(divergence_value(div, target, mu + h, sigma) - divergence_value(div, target, mu - h, sigma)),
+                   (divergence_value(div, target, mu, sigma + h) - divergence_value(div, target, mu, sigma - h))]) / (2 * h)
+    np.testing.assert_allclose(d9, fd, rtol=1e-7, atol=1e-9)
+
+
+def test_D12_kl_gradient_is_scaled_contrastive_divergence():
+    """KL: D9 = E_p[dE] - E_q[e^r] E_q[dE] for any critic (quadrature, ~1e-13), and the
+    minibatch identity <dE+> - <e^r-><dE-> holds exactly on every batch."""
+    critic = _near_optimal_quadratic_critic()
+    obj = ExactObjective.from_energy("kl", RULE, TARGET, tail_tolerance=1e-9)
+    ev = obj.evaluate(MODEL, critic)
+    x = RULE.nodes
+    wp, wq = obj.p_weights, obj.model_weights(MODEL)
+    dE = MODEL.grad_params(x)
+    er = np.exp(critic.energy(x) + MODEL.energy(x))
+    expected = wp @ dE - (wq @ er) * (wq @ dE)
+    np.testing.assert_allclose(ev.grad_theta, expected, rtol=1e-11, atol=1e-13)
+    rng = np.random.default_rng(0)
+    xp, xn = TARGET.sample(rng, 50), MODEL.sample(rng, 70)
+    g = febm_energy_gradient("kl", MODEL, critic, xp, xn)
+    ern = np.exp(critic.energy(xn) + MODEL.energy(xn))
+    batch = MODEL.grad_params(xp).mean(0) - ern.mean() * MODEL.grad_params(xn).mean(0)
+    np.testing.assert_allclose(g.grad_theta, batch, rtol=1e-12, atol=1e-14)
+    cd = contrastive_divergence_gradient(MODEL, xp, xn)
+    np.testing.assert_allclose(cd.grad_theta, MODEL.grad_params(xp).mean(0) - MODEL.grad_params(xn).mean(0),
+                               rtol=1e-13, atol=1e-15)
+
+
+def test_D12_at_the_optimal_critic_kl_gradient_equals_cd_gradient():
+    """With the exact critic (quadratic, Gaussian target) E_q[e^r] = 1 and D9 = E_p[dE] - E_q[dE]."""
+    lzp, lzq = TARGET.log_normalizer(), MODEL.log_normalizer()
+    h_star = QuadraticCritic.negative_of_gaussian_energy([0.5], [[1.0 / 1.69]])
+    h_star = h_star.with_params(h_star.params + np.array([lzq - lzp, 0.0, 0.0]))
+    obj = ExactObjective.from_energy("kl", RULE, TARGET, tail_tolerance=1e-9)
+    ev = obj.evaluate(MODEL, h_star)
+    x = RULE.nodes
+    dE = MODEL.grad_params(x)
+    cd = obj.p_weights @ dE - obj.model_weights(MODEL) @ dE
+    np.testing.assert_allclose(ev.grad_theta, cd, rtol=1e-11, atol=1e-13)
+
+
+# ------------------------------------------------------------------ pieces
+
+def test_covariance_weights_halves_and_bessel_formulas():
+    g = np.array([1.0, 4.0, -2.0, 0.5, 3.0])
+    dE = np.array([0.3, -1.0, 2.0, 0.7, 1.1])
+    n = 5
+    assert covariance_weights(g, "batch") @ dE == pytest.approx(np.mean(g * dE) - g.mean() * dE.mean(), rel=1e-14)
+    assert covariance_weights(g, "bessel") @ dE == pytest.approx(np.cov(g, dE)[0, 1], rel=1e-14)
+    a, b = slice(0, 2), slice(2, 5)
+    halves = 0.5 * (np.mean(g[a] * dE[a]) - g[b].mean() * dE[a].mean()) + \
+        0.5 * (np.mean(g[b] * dE[b]) - g[a].mean() * dE[b].mean())
+    assert covariance_weights(g, "halves") @ dE == pytest.approx(halves, rel=1e-14)
+    with pytest.raises(ValueError, match="unknown covariance"):
+        covariance_weights(g, "nope")
+    assert n == 5
+
+
+def test_batched_mlp_matches_numpy_twins():
+    rng = np.random.default_rng(1)
+    for act in ("tanh", "softplus"):
+        for hidden in ((64, 64), (7,), (5, 3, 4)):
+            for dim in (1, 2):
+                model = MLPEnergy.random_init(rng, dim, hidden, act, bias_scale=0.5)
+                x = 3 * rng.standard_normal((37, dim))
+                w = rng.standard_normal(37)
+                b = BatchedMLP(model, x)
+                params, sizes, code = model.kernel_args()
+                np.testing.assert_allclose(b.values, K.mlp_energy_batch_numpy(params, sizes, code, x),
+                                           rtol=1e-13, atol=1e-13)
+                ref = K.mlp_weighted_grad_params_numpy(params, sizes, code, x, w)
+                np.testing.assert_allclose(b.weighted_grad_params(w), ref, rtol=1e-12,
+                                           atol=1e-13 * np.abs(ref).max())
+
+
+def test_tanh_and_derivative_full_relative_accuracy():
+    import mpmath
+
+    for z in [1e-12, 1e-5, 0.1, 0.34999, 0.35, 0.35001, 1.0, 5.0, 20.0, 300.0, -0.2, -7.0]:
+        a, d = tanh_and_derivative(z)
+        ta, td = mpmath.tanh(mpmath.mpf(z)), mpmath.sech(mpmath.mpf(z)) ** 2
+        assert abs(a - float(ta)) <= 4e-16 * abs(float(ta)), z
+        assert abs(d - float(td)) <= 8e-16 * abs(float(td)) + 1e-300, z
+
+
+def test_sum_model_critic_and_model_pass_fast_path_agree_with_plain_path():
+    rng = np.random.default_rng(4)
+    mlp = MLPEnergy.random_init(rng, 1, (9, 9), "tanh", output_bias=False, bias_scale=0.3)
+    critic = SumModel(mlp, QuadraticCritic(1, [0.1, -0.2, -0.05]))
+    x = rng.standard_normal((25, 1))
+    w = rng.standard_normal(25)
+    fast = model_pass(critic, x)
+    np.testing.assert_allclose(fast.values, critic.energy(x), rtol=1e-13, atol=1e-14)
+    np.testing.assert_allclose(fast.weighted_grad_params(w), critic.weighted_grad_params(x, w), rtol=1e-12,
+                               atol=1e-14)
+    np.testing.assert_allclose(critic.weighted_grad_params(x, w), w @ critic.grad_params(x), rtol=1e-12, atol=1e-14)
+
+
+def test_critic_only_and_energy_only_match_full_gradient():
+    rng = np.random.default_rng(9)
+    critic = MLPEnergy.random_init(rng, 1, (8,), "tanh")
+    xp, xn = rng.standard_normal((30, 1)), MODEL.sample(rng, 20)
+    for name, params in TABLE:
+        full = febm_gradient(name, MODEL, critic, xp, xn, l2_weight=0.3, **params)
+        np.testing.assert_array_equal(febm_critic_gradient(name, MODEL, critic, xp, xn, l2_weight=0.3,
+                                                           **params).grad_omega, full.grad_omega)
+        np.testing.assert_array_equal(febm_energy_gradient(name, MODEL, critic, xp, xn, l2_weight=0.3,
+                                                           **params).grad_theta, full.grad_theta)
+        assert febm_objective_value(name, MODEL, critic, xp, xn, **params) == pytest.approx(full.loss, rel=1e-13)
+
+
+def test_bad_input_and_overflow_are_reported():
+    critic = QuadraticCritic(1, [0.0, 0.0, 0.0])
+    x = np.zeros((3, 1))
+    with pytest.raises(ValueError, match="unknown covariance"):
+        febm_gradient("kl", MODEL, critic, x, x, covariance="bogus")
+    with pytest.raises(ValueError, match="unknown divergence|valid"):
+        febm_gradient("klx", MODEL, critic, x, x)
+    with pytest.raises(ValueError, match="shape"):
+        febm_gradient("kl", MODEL, critic, np.zeros((3, 2)), x)
+    with pytest.raises(ValueError, match="l2_weight"):
+        febm_gradient("kl", MODEL, critic, x, x, l2_weight=-1.0)
+    huge = QuadraticCritic(1, [800.0, 0.0, 0.0])
+    with pytest.raises(FloatingPointError, match="g_model"):
+        febm_gradient("kl", MODEL, huge, x, x)
+
+
+def test_single_component_mixture_is_the_gaussian_target():
+    t = GaussianMixture1D([1.0], [0.5], [1.69])
+    x = np.linspace(-4, 4, 9)
+    np.testing.assert_allclose(t.log_density(x), -TARGET.energy(x) - TARGET.log_normalizer(), rtol=1e-14, atol=1e-14)
