@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "febm_ref.commands.fit1d",
     "febm_ref.commands.golden",
     "febm_ref.commands.check",
+    "febm_ref.commands.fit2d",
 )
 
 

@@ -20,7 +20,9 @@ from scipy.special import logsumexp
 
 from febm_ref._validation import as_float_array, check_generator, check_positive_int
 
-__all__ = ["Target", "GaussianMixture1D", "paper_mixture_1d", "TARGETS", "get_target"]
+__all__ = ["Target", "GaussianMixture1D", "paper_mixture_1d", "TARGETS", "get_target",
+           "GaussianMixture2D", "RadialMixture2D", "eight_gaussians", "two_rings", "two_moons",
+           "checkerboard", "TARGETS_2D"]
 
 LOG_2PI = math.log(2.0 * math.pi)
 
@@ -127,6 +129,10 @@ def paper_mixture_1d() -> GaussianMixture1D:
 
 TARGETS: Dict[str, Callable[[], Target]] = {
     "paper_mixture_1d": paper_mixture_1d,
+    "eight_gaussians": lambda: eight_gaussians(),
+    "two_rings": lambda: two_rings(),
+    "two_moons": lambda: two_moons(),
+    "checkerboard": lambda: checkerboard(),
 }
 """Target factories by name (issue 8 adds the 2-D toys here)."""
 
@@ -136,3 +142,223 @@ def get_target(name: str) -> Target:
     if name not in TARGETS:
         raise ValueError(f"unknown target {name!r}; choose one of {sorted(TARGETS)}")
     return TARGETS[name]()
+
+
+# ------------------------------------------------------------------------------ 2-D toys (issue 8)
+#: Half-width of the square box ``[-L, L]^2`` that holds every 2-D toy (target mass outside
+#: it is below 1e-10, see ``mass_outside_box``); the learned models live on this box.
+BOX_HALF_WIDTH_2D = 4.0
+_CHUNK = 8192
+
+
+class _Target2D(Target):
+    dim = 2
+    box_half_width = BOX_HALF_WIDTH_2D
+
+    @property
+    def box(self):
+        """``(lo, hi)`` of the square box ``[lo, hi]^2`` (for quadrature, the samplers and the models)."""
+        return (-self.box_half_width, self.box_half_width)
+
+    @property
+    def quadrature_bounds(self):
+        lo, hi = self.box
+        return [(lo, hi), (lo, hi)]
+
+    @property
+    def breakpoints(self):
+        return []
+
+
+class GaussianMixture2D(_Target2D):
+    """``p(x) = sum_k w_k N(x; m_k, s_k^2 I)`` in 2-D (isotropic components, weights normalised).
+
+    Parameters
+    ----------
+    weights : sequence of float (K,)
+    means : array (K, 2)
+    stds : float or sequence (K,)
+        Component standard deviations (positive).
+    name : str
+    """
+
+    def __init__(self, weights, means, stds, *, name: str = "gaussian_mixture_2d"):
+        w = as_float_array(weights, "weights", ndim=1)
+        m = as_float_array(means, "means", ndim=2)
+        s = np.broadcast_to(as_float_array(np.atleast_1d(stds), "stds", ndim=1), w.shape).astype(np.float64)
+        if m.shape != (w.size, 2) or w.size == 0:
+            raise ValueError(f"means must have shape ({w.size}, 2) to match the weights, got {m.shape}")
+        if np.any(w <= 0) or np.any(s <= 0):
+            raise ValueError("weights and stds must be positive")
+        self.weights = w / np.sum(w)
+        self.means = m
+        self.stds = s
+        self.name = name
+        self._log_norm = np.log(self.weights) - LOG_2PI - 2.0 * np.log(s)
+
+    def log_density(self, x) -> np.ndarray:
+        """Normalised ``log p(x)`` (log-sum-exp over components), shape ``(n,)``."""
+        x = self._check_x(x)
+        out = np.empty(x.shape[0])
+        inv_var = 1.0 / self.stds ** 2
+        for start in range(0, x.shape[0], _CHUNK):
+            xb = x[start:start + _CHUNK]
+            d2 = ((xb[:, None, :] - self.means[None]) ** 2).sum(axis=2)
+            out[start:start + _CHUNK] = logsumexp(self._log_norm - 0.5 * d2 * inv_var, axis=1)
+        return out
+
+    def sample(self, rng, n: int) -> np.ndarray:
+        """``n`` exact draws ``(n, 2)``: a categorical component, then an isotropic Gaussian."""
+        rng = check_generator(rng)
+        n = check_positive_int(n, "n")
+        k = rng.choice(self.weights.size, size=n, p=self.weights)
+        return self.means[k] + self.stds[k, None] * rng.standard_normal((n, 2))
+
+    def mean(self) -> np.ndarray:
+        """``E_p[x] = sum_k w_k m_k``."""
+        return self.weights @ self.means
+
+    def second_moment(self) -> np.ndarray:
+        """``E_p[x x^T] = sum_k w_k (s_k^2 I + m_k m_k^T)``."""
+        return (np.einsum("k,ki,kj->ij", self.weights, self.means, self.means)
+                + np.dot(self.weights, self.stds ** 2) * np.eye(2))
+
+    def mass_outside_box(self) -> float:
+        """Upper bound on ``P(x not in box)``: union bound over components and the 4 sides."""
+        from scipy.special import log_ndtr
+
+        lo, hi = self.box
+        logs = []
+        for axis in range(2):
+            logs.append(log_ndtr((lo - self.means[:, axis]) / self.stds))
+            logs.append(log_ndtr((self.means[:, axis] - hi) / self.stds))
+        return float(np.exp(logsumexp(np.log(self.weights) + logsumexp(np.stack(logs), axis=0))))
+
+    def describe(self) -> dict:
+        return {"name": self.name, "dim": 2, "n_components": int(self.weights.size),
+                "weights": self.weights.tolist(), "means": self.means.tolist(), "stds": self.stds.tolist(),
+                "box": list(self.box)}
+
+
+class RadialMixture2D(_Target2D):
+    """Concentric rings: ``p(x) = sum_k w_k exp(-(|x| - R_k)^2 / (2 s_k^2)) / C_k``, uniform angle.
+
+    The exact normaliser of one ring, with ``u = r - R``:
+    ``C = 2 pi int_0^inf r exp(-(r-R)^2/(2s^2)) dr = 2 pi [s^2 exp(-R^2/(2s^2)) + R s sqrt(2 pi) Phi(R/s)]``.
+    The radius of ring ``k`` has density ``2 pi r exp(-(r-R)^2/(2s^2)) / C`` with the closed-form CDF
+    ``F(r) = (2 pi / C)[s^2 (exp(-R^2/(2s^2)) - exp(-(r-R)^2/(2s^2))) + R s sqrt(2 pi)(Phi((r-R)/s) - Phi(-R/s))]``,
+    inverted by bisection for exact sampling (to ~1e-15 relative).
+    """
+
+    def __init__(self, weights, radii, stds, *, name: str = "radial_mixture_2d"):
+        w = as_float_array(weights, "weights", ndim=1)
+        R = as_float_array(radii, "radii", ndim=1)
+        s = np.broadcast_to(as_float_array(np.atleast_1d(stds), "stds", ndim=1), w.shape).astype(np.float64)
+        if R.shape != w.shape or w.size == 0:
+            raise ValueError(f"weights and radii must have the same non-zero length, got {w.shape}, {R.shape}")
+        if np.any(w <= 0) or np.any(s <= 0) or np.any(R < 0):
+            raise ValueError("weights and stds must be positive and radii non-negative")
+        self.weights = w / np.sum(w)
+        self.radii = R
+        self.stds = s
+        self.name = name
+        self._log_c = np.log(2.0 * math.pi) + np.logaddexp(
+            2.0 * np.log(s) - 0.5 * (R / s) ** 2,
+            np.log(np.maximum(R, 1e-300)) + np.log(s) + 0.5 * LOG_2PI + _log_ndtr(R / s))
+        self._log_c = np.where(R > 0, self._log_c, np.log(2.0 * math.pi) + 2.0 * np.log(s))
+
+    def log_density(self, x) -> np.ndarray:
+        """Normalised ``log p(x)``, shape ``(n,)``."""
+        x = self._check_x(x)
+        r = np.hypot(x[:, 0], x[:, 1])
+        z = (r[:, None] - self.radii) / self.stds
+        return logsumexp(np.log(self.weights) - self._log_c - 0.5 * z ** 2, axis=1)
+
+    def radius_cdf(self, r, k: int) -> np.ndarray:
+        """``F_k(r)``, the exact CDF of the radius of ring ``k`` (class docstring)."""
+        from scipy.special import ndtr
+
+        R, s = self.radii[k], self.stds[k]
+        r = np.asarray(r, dtype=np.float64)
+        a = s ** 2 * (np.exp(-0.5 * (R / s) ** 2) - np.exp(-0.5 * ((r - R) / s) ** 2))
+        b = R * s * math.sqrt(2.0 * math.pi) * (ndtr((r - R) / s) - ndtr(-R / s))
+        return 2.0 * math.pi * (a + b) / math.exp(self._log_c[k])
+
+    def sample(self, rng, n: int) -> np.ndarray:
+        """``n`` exact draws: a ring, a radius by inverse CDF (bisection), a uniform angle."""
+        rng = check_generator(rng)
+        n = check_positive_int(n, "n")
+        k = rng.choice(self.weights.size, size=n, p=self.weights)
+        u = rng.random(n)
+        phi = 2.0 * math.pi * rng.random(n)
+        lo = np.zeros(n)
+        hi = self.radii[k] + 40.0 * self.stds[k]
+        for _ in range(64):
+            mid = 0.5 * (lo + hi)
+            below = np.empty(n, dtype=bool)
+            for j in range(self.weights.size):
+                sel = k == j
+                below[sel] = self.radius_cdf(mid[sel], j) < u[sel]
+            lo = np.where(below, mid, lo)
+            hi = np.where(below, hi, mid)
+        r = 0.5 * (lo + hi)
+        return np.column_stack([r * np.cos(phi), r * np.sin(phi)])
+
+    def mass_outside_box(self) -> float:
+        """Upper bound on ``P(x not in box)``: ``P(|x| > L)``, computed from the radius CDF."""
+        L = self.box_half_width
+        return float(sum(w * max(0.0, 1.0 - float(self.radius_cdf(L, k))) for k, w in enumerate(self.weights)))
+
+    def describe(self) -> dict:
+        return {"name": self.name, "dim": 2, "weights": self.weights.tolist(), "radii": self.radii.tolist(),
+                "stds": self.stds.tolist(), "box": list(self.box)}
+
+
+def _log_ndtr(z):
+    from scipy.special import log_ndtr
+
+    return log_ndtr(z)
+
+
+def eight_gaussians(radius: float = 2.0, std: float = 0.25) -> GaussianMixture2D:
+    """8 equal Gaussians ``N(m_k, std^2 I)`` with ``m_k = radius (cos 2 pi k/8, sin 2 pi k/8)``."""
+    angles = 2.0 * math.pi * np.arange(8) / 8.0
+    means = radius * np.column_stack([np.cos(angles), np.sin(angles)])
+    return GaussianMixture2D(np.ones(8), means, std, name="eight_gaussians")
+
+
+def two_rings(radii=(1.0, 2.5), std: float = 0.2) -> RadialMixture2D:
+    """Two concentric rings, weights proportional to the radii (equal density along both rings)."""
+    radii = np.asarray(radii, dtype=np.float64)
+    return RadialMixture2D(radii, radii, std, name="two_rings")
+
+
+def two_moons(n_per_moon: int = 64, scale: float = 1.75, std: float = 0.2) -> GaussianMixture2D:
+    """Two interleaved moons as a smoothed density: ``2 n_per_moon`` equal Gaussians ``N(m, std^2 I)``
+    with centres evenly spaced in angle along the arcs ``(cos t, sin t)`` and ``(1 - cos t, 0.5 - sin t)``,
+    ``t in [0, pi]``, shifted by ``(-0.5, -0.25)`` (centred) and scaled by ``scale``."""
+    t = np.linspace(0.0, math.pi, n_per_moon)
+    upper = np.column_stack([np.cos(t), np.sin(t)])
+    lower = np.column_stack([1.0 - np.cos(t), 0.5 - np.sin(t)])
+    means = scale * (np.vstack([upper, lower]) - np.array([0.5, 0.25]))
+    return GaussianMixture2D(np.ones(2 * n_per_moon), means, std, name="two_moons")
+
+
+def checkerboard(n_squares: int = 4, side: float = 1.0, per_axis: int = 4, std: float = 0.15) -> GaussianMixture2D:
+    """A smoothed checkerboard: the ``n_squares^2 / 2`` 'black' squares ``(i + j`` even) of a board of
+    squares of side ``side`` centred at the origin, each filled by a ``per_axis x per_axis`` lattice of
+    equal Gaussians ``N(m, std^2 I)`` at the centres of its sub-cells."""
+    offset = -0.5 * n_squares * side
+    sub = (np.arange(per_axis) + 0.5) * side / per_axis
+    means = []
+    for i in range(n_squares):
+        for j in range(n_squares):
+            if (i + j) % 2 == 0:
+                xs, ys = np.meshgrid(offset + i * side + sub, offset + j * side + sub, indexing="ij")
+                means.append(np.column_stack([xs.ravel(), ys.ravel()]))
+    means = np.vstack(means)
+    return GaussianMixture2D(np.ones(means.shape[0]), means, std, name="checkerboard")
+
+
+TARGETS_2D = ("eight_gaussians", "two_rings", "two_moons", "checkerboard")
+"""Names of the 2-D toys in :data:`TARGETS`."""

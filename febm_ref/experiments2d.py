@@ -1,0 +1,415 @@
+"""2-D experiments (issue 8): MLP energies trained by f-EBM (D13) or contrastive divergence (D1,
+D12) with short-run Langevin negatives and a replay buffer (D16 or textbook ULA D15), judged by
+exact divergences between the target and the grid-normalised model (DESIGN.md section 6).
+
+The model
+---------
+A tanh MLP energy is bounded, so ``exp(-E)`` is not integrable on ``R^2``. The model is therefore
+defined on the target's square box ``B = [lo, hi]^2`` (``targets.BOX_HALF_WIDTH_2D``), which holds all
+but ``< 1e-10`` of every target's mass:
+
+    ``q_theta(x) = exp(-E_theta(x)) 1_B(x) / Z_B``,  ``Z_B = int_B exp(-E_theta)``.
+
+The Langevin negatives respect this support: D16 clips the chains to the box (its ``box`` option),
+ULA end points are projected onto the box (:class:`LangevinNegatives`); the replay buffer resets
+chains to the uniform law on ``B``.
+
+Exact evaluation (:class:`Grid2D`)
+----------------------------------
+The midpoint rule on an ``n x n`` grid of cells of area ``h^2``: ``log Z_B = logsumexp(-E(x_ij)) +
+log h^2``, and ``D_f(P||Q) = sum_ij q f(p/q) h^2`` through ``Divergence.perspective`` (D2) with the
+target restricted to ``B``. For the smooth densities here (Gaussian features of width >= 0.15 against
+``h = 0.04``) the rule is accurate to far below the reported digits; ``verification/check_fit2d.py``
+checks it against a Gaussian's exact ``log Z`` and closed-form divergences. ``edge_mass`` (the model
+mass in the outermost ring of cells) reports whether the model piles up against the box.
+
+Sample quality of the sampler
+-----------------------------
+``n`` negatives drawn exactly as in training (buffer restarts + K Langevin steps) are turned into a
+binned Gaussian kernel density estimate on the same grid (bandwidth ``kde_bandwidth``, mixed with a
+``1e-6`` weight of the uniform law on ``B`` so that its logarithm is finite), and compared with the
+target and with the learned model. The same estimator applied to ``n`` exact target draws gives the
+*floor* (the estimator's own error at this ``n``), reported next to it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+from scipy.special import logsumexp
+
+from febm_ref._validation import check_positive_int, check_real_scalar
+from febm_ref.divergences import get_divergence
+from febm_ref.energies import MLPEnergy
+from febm_ref.samplers import mlp_langevin
+from febm_ref.samplers.replay_buffer import ReplayBuffer
+from febm_ref.targets import TARGETS_2D, get_target
+from febm_ref.training import TrainingConfig, TrainingDivergedError, load_checkpoint, train
+
+__all__ = ["Experiment2DConfig", "Grid2D", "LangevinNegatives", "EnergyRunawayError", "make_models",
+           "run_experiment", "kde_on_grid", "EVAL_DIVERGENCES", "FEBM_DIVERGENCES_2D", "SAMPLERS"]
+
+EVAL_DIVERGENCES = ("kl", "reverse_kl", "squared_hellinger", "jensen_shannon")
+"""Exact divergences reported between the target ``p`` and the model ``q`` (data first, D2)."""
+FEBM_DIVERGENCES_2D = ("kl", "reverse_kl", "jensen_shannon", "squared_hellinger")
+"""The f-EBM objectives of the results table (issue 8)."""
+SAMPLERS = ("d16", "ula")
+KDE_UNIFORM_WEIGHT = 1e-6
+
+
+@dataclass(frozen=True)
+class Experiment2DConfig:
+    """One 2-D run. Defaults: the configuration of the results table (``docs/results2d.md``).
+
+    Energy ``E_theta``: 2-32-32-1 tanh MLP without output bias (no free additive gauge, DESIGN
+    section 5). Critic ``H_omega``: 2-32-32-1 tanh MLP with output bias (it must carry
+    ``log Z``: at the optimum ``H = log p + log Z_B``). Adam (beta1 0.5) on both, alternating
+    updates (critic first), learning rates 2e-3 (energy) and 6e-3 (critic) cosine-decayed to 10%,
+    D14 l2 terms with weight 0.01 (for CD on the energy only), 2000 iterations of batches
+    256 + 256. Without the l2 terms the f-EBM energy drifted by a constant (log Z_B ~ -100) and
+    training stalled; with energy lr 3e-3 the f-EBM KL run oscillated (both measured on
+    eight_gaussians, seed 0, before the table was run). Negatives: ``langevin_steps`` steps of
+    D16 with noise ``noise_scale`` and step ``step_size = noise_scale^2 / 2`` by default
+    (temperature 1), from a replay buffer (restart probability 0.95, uniform resets on the box).
+    """
+
+    target: str = "eight_gaussians"
+    divergence: str = "kl"
+    method: str = "febm"
+    sampler: str = "d16"
+    iterations: int = 2000
+    batch_size: int = 256
+    hidden: tuple = (32, 32)
+    critic_hidden: tuple = (32, 32)
+    activation: str = "tanh"
+    lr_energy: float = 2e-3
+    lr_critic: float = 6e-3
+    beta1: float = 0.5
+    schedule: str = "cosine"
+    final_lr_fraction: float = 0.1
+    l2_weight: float = 0.01
+    langevin_steps: int = 15
+    noise_scale: float = 0.2
+    step_size: Optional[float] = None
+    buffer_capacity: int = 10000
+    restart_prob: float = 0.95
+    energy_limit: float = 1e4
+    eval_every: int = 100
+    grid_size: int = 200
+    n_eval_samples: int = 5000
+    kde_bandwidth: float = 0.1
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.target not in TARGETS_2D:
+            raise ValueError(f"unknown 2-D target {self.target!r}; choose one of {TARGETS_2D}")
+        if self.sampler not in SAMPLERS:
+            raise ValueError(f"unknown sampler {self.sampler!r}; choose one of {SAMPLERS}")
+        check_positive_int(self.langevin_steps, "langevin_steps")
+        check_positive_int(self.buffer_capacity, "buffer_capacity")
+        check_positive_int(self.grid_size, "grid_size", minimum=8)
+        check_positive_int(self.n_eval_samples, "n_eval_samples")
+        check_real_scalar(self.noise_scale, "noise_scale", positive=True)
+        check_real_scalar(self.energy_limit, "energy_limit", positive=True)
+        check_real_scalar(self.kde_bandwidth, "kde_bandwidth", positive=True)
+        if self.step_size is not None:
+            check_real_scalar(self.step_size, "step_size", positive=True)
+        if not 0.0 <= self.restart_prob <= 1.0:
+            raise ValueError(f"restart_prob must be in [0, 1], got {self.restart_prob}")
+        self.training_config()  # validates the trainer settings
+
+    @property
+    def langevin_step_size(self) -> float:
+        """D16 step ``lambda`` (default ``sigma_n^2 / 2``) or the ULA ``eps`` (default ``sigma_n^2``)."""
+        if self.step_size is not None:
+            return float(self.step_size)
+        return self.noise_scale ** 2 / 2.0 if self.sampler == "d16" else self.noise_scale ** 2
+
+    @property
+    def label(self) -> str:
+        return "cd" if self.method == "cd" else self.divergence
+
+    def run_name(self) -> str:
+        return f"{self.target}__{self.label}__s{self.seed}"
+
+    def training_config(self) -> TrainingConfig:
+        return TrainingConfig(divergence=self.divergence, method=self.method, iterations=self.iterations,
+                              batch_size=self.batch_size, n_negatives=self.batch_size, optimizer="adam",
+                              lr_energy=self.lr_energy, lr_critic=self.lr_critic, beta1=self.beta1,
+                              schedule=self.schedule, final_lr_fraction=self.final_lr_fraction,
+                              update="alternating", l2_weight=self.l2_weight, eval_every=self.eval_every,
+                              seed=self.seed)
+
+    def as_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["hidden"], d["critic_hidden"] = list(self.hidden), list(self.critic_hidden)
+        return d
+
+
+# ----------------------------------------------------------------------------- grid quadrature
+class Grid2D:
+    """Midpoint rule on ``[lo, hi]^2`` with ``n x n`` cells (module docstring).
+
+    Attributes
+    ----------
+    points : ndarray (n*n, 2)
+        Cell centres, row-major in (x, y) with x the slow index.
+    cell_area : float
+    """
+
+    def __init__(self, box, n: int):
+        lo, hi = (float(box[0]), float(box[1]))
+        if not lo < hi:
+            raise ValueError(f"box must have lo < hi, got {box}")
+        self.n = check_positive_int(n, "n")
+        self.box = (lo, hi)
+        self.h = (hi - lo) / self.n
+        self.centres = lo + self.h * (np.arange(self.n) + 0.5)
+        xs, ys = np.meshgrid(self.centres, self.centres, indexing="ij")
+        self.points = np.column_stack([xs.ravel(), ys.ravel()])
+        self.cell_area = self.h ** 2
+        edge = np.zeros((self.n, self.n), dtype=bool)
+        edge[0, :] = edge[-1, :] = edge[:, 0] = edge[:, -1] = True
+        self._edge = edge.ravel()
+
+    def log_normalizer(self, neg_log_unnormalized) -> float:
+        """``log sum_ij exp(-E_ij) h^2`` from the energies ``E_ij`` at the cell centres."""
+        return float(logsumexp(-np.asarray(neg_log_unnormalized, dtype=np.float64)) + math.log(self.cell_area))
+
+    def model_log_density(self, energy) -> tuple[np.ndarray, float]:
+        """``(log q_theta at the cell centres, log Z_B)`` of ``q ∝ exp(-E) 1_B``."""
+        e = energy.energy(self.points)
+        log_z = self.log_normalizer(e)
+        return -e - log_z, log_z
+
+    def mass(self, log_density) -> float:
+        """``sum_ij exp(log_density_ij) h^2``."""
+        return float(np.exp(logsumexp(log_density) + math.log(self.cell_area)))
+
+    def edge_mass(self, log_density) -> float:
+        """Mass in the outermost ring of cells (a model that piles up against the box shows here)."""
+        return float(np.exp(logsumexp(np.asarray(log_density)[self._edge]) + math.log(self.cell_area)))
+
+    def divergence(self, name: str, log_p, log_q) -> float:
+        """``D_f(P||Q) ≈ sum_ij q f(p/q) h^2`` (D2) with the catalogue's stable perspective."""
+        return float(np.sum(get_divergence(name).perspective(log_p, log_q)) * self.cell_area)
+
+    def divergences(self, log_p, log_q, names=EVAL_DIVERGENCES) -> dict:
+        return {name: self.divergence(name, log_p, log_q) for name in names}
+
+    def bin_index(self, x) -> np.ndarray:
+        """Flat cell index of each point (points outside the box are an error)."""
+        x = np.asarray(x, dtype=np.float64)
+        lo, hi = self.box
+        if np.any(x < lo) or np.any(x > hi):
+            raise ValueError("points outside the grid box cannot be binned; clip or project them first")
+        ij = np.minimum(((x - lo) / self.h).astype(np.int64), self.n - 1)
+        return ij[:, 0] * self.n + ij[:, 1]
+
+
+def kde_on_grid(grid: Grid2D, x, bandwidth: float, *, uniform_weight: float = KDE_UNIFORM_WEIGHT) -> np.ndarray:
+    """Log density (at the cell centres) of a binned Gaussian KDE of ``x`` with standard deviation
+    ``bandwidth``, normalised on the grid and mixed with ``uniform_weight`` of the uniform law on the
+    box (so the logarithm is finite everywhere)."""
+    from scipy.ndimage import gaussian_filter
+
+    counts = np.bincount(grid.bin_index(x), minlength=grid.n ** 2).reshape(grid.n, grid.n).astype(np.float64)
+    smooth = gaussian_filter(counts, sigma=bandwidth / grid.h, mode="constant", truncate=8.0).ravel()
+    density = smooth / (smooth.sum() * grid.cell_area)
+    box_area = (grid.box[1] - grid.box[0]) ** 2
+    return np.log((1.0 - uniform_weight) * density + uniform_weight / box_area)
+
+
+# ----------------------------------------------------------------------------- negatives
+class EnergyRunawayError(TrainingDivergedError):
+    """The energy left ``[-energy_limit, energy_limit]`` on the samples (a runaway, not yet inf)."""
+
+
+class LangevinNegatives:
+    """``sample_negatives(rng, energy, n)`` for :func:`febm_ref.training.train`: short-run Langevin
+    (D16, or ULA D15) on the MLP energy from a :class:`ReplayBuffer`, end points pushed back.
+
+    It also guards against divergence between the trainer's own checks: a non-finite chain
+    (``NonFiniteChainError``) or ``max |E| > energy_limit`` on the new negatives raises
+    :class:`EnergyRunawayError` naming the training iteration (the number of calls so far plus
+    ``start_iteration``).
+
+    The buffer is state outside the trainer's checkpoint: a resumed run would restart it empty
+    (``fit2d`` therefore does not offer resume; see the module docstring of ``commands.fit2d``).
+    """
+
+    def __init__(self, config: Experiment2DConfig, box, *, start_iteration: int = 0):
+        self.config = config
+        self.box = (float(box[0]), float(box[1]))
+        lo, hi = self.box
+        self.buffer = ReplayBuffer(config.buffer_capacity, 2, lambda rng, n: rng.uniform(lo, hi, size=(n, 2)),
+                                   restart_prob=config.restart_prob)
+        self.iteration = start_iteration
+        self.last_mean_energy = math.nan
+
+    def run_chains(self, rng, energy, x0) -> np.ndarray:
+        """``langevin_steps`` steps of the configured sampler from ``x0``; result inside the box."""
+        cfg = self.config
+        if cfg.sampler == "d16":
+            res = mlp_langevin.decoupled(energy, x0, cfg.langevin_step_size, cfg.noise_scale, rng=rng,
+                                         n_steps=cfg.langevin_steps, box=self.box)
+            return res.x
+        res = mlp_langevin.ula(energy, x0, cfg.langevin_step_size, rng=rng, n_steps=cfg.langevin_steps)
+        return np.clip(res.x, *self.box)  # projection onto the model's support B (module docstring)
+
+    def draw(self, rng, energy, n: int, *, push: bool = True) -> np.ndarray:
+        x0, _ = self.buffer.sample_initial(rng, n)
+        x = self.run_chains(rng, energy, x0)
+        if push:
+            self.buffer.add(x)
+        return x
+
+    def __call__(self, rng, energy, n: int) -> np.ndarray:
+        t = self.iteration
+        self.iteration += 1
+        try:
+            x = self.draw(rng, energy, n)
+        except FloatingPointError as exc:
+            raise EnergyRunawayError(t, "Langevin negatives", str(exc)) from exc
+        e = energy.energy(x)
+        worst = float(np.max(np.abs(e)))
+        if not worst <= self.config.energy_limit:
+            raise EnergyRunawayError(t, "energy on the negatives",
+                                     f"max |E| = {worst:.4g} > energy_limit = {self.config.energy_limit:g}")
+        self.last_mean_energy = float(np.mean(e))
+        return x
+
+
+# ----------------------------------------------------------------------------- models and runs
+class BatchedMLPEnergy(MLPEnergy):
+    """:class:`MLPEnergy` whose batch ``energy`` and ``weighted_grad_params`` go through the
+    layer-by-layer BLAS path of :class:`febm_ref._batched_mlp.BatchedMLP` (same numbers to ~1e-14;
+    measured ~20x faster than the per-point kernels for 512 points of a 2-32-32-1 MLP). The
+    per-point gradient ``grad_x`` and ``grad_params`` keep the parent's kernels."""
+
+    def _energy(self, x):
+        from febm_ref._batched_mlp import BatchedMLP
+
+        out = np.empty(x.shape[0])
+        for start in range(0, x.shape[0], 8192):
+            out[start:start + 8192] = BatchedMLP(self, x[start:start + 8192]).values
+        return out
+
+    def _weighted_grad_params(self, x, w):
+        from febm_ref._batched_mlp import BatchedMLP
+
+        return BatchedMLP(self, x).weighted_grad_params(w)
+
+
+def make_models(config: Experiment2DConfig):
+    """Initial energy (no output bias) and critic (with output bias; None for CD), drawn from a
+    generator seeded by ``(seed, 1)`` so that the training stream (seeded by ``seed``) is separate."""
+    rng = np.random.default_rng([config.seed, 1])
+    energy = BatchedMLPEnergy.random_init(rng, 2, config.hidden, config.activation, output_bias=False)
+    critic = BatchedMLPEnergy.random_init(rng, 2, config.critic_hidden, config.activation, output_bias=True)
+    return energy, (critic if config.method == "febm" else None)
+
+
+@dataclass
+class Evaluator:
+    """Exact metrics of a model against the target on the grid; keeps the curve over training."""
+
+    grid: Grid2D
+    log_p: np.ndarray
+    energy_limit: float
+    curve: list = field(default_factory=list)
+
+    def metrics(self, energy) -> dict:
+        log_q, log_z = self.grid.model_log_density(energy)
+        out = self.grid.divergences(self.log_p, log_q)
+        out["log_z"] = log_z
+        out["edge_mass"] = self.grid.edge_mass(log_q)
+        return out
+
+    def __call__(self, energy) -> float:
+        m = self.metrics(energy)
+        self.curve.append(m)
+        return m["kl"]
+
+
+def run_experiment(config: Experiment2DConfig, *, out_dir=None, show_progress: Optional[bool] = None,
+                   checkpoint_every: int = 250) -> dict:
+    """Train one configuration and evaluate it (module docstring). Returns a JSON-able dict.
+
+    On divergence the dict has ``status = "diverged"``, the iteration, the quantity, the message and
+    the iteration of the last good checkpoint (kept on disk under ``out_dir``); nothing is raised.
+    """
+    from febm_ref._batched_mlp import limit_blas_threads
+
+    limit_blas_threads(1)  # small matrices: threads only oversubscribe the shared cores
+    target = get_target(config.target)
+    grid = Grid2D(target.box, config.grid_size)
+    log_p = target.log_density(grid.points)
+    evaluator = Evaluator(grid, log_p, config.energy_limit)
+    energy, critic = make_models(config)
+    negatives = LangevinNegatives(config, target.box)
+    ckpt = None
+    if out_dir is not None:
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        ckpt = out_dir / f"{config.run_name()}.ckpt.npz"
+        if ckpt.exists():
+            ckpt.unlink()  # a fresh run: the replay buffer cannot be resumed
+    out = {"config": config.as_dict(), "target": target.describe(),
+           "target_grid_mass": grid.mass(log_p), "target_mass_outside_box": target.mass_outside_box()}
+    t0 = time.perf_counter()
+    try:
+        result = train(config.training_config(), target, energy, critic, sample_negatives=negatives,
+                       sampler_name=f"{config.sampler}+replay", exact_divergence=evaluator,
+                       checkpoint_path=ckpt, checkpoint_every=checkpoint_every, show_progress=show_progress,
+                       desc=f"{config.target} {config.label} s{config.seed}")
+    except TrainingDivergedError as exc:
+        last = None
+        if ckpt is not None and ckpt.exists():
+            last = int(load_checkpoint(ckpt)["meta"]["iteration"])
+        out.update(status="diverged", iteration=exc.iteration, quantity=exc.quantity, message=str(exc),
+                   last_good_checkpoint=last, checkpoint=str(ckpt) if last is not None else None,
+                   seconds=time.perf_counter() - t0, curve=_curve(evaluator, config))
+        return out
+    seconds = time.perf_counter() - t0
+    final = evaluator.curve[-1]
+    # sample quality of the sampler: negatives drawn as in training, KDE on the grid
+    rng = np.random.default_rng([config.seed, 2])
+    x_langevin = negatives.draw(rng, result.energy, config.n_eval_samples, push=False)
+    x_exact = target.sample(rng, config.n_eval_samples)
+    log_q, _ = grid.model_log_density(result.energy)
+    kde_l = kde_on_grid(grid, x_langevin, config.kde_bandwidth)
+    kde_e = kde_on_grid(grid, np.clip(x_exact, *target.box), config.kde_bandwidth)
+    out.update(
+        status="ok", seconds=seconds, iterations=result.iterations_done,
+        final={k: final[k] for k in (*EVAL_DIVERGENCES, "log_z", "edge_mass")},
+        initial={k: evaluator.curve[0][k] for k in EVAL_DIVERGENCES},
+        samples={"target_vs_langevin_kde": grid.divergences(log_p, kde_l),
+                 "model_vs_langevin_kde": grid.divergences(log_q, kde_l),
+                 "target_vs_exact_kde_floor": grid.divergences(log_p, kde_e),
+                 "n": config.n_eval_samples, "bandwidth": config.kde_bandwidth},
+        curve=_curve(evaluator, config),
+        loss_tail_mean=float(np.mean(result.history["loss"][-100:])),
+        theta=result.energy.get_params(),
+        langevin_samples=x_langevin[:2000],
+    )
+    return out
+
+
+def _curve(evaluator: Evaluator, config: Experiment2DConfig) -> dict:
+    n = len(evaluator.curve)
+    its = [min(i * config.eval_every, config.iterations) for i in range(n)]
+    return {"iteration": its, **{k: [m[k] for m in evaluator.curve] for k in (*EVAL_DIVERGENCES, "edge_mass")}}
+
+
+def energy_from_result(result: dict) -> MLPEnergy:
+    """The final energy of a :func:`run_experiment` result (``theta`` and the config)."""
+    cfg = result["config"]
+    return BatchedMLPEnergy(2, tuple(cfg["hidden"]), cfg["activation"], params=np.asarray(result["theta"]),
+                     output_bias=False)
