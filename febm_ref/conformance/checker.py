@@ -249,9 +249,9 @@ def _evaluate_case(case: dict, section: GoldenSection, functions: dict, cache: d
         index = np.unravel_index(worst, expected.shape) if expected.ndim else ()
         a, e = float(actual.flat[worst]), float(expected.flat[worst])
         detail = f"{n_nan} NaN value(s); " if n_nan else ""
-        row._fails.append(f"{case['id']}: {detail}{int(np.sum(~ok))}/{ok.size} value(s) out of "
+        row._fails.append((worst_ratio, f"{case['id']}: {detail}{int(np.sum(~ok))}/{ok.size} value(s) out of "
                           f"tolerance; worst at index {tuple(int(i) for i in index)}: got {a!r}, "
-                          f"expected {e!r}")
+                          f"expected {e!r}"))
 
 
 def _finish(row: Row) -> Row:
@@ -262,7 +262,7 @@ def _finish(row: Row) -> Row:
     elif row._fails:
         row.status = "FAIL"
         extra = f" (+{len(row._fails) - 1} more failing case(s))" if len(row._fails) > 1 else ""
-        row.message = row._fails[0] + extra
+        row.message = max(row._fails, key=lambda item: item[0])[1] + extra  # the worst case
     elif row.n_checked:
         row.status = "pass"
         if row.n_skipped:
