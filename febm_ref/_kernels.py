@@ -127,9 +127,10 @@ def check_mlp_spec(params, sizes, act) -> tuple[np.ndarray, np.ndarray, int]:
 
 # --------------------------------------------------------------------------- numba
 
-PARALLEL_MIN_SAMPLES = 512
-"""Batch kernels run their sample loop with ``prange`` from this many samples on (serial
-below: a parallel region costs more than it saves on small batches)."""
+PARALLEL_MIN_SAMPLES = 4096
+"""Batch kernels run their sample loop with ``prange`` from this many samples on, serial
+below. On the shared 2-core development machine a parallel region was measured to cost
+more than it saves below a few thousand samples (a busy core stalls the whole region)."""
 
 SAMPLE_CHUNK = 64
 """Samples per parallel work item of the per-sample batch kernels."""

@@ -239,10 +239,13 @@ def _parallel_case():
     rng = np.random.default_rng(20240613)
     sizes = np.array([2, 9, 8, 1], dtype=np.int64)
     params = 0.7 * rng.standard_normal(K.mlp_n_params(sizes))
-    n = K.PARALLEL_MIN_SAMPLES + K.WEIGHTED_CHUNK // 2 + 3
+    import numba
+    # under NUMBA_DISABLE_JIT prange is range: a batch with several weighted chunks suffices
+    n_min = 2 * K.WEIGHTED_CHUNK if numba.config.DISABLE_JIT else K.PARALLEL_MIN_SAMPLES
+    n = n_min + K.WEIGHTED_CHUNK // 2 + 3
     X = 1.5 * rng.standard_normal((n, 2))
     w = rng.standard_normal(n)
-    assert n > 2 * K.WEIGHTED_CHUNK and n >= K.PARALLEL_MIN_SAMPLES
+    assert n > 2 * K.WEIGHTED_CHUNK and n >= n_min
     return params, sizes, X, w
 
 
