@@ -76,7 +76,9 @@ def test_third_order_term_vanishes_for_alpha_half(pair1):
     """For alpha = 1/2: 3u^2 f'' + 2u^3 f''' = (2 alpha - 1) u^alpha = 0, so G3 = 0."""
     for div in (get_divergence("alpha", alpha=0.5), get_divergence("squared_hellinger")):
         G2, G3 = B._expansion_integrals(div, pair1, B.bounded_perturbation(1))
-        assert abs(G3) < 1e-9 * G2, (G2, G3)
+        # f''' is a central difference of f'' with relative step 1e-4 (error ~1e-8 relative),
+        # so the exact cancellation is seen to ~1e-8 of the scale of G2.
+        assert abs(G3) < 1e-7 * G2, (G2, G3)
 
 
 def test_G2_equals_data_side_form(pair1):
