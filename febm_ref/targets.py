@@ -203,8 +203,12 @@ class GaussianMixture2D(_Target2D):
         inv_var = 1.0 / self.stds ** 2
         for start in range(0, x.shape[0], _CHUNK):
             xb = x[start:start + _CHUNK]
-            d2 = ((xb[:, None, :] - self.means[None]) ** 2).sum(axis=2)
-            out[start:start + _CHUNK] = logsumexp(self._log_norm - 0.5 * d2 * inv_var, axis=1)
+            # |x - m|^2 per coordinate difference (not the expanded form, which cancels near m)
+            d2 = (np.subtract.outer(xb[:, 0], self.means[:, 0]) ** 2
+                  + np.subtract.outer(xb[:, 1], self.means[:, 1]) ** 2)
+            a = self._log_norm - 0.5 * d2 * inv_var
+            top = a.max(axis=1)
+            out[start:start + _CHUNK] = top + np.log(np.exp(a - top[:, None]).sum(axis=1))
         return out
 
     def sample(self, rng, n: int) -> np.ndarray:
