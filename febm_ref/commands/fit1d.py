@@ -36,18 +36,41 @@ PAPER_PROTOCOL = dict(iterations=30000, batch_size=1000, n_negatives=1000, optim
                       lr_critic=1e-3, update="alternating", schedule="constant")
 """The published 1-D setting (DESIGN section 6)."""
 
-CONVERGED_PROTOCOL = dict(iterations=8000, batch_size=1000, n_negatives=1000, optimizer="adam", lr_energy=1e-2,
-                          lr_critic=2e-3, update="simultaneous", schedule="cosine", final_lr_fraction=0.0,
-                          average_from=6000)
+CONVERGED_PROTOCOL = dict(iterations=6000, batch_size=1000, n_negatives=1000, optimizer="adam", beta1=0.5,
+                          beta2=0.99, lr_energy=3e-3, lr_critic=1e-2, update="simultaneous", schedule="cosine",
+                          final_lr_fraction=0.0, average_from=4500)
 """Our converged setting (see :data:`CONVERGED_NOTE`)."""
 
+INITIAL_THETA = {"paper": (0.0, 1.0), "converged": (0.0, 1.0)}
+"""Starting ``(mu, sigma)`` per protocol."""
+
 CONVERGED_NOTE = (
-    "Adam (beta1 0.9) on both players, energy lr 1e-2 and critic lr 2e-3, both decayed to 0 by a "
-    "cosine schedule over 8,000 simultaneous updates, batches 1000 + 1000; the fit is the average "
-    "of theta over the last 2,000 iterations (Polyak averaging removes the O(lr) minibatch noise "
-    "that the last iterate still carries).")
+    "critic = the 1-64-64-1 tanh MLP plus a quadratic term (a bounded critic cannot follow log p into the "
+    "tails); Adam (beta1 0.5, beta2 0.99), critic lr 1e-2 and energy lr 3e-3 (two time scales: the "
+    "critic tracks the moving target), both decayed to 0 by a cosine schedule over 6,000 simultaneous "
+    "updates, batches 1000 + 1000; the fit is the average of theta over the last 1,500 iterations "
+    "(Polyak averaging removes the minibatch noise that the last iterate still carries).")
 
 CRITIC_HIDDEN = (64, 64)
+
+
+def make_critic(protocol: str, seed: int):
+    """The critic ``H_omega`` of a protocol, initialised from ``default_rng([seed, 1])``.
+
+    ``paper``: the 1-64-64-1 tanh MLP. ``converged``: the same MLP (without its output
+    bias) plus a quadratic ``w0 + b x + c x^2`` started at 0
+    (:class:`febm_ref.sum_model.SumModel`): a bounded critic cannot follow
+    ``H* = log p + log Z_theta`` into the tails (see :mod:`febm_ref.sum_model`).
+    """
+    from febm_ref.critics import QuadraticCritic
+    from febm_ref.energies import MLPEnergy
+    from febm_ref.sum_model import SumModel
+
+    rng = np.random.default_rng([seed, 1])
+    if protocol == "paper":
+        return MLPEnergy.random_init(rng, 1, CRITIC_HIDDEN, "tanh")
+    mlp = MLPEnergy.random_init(rng, 1, CRITIC_HIDDEN, "tanh", output_bias=False)
+    return SumModel(mlp, QuadraticCritic(1, [0.0, 0.0, 0.0]))
 
 
 def _table_entries():
@@ -122,7 +145,7 @@ def run_fit(divergence: str, alpha: Optional[float] = None, *, method: str = "fe
     With ``keep_history`` the dict also holds the arrays ``"history"`` (not JSON).
     """
     from febm_ref._batched_mlp import limit_blas_threads
-    from febm_ref.energies import GaussianEnergy1D, MLPEnergy
+    from febm_ref.energies import GaussianEnergy1D
     from febm_ref.reference_optima import (divergence_value, exact_descent, finite_variance_interval,
                                            reference_optimum)
     from febm_ref.targets import paper_mixture_1d
@@ -146,10 +169,13 @@ def run_fit(divergence: str, alpha: Optional[float] = None, *, method: str = "fe
     t1 = time.perf_counter()
     if method == "exact":
         lo, hi = finite_variance_interval(div, target)
-        if not lo < 1.0 < hi:
-            raise ValueError(f"--method exact is undefined for {div.label}: D_f(P||N(0, 1)) = +inf at the "
-                             f"start sigma = 1 (it is finite only for sigma^2 in ({lo:g}, {hi:g}))")
+        mu0, sigma0 = INITIAL_THETA[protocol]
+        if not lo < sigma0 ** 2 < hi:
+            raise ValueError(f"--method exact is undefined for {div.label}: D_f(P||N({mu0:g}, {sigma0:g}^2)) = +inf "
+                             f"at the start sigma = {sigma0:g} (it is finite only for sigma^2 in ({lo:g}, {hi:g}))")
+        mu0, sigma0 = INITIAL_THETA[protocol]
         theta, traj, values = exact_descent(div, target, iterations=config.iterations, optimizer=config.optimizer,
+                                            mu0=mu0, sigma0=sigma0,
                                             lr=config.lr_energy, schedule=config.schedule,
                                             final_lr_fraction=config.final_lr_fraction,
                                             optimizer_options=config.optimizer_options(),
@@ -160,10 +186,8 @@ def run_fit(divergence: str, alpha: Optional[float] = None, *, method: str = "fe
         history = {"theta": traj, "exact_divergence": values}
         completed = True
     else:
-        energy = GaussianEnergy1D(0.0, 1.0)
-        critic = None
-        if method == "febm":
-            critic = MLPEnergy.random_init(np.random.default_rng([seed, 1]), 1, CRITIC_HIDDEN, "tanh")
+        energy = GaussianEnergy1D(*INITIAL_THETA[protocol])
+        critic = make_critic(protocol, seed) if method == "febm" else None
         ckpt = None
         if out is not None:
             ckpt = Path(out) / f"{div.label}_{method}_{protocol}.ckpt.npz"
