@@ -478,57 +478,110 @@ def _batch_chunks_parallel(mode, params, wt, sizes, act, X, w, chunk, energies, 
 
 
 @njit
-def _run_batch(mode, params, wt, sizes, act, X, w, chunk, energies, grads, out_params):
-    """Chunks of :func:`_batch_range`, in parallel from :data:`PARALLEL_MIN_SAMPLES` on."""
+def _batch_chunks_serial(mode, params, wt, sizes, act, X, w, chunk, energies, grads,
+                         out_params):
+    """:func:`_batch_range` over the same chunks as :func:`_batch_chunks_parallel`, in
+    order, in the calling thread (identical results)."""
     n = X.shape[0]
-    if n >= PARALLEL_MIN_SAMPLES:
-        _batch_chunks_parallel(mode, params, wt, sizes, act, X, w, chunk, energies, grads,
-                               out_params)
-    else:
-        for c in range((n + chunk - 1) // chunk):
-            stop = min(n, (c + 1) * chunk)
-            if mode == _MODE_WEIGHTED:
-                _batch_range(mode, params, wt, sizes, act, X, w, c * chunk, stop, energies,
-                             grads, out_params[c:c + 1])
-            else:
-                _batch_range(mode, params, wt, sizes, act, X, w, c * chunk, stop, energies,
-                             grads, out_params)
+    for c in range((n + chunk - 1) // chunk):
+        stop = min(n, (c + 1) * chunk)
+        if mode == _MODE_WEIGHTED:
+            _batch_range(mode, params, wt, sizes, act, X, w, c * chunk, stop, energies, grads,
+                         out_params[c:c + 1])
+        else:
+            _batch_range(mode, params, wt, sizes, act, X, w, c * chunk, stop, energies, grads,
+                         out_params)
 
 
 @njit
-def mlp_energy_batch(params, sizes, act, X):
-    """Energies ``(n,)`` of the rows of ``X`` (samples in parallel from
-    :data:`PARALLEL_MIN_SAMPLES` on; each energy is independent of the thread count)."""
+def _sum_rows(partial):
+    """``partial.sum(axis=0)`` with the rows added in index order (a fixed order)."""
+    out = np.zeros(partial.shape[1])
+    for c in range(partial.shape[0]):
+        for p in range(partial.shape[1]):
+            out[p] += partial[c, p]
+    return out
+
+
+# Serial batch kernels: the whole call in compiled code (lowest overhead for small batches).
+
+@njit
+def _energy_batch_serial(params, sizes, act, X):
     energies = np.empty(X.shape[0])
-    _run_batch(np.int64(_MODE_ENERGY), params, np.empty(0), sizes, act, X, energies,
-               np.int64(SAMPLE_CHUNK), energies, np.empty((0, 0)), np.empty((0, 0)))
+    _batch_chunks_serial(np.int64(_MODE_ENERGY), params, np.empty(0), sizes, act, X, energies,
+                         np.int64(SAMPLE_CHUNK), energies, np.empty((0, 0)), np.empty((0, 0)))
     return energies
 
 
 @njit
-def mlp_energy_grad_x_batch(params, sizes, act, X):
-    """Energies ``(n,)`` and input gradients ``(n, d)`` (fused forward + backward; samples
-    in parallel from :data:`PARALLEL_MIN_SAMPLES` on, results independent of the thread
-    count)."""
+def _energy_grad_x_batch_serial(params, sizes, act, X):
     energies = np.empty(X.shape[0])
     grads = np.empty((X.shape[0], sizes[0]))
-    _run_batch(np.int64(_MODE_ENERGY_GRAD_X), params, mlp_transposed_weights(params, sizes),
-               sizes, act, X, energies, np.int64(SAMPLE_CHUNK), energies, grads,
-               np.empty((0, 0)))
+    _batch_chunks_serial(np.int64(_MODE_ENERGY_GRAD_X), params,
+                         mlp_transposed_weights(params, sizes), sizes, act, X, energies,
+                         np.int64(SAMPLE_CHUNK), energies, grads, np.empty((0, 0)))
     return energies, grads
 
 
 @njit
-def mlp_grad_params_batch(params, sizes, act, X):
-    """Per-sample parameter gradients ``(n, P_full)`` (full kernel layout)."""
+def _grad_params_batch_serial(params, sizes, act, X):
     out = np.zeros((X.shape[0], params.shape[0]))
-    _run_batch(np.int64(_MODE_GRAD_PARAMS), params, mlp_transposed_weights(params, sizes),
-               sizes, act, X, np.empty(0), np.int64(SAMPLE_CHUNK), np.empty(0), np.empty((0, 0)),
-               out)
+    _batch_chunks_serial(np.int64(_MODE_GRAD_PARAMS), params,
+                         mlp_transposed_weights(params, sizes), sizes, act, X, np.empty(0),
+                         np.int64(SAMPLE_CHUNK), np.empty(0), np.empty((0, 0)), out)
     return out
 
 
 @njit
+def _weighted_grad_params_serial(params, sizes, act, X, w):
+    partial = np.zeros(((X.shape[0] + WEIGHTED_CHUNK - 1) // WEIGHTED_CHUNK, params.shape[0]))
+    _batch_chunks_serial(np.int64(_MODE_WEIGHTED), params, mlp_transposed_weights(params, sizes),
+                         sizes, act, X, w, np.int64(WEIGHTED_CHUNK), np.empty(0),
+                         np.empty((0, 0)), partial)
+    return _sum_rows(partial)
+
+
+# Public batch kernels. They are plain Python functions that pick the serial kernel or
+# the parallel region: a parallel=True function must be entered from Python, because a
+# cached njit caller of it does not start Numba's thread pool (it crashed when loaded
+# from the cache).
+
+def mlp_energy_batch(params, sizes, act, X):
+    """Energies ``(n,)`` of the rows of ``X`` (samples in parallel from
+    :data:`PARALLEL_MIN_SAMPLES` on; each energy is independent of the thread count)."""
+    if X.shape[0] < PARALLEL_MIN_SAMPLES:
+        return _energy_batch_serial(params, sizes, act, X)
+    energies = np.empty(X.shape[0])
+    _batch_chunks_parallel(_MODE_ENERGY, params, np.empty(0), sizes, act, X, energies,
+                           SAMPLE_CHUNK, energies, np.empty((0, 0)), np.empty((0, 0)))
+    return energies
+
+
+def mlp_energy_grad_x_batch(params, sizes, act, X):
+    """Energies ``(n,)`` and input gradients ``(n, d)`` (fused forward + backward; samples
+    in parallel from :data:`PARALLEL_MIN_SAMPLES` on, results independent of the thread
+    count)."""
+    if X.shape[0] < PARALLEL_MIN_SAMPLES:
+        return _energy_grad_x_batch_serial(params, sizes, act, X)
+    energies = np.empty(X.shape[0])
+    grads = np.empty((X.shape[0], int(sizes[0])))
+    _batch_chunks_parallel(_MODE_ENERGY_GRAD_X, params, mlp_transposed_weights(params, sizes),
+                           sizes, act, X, energies, SAMPLE_CHUNK, energies, grads,
+                           np.empty((0, 0)))
+    return energies, grads
+
+
+def mlp_grad_params_batch(params, sizes, act, X):
+    """Per-sample parameter gradients ``(n, P_full)`` (full kernel layout)."""
+    if X.shape[0] < PARALLEL_MIN_SAMPLES:
+        return _grad_params_batch_serial(params, sizes, act, X)
+    out = np.zeros((X.shape[0], params.shape[0]))
+    _batch_chunks_parallel(_MODE_GRAD_PARAMS, params, mlp_transposed_weights(params, sizes),
+                           sizes, act, X, np.empty(0), SAMPLE_CHUNK, np.empty(0),
+                           np.empty((0, 0)), out)
+    return out
+
+
 def mlp_weighted_grad_params(params, sizes, act, X, w):
     """``sum_i w_i dE(x_i)/dparams`` ``(P_full,)`` without forming the per-sample matrix.
 
@@ -537,15 +590,12 @@ def mlp_weighted_grad_params(params, sizes, act, X, w):
     chunk order. The chunks run in parallel from :data:`PARALLEL_MIN_SAMPLES` samples
     on; the summation order, hence the result, does not depend on the thread count.
     """
-    n_par = params.shape[0]
-    partial = np.zeros(((X.shape[0] + WEIGHTED_CHUNK - 1) // WEIGHTED_CHUNK, n_par))
-    _run_batch(np.int64(_MODE_WEIGHTED), params, mlp_transposed_weights(params, sizes), sizes,
-               act, X, w, np.int64(WEIGHTED_CHUNK), np.empty(0), np.empty((0, 0)), partial)
-    out = np.zeros(n_par)
-    for c in range(partial.shape[0]):
-        for p in range(n_par):
-            out[p] += partial[c, p]
-    return out
+    if X.shape[0] < PARALLEL_MIN_SAMPLES:
+        return _weighted_grad_params_serial(params, sizes, act, X, w)
+    partial = np.zeros(((X.shape[0] + WEIGHTED_CHUNK - 1) // WEIGHTED_CHUNK, params.shape[0]))
+    _batch_chunks_parallel(_MODE_WEIGHTED, params, mlp_transposed_weights(params, sizes), sizes,
+                           act, X, w, WEIGHTED_CHUNK, np.empty(0), np.empty((0, 0)), partial)
+    return _sum_rows(partial)
 
 
 # --------------------------------------------------------------------------- numpy twins
