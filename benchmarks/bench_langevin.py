@@ -8,7 +8,11 @@ pre-drawn noise ``(K, N, 2)`` drives every implementation, measured in the same 
 * ``numba-point``    one thread, the per-point fused kernel of :mod:`febm_ref._kernels`;
 * ``numpy``          the NumPy twin (vectorised over chains, a Python loop over steps);
 * ``torch``          PyTorch CPU eager, autograd for the input gradient (if installed);
-* ``jax``            JAX CPU, ``jit`` + ``lax.scan`` over the steps, x64 enabled (if installed).
+* ``jax``            JAX CPU, ``jit`` + ``lax.scan`` over the steps, x64 enabled (if installed),
+                     with its default thread pool;
+* ``jax-1thread``    the same in a subprocess with XLA's intra-op parallelism off
+                     (``XLA_FLAGS=--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1``),
+                     the like-for-like peer of the one-thread ``numba`` column.
 
 Each entry is the best of ``--repeats`` timed calls after a warm-up call (so JIT compilation is
 excluded; it is reported separately: Numba's first call in a fresh process with an empty cache
@@ -126,6 +130,24 @@ def jax_runner(model, x0, noise):
     return (lambda: np.asarray(scan(xj, zj).block_until_ready())), f"jax {jax.__version__}"
 
 
+def problem(n: int, k: int):
+    """Starting points (n, 2) and noise (k, n, 2) from a seed that depends only on n and k."""
+    rng = np.random.default_rng([1, n, k])
+    return rng.standard_normal((n, 2)), rng.standard_normal((k, n, 2))
+
+
+def model_under_test() -> MLPEnergy:
+    return MLPEnergy.random_init(np.random.default_rng(0), 2, HIDDEN, "tanh", bias_scale=0.1)
+
+
+def jax_single_thread_rate(n: int, k: int, repeats: int) -> float:
+    """Chain-steps/s of the JAX runner in a fresh process with one intra-op thread."""
+    env = dict(os.environ, XLA_FLAGS="--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
+    res = subprocess.run([sys.executable, __file__, "--jax-only", str(n), str(k), "--repeats", str(repeats)],
+                         env=env, check=True, capture_output=True, text=True)
+    return float(res.stdout.split()[-1])
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--chains", type=int, nargs="+", default=[1, 64, 1024, 16384])
@@ -134,18 +156,22 @@ def main(argv=None) -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--no-compile-times", action="store_true")
     parser.add_argument("--output", help="also write the markdown report to this file")
+    parser.add_argument("--jax-only", type=int, nargs=2, metavar=("N", "K"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
-    model = MLPEnergy.random_init(np.random.default_rng(0), 2, HIDDEN, "tanh", bias_scale=0.1)
-    rng = np.random.default_rng(1)
-    names = ["numba", "numba-parallel", "numba-point", "numpy", "torch", "jax"]
+    model = model_under_test()
+    if args.jax_only:
+        n, k = args.jax_only
+        run, _ = jax_runner(model, *problem(n, k))
+        print(n * k / best_time(run, min_seconds=0.05, repeats=args.repeats))
+        return 0
+    names = ["numba", "numba-parallel", "numba-point", "numpy", "torch", "jax", "jax-1thread"]
     rows = []
     versions = {}
     ratios = []
     for n in args.chains:
         k = int(np.clip(args.steps_budget // n, 20, 2000))
-        x0 = rng.standard_normal((n, 2))
-        noise = rng.standard_normal((k, n, 2))
+        x0, noise = problem(n, k)
         runners = {
             "numba": lambda: mlp_langevin.ula(model, x0, EPS, noise=noise, backend="numba").x,
             "numba-parallel": lambda: mlp_langevin.ula(model, x0, EPS, noise=noise,
@@ -163,6 +189,11 @@ def main(argv=None) -> int:
         rate = {}
         diff = {}
         for name in names:
+            if name == "jax-1thread" and "jax" in runners:
+                rate[name] = jax_single_thread_rate(n, k, args.repeats)
+                print(f"N={n:6d} K={k:5d} {name:15s} {rate[name]:14,.0f} chain-steps/s", file=sys.stderr,
+                      flush=True)
+                continue
             if name not in runners:
                 continue
             diff[name] = float(np.max(np.abs(runners[name]() - reference)))
@@ -175,12 +206,14 @@ def main(argv=None) -> int:
         row += [f"{best_numba / rate['numpy']:.1f}x",
                 f"{best_numba / rate['torch']:.2f}x" if "torch" in rate else "n/a",
                 f"{best_numba / rate['jax']:.2f}x" if "jax" in rate else "n/a",
+                f"{rate['numba'] / rate['jax-1thread']:.2f}x" if "jax-1thread" in rate else "n/a",
                 f"{max(diff.values()):.1e}"]
         rows.append(row)
         ratios.append((n, best_numba, rate))
 
     header = ["N", "K"] + [f"{m} (chain-steps/s)" for m in names] + [
-        "best numba / numpy", "best numba / torch", "best numba / jax", "max |dx| vs numpy"]
+        "best numba / numpy", "best numba / torch", "best numba / jax",
+        "numba (1 thread) / jax-1thread", "max |dx| vs numpy"]
     lines = ["# ULA on a 2-64-64-1 tanh MLP energy (float64), chain-steps per second", "",
              f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} logical CPUs; "
              f"python {platform.python_version()}, numpy {np.__version__}; "
@@ -196,6 +229,10 @@ def main(argv=None) -> int:
             if "jax" in rate:
                 r = best / rate["jax"]
                 lines.append(f"- N = 1024: >= JAX CPU: {r:.2f}x -> {'met' if r >= 1 else 'MISSED'}")
+            if "jax-1thread" in rate:
+                r = rate["numba"] / rate["jax-1thread"]
+                lines.append(f"- N = 1024, one thread each (numba vs jax-1thread): {r:.2f}x -> "
+                             f"{'met' if r >= 1 else 'MISSED'}")
             if "torch" in rate:
                 r = best / rate["torch"]
                 lines.append(f"- N = 1024: >= 3x PyTorch CPU: {r:.2f}x -> {'met' if r >= 3 else 'MISSED'}")

@@ -74,15 +74,17 @@ def _finish(x, energy_sum, grad_sum, bad_step, bad_value, what):
         first = bad[np.argmin(bad_step[bad])]
         raise NonFiniteChainError(
             f"{what}: chain {int(first)} produced the non-finite value {float(bad_value[first])!r} at step "
-            f"{int(bad_step[first]) + 1} of {energy_sum.shape[0]}; reduce the step size, clip the "
-            f"gradient or check the energy parameters")
+            f"{int(bad_step[first]) + 1} of {energy_sum.shape[0]} ({bad.size} chain(s) non-finite); "
+            f"reduce the step size, clip the gradient or check the energy parameters")
     n = x.shape[0]
     return MLPLangevinResult(x, energy_sum / n, grad_sum / n)
 
 
-def _loop(kind, backend):
+def _loop(kind, backend, n_chains):
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if backend == "numba-parallel" and n_chains <= LK.BLOCK:
+        backend = "numba"  # a single block: same numbers, no parallel-region overhead
     table = {("ula", "numba"): LK.ula_mlp_loop_serial,
              ("ula", "numba-parallel"): LK.ula_mlp_loop_parallel,
              ("ula", "numpy"): LK.ula_mlp_loop_numpy,
@@ -117,7 +119,7 @@ def ula(energy, x0, step_size: float, *, noise=None, rng: Optional[np.random.Gen
     """
     eps = check_step_size(step_size)
     params, sizes, act, x, noise, (es, gs, bs, bv) = _prepare(energy, x0, noise, rng, n_steps)
-    _loop("ula", backend)(params, sizes, act, x, noise, eps, es, gs, bs, bv, bool(use_blas))
+    _loop("ula", backend, x.shape[0])(params, sizes, act, x, noise, eps, es, gs, bs, bv, bool(use_blas))
     return _finish(x, es, gs, bs, bv, "ULA on an MLP energy")
 
 
@@ -134,6 +136,6 @@ def decoupled(energy, x0, step_size: float, noise_scale: float, *, noise=None,
     box = check_box(box)
     lo, hi = (0.0, 0.0) if box is None else box
     params, sizes, act, x, noise, (es, gs, bs, bv) = _prepare(energy, x0, noise, rng, n_steps)
-    _loop("d16", backend)(params, sizes, act, x, noise, lam, sigma, clip, lo, hi, box is not None,
+    _loop("d16", backend, x.shape[0])(params, sizes, act, x, noise, lam, sigma, clip, lo, hi, box is not None,
                           es, gs, bs, bv, bool(use_blas))
     return _finish(x, es, gs, bs, bv, "decoupled Langevin on an MLP energy")
