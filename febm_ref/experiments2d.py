@@ -324,9 +324,17 @@ class Evaluator:
     log_p: np.ndarray
     energy_limit: float
     curve: list = field(default_factory=list)
+    current_iteration: Optional[object] = None  #: callable () -> int, for the runaway message
 
     def metrics(self, energy) -> dict:
-        log_q, log_z = self.grid.model_log_density(energy)
+        e = energy.energy(self.grid.points)
+        worst = float(np.max(np.abs(e)))
+        if not worst <= self.energy_limit:  # also catches NaN
+            it = self.current_iteration() if self.current_iteration is not None else -1
+            raise EnergyRunawayError(it, "energy on the evaluation grid",
+                                     f"max |E| = {worst:.4g} > energy_limit = {self.energy_limit:g}")
+        log_z = self.grid.log_normalizer(e)
+        log_q = -e - log_z
         out = self.grid.divergences(self.log_p, log_q)
         out["log_z"] = log_z
         out["edge_mass"] = self.grid.edge_mass(log_q)
@@ -354,6 +362,7 @@ def run_experiment(config: Experiment2DConfig, *, out_dir=None, show_progress: O
     evaluator = Evaluator(grid, log_p, config.energy_limit)
     energy, critic = make_models(config)
     negatives = LangevinNegatives(config, target.box)
+    evaluator.current_iteration = lambda: negatives.iteration - 1  # the step just committed
     ckpt = None
     if out_dir is not None:
         out_dir = Path(out_dir)

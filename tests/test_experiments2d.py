@@ -129,3 +129,14 @@ def test_bad_configuration_raises():
         Experiment2DConfig(sampler="hmc")
     with pytest.raises(ValueError, match="restart_prob"):
         Experiment2DConfig(restart_prob=1.5)
+
+
+def test_runaway_on_the_evaluation_grid_names_the_iteration():
+    import febm_ref.experiments2d as X
+
+    grid = Grid2D(BOX, 32)
+    ev = X.Evaluator(grid, np.zeros(grid.points.shape[0]), 50.0, current_iteration=lambda: 99)
+    energy = BatchedMLPEnergy.random_init(np.random.default_rng(1), 2, (8,), "tanh", output_bias=False)
+    assert math.isfinite(ev(energy))
+    with pytest.raises(EnergyRunawayError, match="iteration 99"):
+        ev(energy.with_params(energy.params * 1e3))

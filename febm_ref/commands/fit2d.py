@@ -119,6 +119,9 @@ def run_table(args) -> int:
 
     if not args.out:
         raise ValueError("--all needs --out DIR (one JSON per run is written there)")
+    if args.sampler != "d16":
+        raise ValueError("--all runs the table with the d16 sampler (run files are named without the "
+                         "sampler); use single runs with --sampler ula")
     out_dir = Path(args.out)
     targets = args.targets or list(TARGETS_2D)
     t0 = time.perf_counter()
