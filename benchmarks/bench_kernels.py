@@ -107,14 +107,21 @@ def main(argv=None) -> int:
                      "-" if t_torch is None else f"{t_torch * 1e6:.3f}",
                      f"{t_np / t_nb:.1f}x", "-" if t_torch is None else f"{t_torch / t_nb:.1f}x"])
     compile_info = compile_times()
+    import numba
+    torch_threads = __import__("torch").get_num_threads() if torch_fn else None
     print("MLP 2-64-64-1 tanh, float64: energy + input gradient, microseconds per sample")
+    print(f"(numba threads {numba.get_num_threads()}, parallel from {K.PARALLEL_MIN_SAMPLES} samples; "
+          f"torch threads {torch_threads}; load average {os.getloadavg()[0]:.1f} on "
+          f"{os.cpu_count()} cpus)")
     print(markdown_table(["batch", "numba", "numpy twin", "torch cpu", "numpy/numba", "torch/numba"], rows))
     print(f"\ncompile (fresh process, empty cache): import {compile_info['cold']['import_s']:.2f} s, "
           f"first call {compile_info['cold']['first_call_s']:.2f} s; cached: first call "
           f"{compile_info['cached']['first_call_s']:.3f} s")
     if args.json:
         atomic_write_json(args.json, {"results": records, "compile": compile_info,
-                                      "torch_threads": __import__("torch").get_num_threads() if torch_fn else None})
+                                      "torch_threads": torch_threads,
+                                      "numba_threads": numba.get_num_threads(),
+                                      "load_average": os.getloadavg()[0]})
     return 0
 
 
