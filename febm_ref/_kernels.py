@@ -57,6 +57,16 @@ differentiation when the activation is analytic, i.e. not ELU):
 * :func:`mlp_weighted_grad_params` -> ``(P_full,)`` = ``sum_i w_i dE(x_i)/dparams`` by
   one backward pass per sample, never forming the ``(n, P_full)`` matrix.
 
+Performance notes (issue 3): the forward layer is a contiguous axpy over the rows of
+``W`` and the batch kernels' backward recursion an axpy over the rows of ``W^T``
+(:func:`mlp_transposed_weights`, also usable per point through
+:func:`mlp_point_backward_transposed`); both add the same products in the same order as
+the plain loops, so all paths agree bit for bit. tanh and ELU cost one transcendental
+each (:func:`_activation`). The batch kernels are Python functions that run a fully
+compiled serial kernel below :data:`PARALLEL_MIN_SAMPLES` samples and a ``prange``
+region over fixed chunks above it; results do not depend on the thread count. They are
+not callable from ``njit`` code (use the per-point kernels there).
+
 The kernels do not validate their inputs (they are called from validated wrappers and
 from inner loops); :func:`check_mlp_spec` is the validation the wrappers use.
 """
