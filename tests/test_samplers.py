@@ -362,6 +362,7 @@ def _expected_divergence_step(seed, x0, eps, n_steps):
     return None
 
 
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")
 def test_ula_divergence_stops_naming_the_step():
     x0 = np.array([[3.0]])
     k = _expected_divergence_step(21, x0, 1.0, 50)
@@ -370,6 +371,7 @@ def test_ula_divergence_stops_naming_the_step():
         ula.run(np.random.default_rng(21), x0, quartic(), 1.0, 50)
 
 
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")
 def test_mlp_loop_overflow_stops_naming_step_and_value():
     """softplus MLP with output weights 1e307: E(30, 30) = 1e307 * 60 overflows to inf at the
     first evaluation (chain 1), while chain 0 at (-800, -800) stays finite (softplus underflows to 0)."""
