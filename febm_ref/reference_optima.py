@@ -15,7 +15,8 @@ terms, ``v_max`` the largest component variance of ``P``. So
   ``sigma > 0``.
 
 :func:`finite_variance_interval` returns that open interval; :func:`divergence_value`
-returns ``+inf`` outside it (explicitly, never a quadrature of a divergent integral),
+returns ``+inf`` outside it (and also inside it where the value exceeds the float64
+range, which happens within ~1e-3 of the boundary) (explicitly, never a quadrature of a divergent integral),
 and the optimiser searches only inside it through a smooth bijection
 (``sigma^2 = lo + (hi - lo) sigmoid(t)`` etc.), so it never sees ``+inf``.
 
@@ -94,13 +95,22 @@ def finite_variance_interval(div: Divergence, target: GaussianMixture1D) -> Tupl
     return (0.0, (1.0 - a) * v / (-a))
 
 
-def _tail_variance(div: Divergence, target: GaussianMixture1D, var_q: float) -> float:
+def _tail_shape(div: Divergence, target: GaussianMixture1D, mu: float, var_q: float):
+    """``(tail variance, centres)`` of the integrand ``q f(p/q)``.
+
+    For the power-type divergences the tails of ``p^a q^{1-a}`` are those of the tilted
+    Gaussian ``N_k^a N(mu, var_q)^{1-a}`` of the widest component(s) ``k``: precision
+    ``lam = a/v_k + (1-a)/var_q`` and centre ``(a m_k/v_k + (1-a) mu/var_q)/lam``, which moves
+    far out when ``lam`` is small (next to the boundary of the finite region).
+    """
     a = power_exponent(div)
     v = target.max_variance
-    if a is None:
-        return max(v, var_q)
+    if a is None or 0.0 < a < 1.0:
+        return max(v, var_q), []
     lam = a / v + (1.0 - a) / var_q
-    return 1.0 / min(lam, 1.0 / max(v, var_q)) if 0.0 < a < 1.0 else 1.0 / lam
+    centres = [float((a * m / v + (1.0 - a) * mu / var_q) / lam)
+               for m, vk in zip(target.means, target.variances) if vk == v]
+    return 1.0 / lam, centres
 
 
 def _log_q(mu: float, var_q: float):
@@ -127,12 +137,12 @@ def divergence_value(div, target: GaussianMixture1D, mu: float, sigma: float, *,
     lo, hi = finite_variance_interval(d, target)
     if not lo < var_q < hi:
         return math.inf
-    v_tail = _tail_variance(d, target, var_q)
+    v_tail, tilted_centres = _tail_shape(d, target, mu, var_q)
     if v_tail > 1e4 * max(target.max_variance, var_q):
         # next to the boundary of the finite region: adaptive quadrature on the real line
         est = f_divergence_quadrature_1d(d, _log_p(target), _log_q(mu, var_q), points=target.breakpoints + [mu])
         return float(est.value)
-    centres = list(target.means) + [mu]
+    centres = list(target.means) + [mu] + tilted_centres
     width = _TAIL_SDS * math.sqrt(v_tail) + 8.0 * math.sqrt(max(target.max_variance, var_q))
     lower, upper = min(centres) - width, max(centres) + width
     scale = min(math.sqrt(float(np.min(target.variances))), sigma, math.sqrt(v_tail))
@@ -140,6 +150,10 @@ def divergence_value(div, target: GaussianMixture1D, mu: float, sigma: float, *,
     rule = gauss_legendre_box([(lower, upper)], n_panels, order=16)
     x = rule.nodes[:, 0]
     integrand = d.perspective(target.log_density(x), _log_q(mu, var_q)(x))
+    if np.any(integrand == math.inf):
+        # the integrand alone exceeds the float64 range at a node (next to the boundary of
+        # the finite region, e.g. Pearson at sigma^2 = 1.002): D_f > 1.8e308, i.e. +inf in float64
+        return math.inf
     w = np.exp(rule.log_weights)
     total = float(np.dot(w, integrand))
     mass = float(np.dot(w, np.abs(integrand)))
