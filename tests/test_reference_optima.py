@@ -104,3 +104,20 @@ def test_exact_descent_follows_sgd_on_the_exact_gradient():
     assert np.all(np.diff(values) < 0), "exact gradient descent with a small step must decrease D_f"
     with pytest.raises(ValueError, match="finite"):
         exact_descent("pearson_chi2", TARGET, iterations=5)
+
+
+def test_far_tilted_peak_near_the_boundary_and_float_overflow():
+    """alpha(-1) at sigma^2 = 3.96 (boundary 4): the integrand p^-1 q^2 peaks near x = -248
+    (tilted Gaussian); the value must match adaptive quadrature told about that peak. Closer
+    to the boundary the value exceeds float64 and is +inf, never nan or a wrong number."""
+    div = get_divergence("alpha", alpha=-1.0)
+    mu, sigma = -0.5, 1.99
+    lam = -1.0 / 2.0 + 2.0 / sigma ** 2
+    peak = (-1.0 * 2.0 / 2.0 + 2.0 * mu / sigma ** 2) / lam
+    got = divergence_value(div, TARGET, mu, sigma)
+    ref = f_divergence_quadrature_1d(
+        div, lambda x: TARGET.log_density(x),
+        lambda x: -0.5 * ((x - mu) / sigma) ** 2 - math.log(sigma) - 0.5 * math.log(2 * math.pi),
+        points=[peak - 150, peak, peak + 150, -1.0, 2.0, mu])
+    assert got == pytest.approx(ref.value, rel=1e-9)
+    assert divergence_value("pearson_chi2", TARGET, 0.0, 1.001) == math.inf
