@@ -121,18 +121,19 @@ def plot(out: Path, arrays: dict) -> None:
     plt.close(fig)
     # (c) training curves
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    colours = plt.get_cmap("tab20")(np.linspace(0, 1, max(len(labels), 2)))
     for k, label in enumerate(labels):
         th = arrays[f"theta_hist_{label}"]
         it = np.linspace(0, 1, th.shape[0])
         em, es = arrays[f"exact_{label}"]
-        axes[0].plot(it, th[:, 0] - em, color=f"C{k % 10}", lw=1, label=label)
-        axes[1].plot(it, th[:, 1] - es, color=f"C{k % 10}", lw=1)
+        axes[0].plot(it, th[:, 0] - em, color=colours[k], lw=1, label=label)
+        axes[1].plot(it, th[:, 1] - es, color=colours[k], lw=1)
     for ax, name in zip(axes, ("mu - mu*", "sigma - sigma*")):
         ax.axhline(0, color="k", lw=0.8)
         ax.axhspan(-0.02, 0.02, color="0.9")
         ax.set_xlabel("fraction of training")
         ax.set_ylabel(name)
-        ax.set_ylim(-1.2, 0.6)
+        ax.set_yscale("symlog", linthresh=0.02)
     axes[0].legend(fontsize=7, ncol=2)
     fig.tight_layout()
     fig.savefig(out / "fig_fit1d_curves.png", dpi=110)

@@ -279,7 +279,8 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--jobs", type=int, default=1, help="parallel processes for --all (default 1)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.add_argument("--out", default=None, help="directory for results, histories and checkpoints")
-    parser.add_argument("--resume", action="store_true", help="resume from the checkpoint in --out")
+    parser.add_argument("--resume", action="store_true",
+                        help="resume from the checkpoint in --out (with --all: the entries that have one)")
     parser.add_argument("--checkpoint-every", type=int, default=1000)
     parser.set_defaults(func=run)
 
@@ -289,6 +290,8 @@ def run(args) -> int:
         raise ValueError(f"--iters must be a positive integer, got {args.iters}")
     if args.lr is not None and not (math.isfinite(args.lr) and args.lr > 0):
         raise ValueError(f"--lr must be a positive number, got {args.lr}")
+    if args.resume and args.out is None:
+        raise ValueError("--resume needs --out DIR (the checkpoint lives there)")
     if args.jobs < 1:
         raise ValueError(f"--jobs must be >= 1, got {args.jobs}")
     if args.seed < 0:
@@ -304,7 +307,14 @@ def run(args) -> int:
         entries = _table_entries()
         if args.method == "cd":
             entries = (("kl", None),)
-        jobs = [dict(divergence=name, alpha=alpha, show_progress=False, **common) for name, alpha in entries]
+        jobs = []
+        for name, alpha in entries:
+            job = dict(divergence=name, alpha=alpha, show_progress=False, **common)
+            if args.resume:
+                # --all --resume continues the entries that have a checkpoint and starts the others
+                ckpt = Path(args.out) / f"{label_of(name, alpha)}_{args.method}_{args.protocol}.ckpt.npz"
+                job["resume"] = ckpt.exists()
+            jobs.append(job)
         t0 = time.perf_counter()
         if args.jobs > 1:
             from concurrent.futures import ProcessPoolExecutor
