@@ -12,6 +12,9 @@ Conventions
   number of standard errors, ...); ``tolerance`` is the bound it must not exceed.
   A check passes iff ``error <= tolerance`` and both are finite, unless it sets
   ``passed`` explicitly (e.g. a negative control that must *fail* its inner test).
+* A *negative control* (a deliberately wrong law or formula that the claim must reject)
+  sets ``negative_control=True``: it passes iff ``error > tolerance``, i.e. the inner
+  check fails as it must; the report prints its tolerance as ``>tol``.
 * ``details`` holds the numbers a reader needs to judge the claim (exact value,
   estimate, standard error, ...); they are printed with ``--json``.
 * ``quick=True`` must keep a check to a few seconds; the full mode may take longer.
@@ -36,11 +39,16 @@ class Measurement:
     tolerance: float
     details: dict = field(default_factory=dict)
     passed: Optional[bool] = None
+    negative_control: bool = False
 
     def ok(self) -> bool:
         if self.passed is not None:
             return bool(self.passed)
-        return math.isfinite(self.error) and math.isfinite(self.tolerance) and self.error <= self.tolerance
+        if not (math.isfinite(self.tolerance) and not math.isnan(self.error)):
+            return False
+        if self.negative_control:
+            return self.error > self.tolerance
+        return math.isfinite(self.error) and self.error <= self.tolerance
 
 
 @dataclass(frozen=True)
@@ -62,11 +70,13 @@ class CheckResult:
     seconds: float
     details: dict
     exception: Optional[str] = None
+    negative_control: bool = False
 
     def as_dict(self) -> dict:
         return {"name": self.name, "group": self.group, "description": self.description,
                 "error": self.error, "tolerance": self.tolerance, "passed": self.passed,
-                "seconds": self.seconds, "details": self.details, "exception": self.exception}
+                "seconds": self.seconds, "details": self.details, "exception": self.exception,
+                "negative_control": self.negative_control}
 
 
 _REGISTRY: Dict[str, Check] = {}
@@ -116,7 +126,7 @@ def run_check(check: Check, *, quick: bool) -> CheckResult:
         seconds = time.perf_counter() - start
         return CheckResult(check.name, check.group, check.description, float(measurement.error),
                            float(measurement.tolerance), measurement.ok(), seconds,
-                           dict(measurement.details))
+                           dict(measurement.details), negative_control=measurement.negative_control)
     except Exception as exc:  # report, do not crash the whole verify run
         seconds = time.perf_counter() - start
         return CheckResult(check.name, check.group, check.description, math.nan, math.nan, False,

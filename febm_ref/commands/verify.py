@@ -60,16 +60,20 @@ def run(args) -> int:
         return 1 if n_failed else 0
 
     width = max([len(r.name) for r in results] + [5])
-    header = f"{'check':{width}s}  {'error':>9s}  {'tolerance':>9s}  {'result':6s}  {'seconds':>7s}"
+    header = f"{'check':{width}s}  {'error':>9s}  {'tolerance':>10s}  {'result':6s}  {'seconds':>7s}"
     print(header)
     print("-" * len(header))
     for r in results:
         status = "pass" if r.passed else "FAIL"
-        print(f"{r.name:{width}s}  {_format_number(r.error):>9s}  {_format_number(r.tolerance):>9s}  "
+        tolerance = (">" if r.negative_control else "") + _format_number(r.tolerance)
+        print(f"{r.name:{width}s}  {_format_number(r.error):>9s}  {tolerance:>10s}  "
               f"{status:6s}  {r.seconds:7.2f}")
         if r.exception:
             print(f"    exception: {r.exception}")
     print("-" * len(header))
+    if any(r.negative_control for r in results):
+        print("'>tol': a negative control (a deliberately wrong law or formula); it passes when its "
+              "error exceeds the tolerance, i.e. when the check rejects it as it must.")
     print(f"{len(results) - n_failed} passed, {n_failed} failed in {total:.1f} s"
           f"{' (quick mode)' if args.quick else ''}")
     if n_failed:
