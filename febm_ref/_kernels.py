@@ -78,6 +78,10 @@ import math
 import numpy as np
 from numba import prange
 
+from febm_ref._batched_mlp import _ELU_SWITCH  # noqa: F401  (tested here)
+from febm_ref._batched_mlp import TANH_RATIONAL_MAX as _TANH_SWITCH  # noqa: F401
+from febm_ref._batched_mlp import activation_and_derivative as _activation
+from febm_ref._batched_mlp import cache_length, mlp_energy_grad_x_block
 from febm_ref._jit import njit
 
 ACTIVATION_CODES = {"tanh": 0, "softplus": 1, "silu": 2, "elu": 3}
@@ -150,65 +154,10 @@ WEIGHTED_CHUNK = 256
 order (chunk partial sums, then the chunks in index order) and hence the result are
 the same whatever the thread count."""
 
-_TANH_SWITCH = 0.5 * math.log(2.0)
-"""``|z|`` below which tanh uses ``expm1`` (``exp(-2|z|) >= 1/2``), above which ``exp``."""
-
-_ELU_SWITCH = -math.log(2.0)
-"""``z`` above which (for ``z <= 0``) ELU uses ``expm1`` (``exp(z) >= 1/2``), below ``exp``."""
-
 _TRANSPOSED_MIN_FAN_IN = 8
 """Backward recursion ``delta_{l-1} = W_{l-1} g_l`` uses the transposed copy of the
 weights (contiguous axpy over the fan-in) from this fan-in on; both forms add the same
 products in the same order, so the choice does not change a single bit."""
-
-
-@njit
-def _activation(act, z):
-    """Return ``(act(z), act'(z))`` for a real scalar (stable forms, no clipping).
-
-    One transcendental per call. tanh: with ``e = exp(-2|z|)``,
-    ``tanh|z| = (1 - e)/(1 + e)`` and ``sech^2 z = 4e/(1 + e)^2``; for ``|z| <= ln(2)/2``
-    (``e >= 1/2``, where ``1 - e`` would cancel) ``t = expm1(-2|z|) = e - 1`` gives
-    ``tanh|z| = -t/(2 + t)`` and ``sech^2 z = 4(1 + t)/(2 + t)^2`` instead (``1 + t >= 1/2``:
-    no cancellation). Both keep full relative accuracy, also when saturated (where
-    ``1 - tanh^2`` would cancel). ELU for ``z <= 0`` likewise: ``expm1(z)`` and
-    ``1 + expm1(z)`` for ``z >= -ln 2``, ``exp(z) - 1`` and ``exp(z)`` below.
-    """
-    if act == 0:
-        y = abs(z)
-        if y <= _TANH_SWITCH:
-            t = math.expm1(-2.0 * y)
-            d = 2.0 + t
-            return math.copysign(-t / d, z), 4.0 * (1.0 + t) / (d * d)
-        e = math.exp(-2.0 * y)
-        d = 1.0 + e
-        return math.copysign((1.0 - e) / d, z), 4.0 * e / (d * d)
-    if act == 1:
-        if z > 0.0:
-            e = math.exp(-z)
-            return z + math.log1p(e), 1.0 / (1.0 + e)
-        e = math.exp(z)
-        return math.log1p(e), e / (1.0 + e)
-    if act == 2:
-        # silu' = s (1 + z (1 - s)) with 1 - s = sigmoid(-z) computed without cancellation
-        if z > 0.0:
-            e = math.exp(-z)
-            s = 1.0 / (1.0 + e)
-            s_neg = e / (1.0 + e)
-        else:
-            e = math.exp(z)
-            s = e / (1.0 + e)
-            s_neg = 1.0 / (1.0 + e)
-        return z * s, s * (1.0 + z * s_neg)
-    if act == 3:
-        if z > 0.0:
-            return z, 1.0
-        if z >= _ELU_SWITCH:
-            t = math.expm1(z)
-            return t, 1.0 + t
-        e = math.exp(z)
-        return e - 1.0, e
-    return math.nan, math.nan
 
 
 @njit
@@ -567,10 +516,39 @@ def mlp_energy_batch(params, sizes, act, X):
     return energies
 
 
+BATCH_MAJOR_MIN_SAMPLES = 64
+"""From this many samples on, :func:`mlp_energy_grad_x_batch` runs the batch-major core of
+:mod:`febm_ref._batched_mlp` (BLAS products, vectorised tanh) over fixed blocks of
+:data:`BATCH_MAJOR_CHUNK` rows, in the calling thread."""
+
+BATCH_MAJOR_CHUNK = 64
+"""Rows per block of the batch-major path (keeps each ``dgemm`` single-threaded)."""
+
+
+@njit
+def _energy_grad_x_batch_major(params, sizes, act, X):
+    n = X.shape[0]
+    d = sizes[0]
+    energies = np.empty(n)
+    grads = np.empty((n, d))
+    cache = np.empty(cache_length(sizes, BATCH_MAJOR_CHUNK))
+    for s in range(0, n, BATCH_MAJOR_CHUNK):
+        m = min(n - s, BATCH_MAJOR_CHUNK)
+        e = np.empty(m)
+        g = np.empty((m, d))
+        mlp_energy_grad_x_block(params, sizes, act, np.ascontiguousarray(X[s:s + m]), e, g,
+                                cache[:cache_length(sizes, m)])
+        energies[s:s + m] = e
+        grads[s:s + m] = g
+    return energies, grads
+
+
 def mlp_energy_grad_x_batch(params, sizes, act, X):
-    """Energies ``(n,)`` and input gradients ``(n, d)`` (fused forward + backward; samples
-    in parallel from :data:`PARALLEL_MIN_SAMPLES` on, results independent of the thread
-    count)."""
+    """Energies ``(n,)`` and input gradients ``(n, d)`` (fused forward + backward): per point
+    below :data:`BATCH_MAJOR_MIN_SAMPLES` samples, batch-major from there on (results do not
+    depend on the thread count)."""
+    if X.shape[0] >= BATCH_MAJOR_MIN_SAMPLES:
+        return _energy_grad_x_batch_major(params, sizes, act, X)
     if X.shape[0] < PARALLEL_MIN_SAMPLES:
         return _energy_grad_x_batch_serial(params, sizes, act, X)
     energies = np.empty(X.shape[0])

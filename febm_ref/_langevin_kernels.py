@@ -46,12 +46,12 @@ from __future__ import annotations
 
 import math
 
-import numba
 import numpy as np
 from numba import prange
 
+from febm_ref._batched_mlp import _activate_layer
 from febm_ref._jit import njit
-from febm_ref._kernels import (_activation, mlp_energy_and_grad_x_point,
+from febm_ref._kernels import (mlp_energy_and_grad_x_point,
                                mlp_energy_grad_x_batch_numpy)
 
 BLOCK = 32
@@ -152,74 +152,6 @@ def _decoupled_block(params, sizes, act, x, noise, step_size, noise_scale, grad_
                 break
 
 
-# --------------------------------------------------------------------------- vectorisable tanh
-# Numba has no SIMD tanh without Intel SVML; math.tanh is a scalar libm call per element. The
-# blocked path therefore uses tanh_vectorizable (branch-free arithmetic that LLVM vectorises),
-# accurate to ~1 ulp (tested against mpmath). Only the bit casts need LLVM intrinsics; with
-# NUMBA_DISABLE_JIT they are plain NumPy views.
-
-if numba.config.DISABLE_JIT:  # pragma: no cover - exercised by the no-JIT test run
-    def _float64_bits(f):
-        return int(np.float64(f).view(np.int64))
-
-    def _float64_from_bits(i):
-        return float(np.int64(i).view(np.float64))
-else:
-    from llvmlite import ir as _ir
-    from numba import types as _types
-    from numba.extending import intrinsic as _intrinsic
-
-    @_intrinsic
-    def _float64_bits(typingctx, f):
-        """The IEEE-754 bits of a float64 as int64 (LLVM bitcast)."""
-        def codegen(context, builder, signature, args):
-            return builder.bitcast(args[0], _ir.IntType(64))
-        return _types.int64(_types.float64), codegen
-
-    @_intrinsic
-    def _float64_from_bits(typingctx, i):
-        """The float64 whose IEEE-754 bits are the int64 ``i`` (LLVM bitcast)."""
-        def codegen(context, builder, signature, args):
-            return builder.bitcast(args[0], _ir.DoubleType())
-        return _types.float64(_types.int64), codegen
-
-
-@njit
-def tanh_vectorizable(x):
-    """``tanh(x)`` in float64 without libm calls, so loops over it vectorise (max error ~1 ulp,
-    tested against mpmath).
-
-    ``|x| < 0.625``: ``x + x z P(z)/Q(z)``, ``z = x^2`` (Cephes rational, Moshier), written as
-    ``(x Q + x z P) / Q``. Otherwise ``(e - 1)/(e + 1)`` with ``e = exp(2|x|)`` by Cody-Waite
-    reduction ``2|x| = n ln 2 + r`` and the Cephes Pade form
-    ``exp(r) = (Q(r^2) + r P(r^2)) / (Q(r^2) - r P(r^2))``, so that
-    ``tanh = (2^n (Q + rP) - (Q - rP)) / (2^n (Q + rP) + (Q - rP))``; ``2^n`` is assembled from
-    its exponent bits. One division per call (the branch selects numerator and denominator).
-    ``2|x|`` is capped at 44, where the quotient already rounds to 1 = tanh(22) in float64
-    (exact, not a clip of the result). Sign restored by symmetry; NaN propagates.
-    """
-    ax = abs(x)
-    z = ax * ax
-    p = (-9.64399179425052238628e-1 * z - 9.92877231001918586564e1) * z - 1.61468768441708447952e3
-    q = ((z + 1.12811678491632931402e2) * z + 2.23548839060100448583e3) * z + 4.84406305325125486048e3
-    y = min(2.0 * ax, 44.0)
-    n = math.floor(1.4426950408889634073599 * y + 0.5)
-    r = y - n * 6.93145751953125e-1 - n * 1.42860682030941723212e-6
-    rr = r * r
-    px = r * ((1.26177193074810590878e-4 * rr + 3.02994407707441961300e-2) * rr
-              + 9.99999999999999999910e-1)
-    qx = (((3.00198505138664455042e-6 * rr + 2.52448340349684104192e-3) * rr
-           + 2.27265548208155028766e-1) * rr + 2.00000000000000000009e0)
-    # 2^n, 0 <= n <= 64: n + 1.5 * 2^52 carries n in its low mantissa bits
-    n_int = _float64_bits(n + 6755399441055744.0) - 0x4338000000000000
-    scaled = _float64_from_bits((n_int + 1023) << 52) * (qx + px)
-    small = ax < 0.625
-    num = ax * q + ax * z * p if small else scaled - (qx - px)
-    den = q if small else scaled + (qx - px)
-    t = math.copysign(num / den, x)
-    return t if x == x else x
-
-
 @njit
 def _unpack_layers(params, sizes):
     """Weight matrices ``W_l`` (n_in, n_out), their transposes and biases of the hidden layers,
@@ -260,18 +192,7 @@ def _block_energy_grad(ws, wts, bs, w_out, b_out, act, xb, energy, grad, hs, das
         b = bs[l]
         da = das[l]
         width = z.shape[1]
-        if act == 0:  # tanh: the vectorisable form
-            for c in range(nb):
-                for j in range(width):
-                    t = tanh_vectorizable(z[c, j] + b[j])
-                    z[c, j] = t
-                    da[c, j] = 1.0 - t * t
-        else:
-            for c in range(nb):
-                for j in range(width):
-                    a, dv = _activation(act, z[c, j] + b[j])
-                    z[c, j] = a
-                    da[c, j] = dv
+        _activate_layer(act, z, b, da)
     last = hs[n_hidden - 1]
     for c in range(nb):
         e = b_out
