@@ -56,3 +56,11 @@ def test_exact_method_descends_towards_the_optimum(capsys):
     # 40 exact SGD steps from (0, 1) move towards (1.01, 1.83) and decrease D_f
     assert 0.0 < row["fit_mu"] < 1.01 and 1.0 < row["fit_sigma"] < 1.84
     assert row["divergence_at_fit"] < 0.9
+
+
+def test_diverging_run_stops_with_a_message_naming_iteration_and_quantity(capsys):
+    """SGD with lr 50 on the paper protocol: sigma leaves (0, inf) at once; exit status 1."""
+    assert main(["fit1d", "--divergence", "kl", "--protocol", "paper", "--lr", "50", "--iters", "5"]) == 1
+    err = capsys.readouterr().err
+    assert "training diverged at iteration 0: energy parameters theta" in err, err
+    assert "Traceback" not in err

@@ -22,7 +22,7 @@ the exact quadrature gradient of ``D_f``: what the optimiser alone achieves).
 from __future__ import annotations
 
 import math
-import os
+import sys
 import time
 from pathlib import Path
 from typing import Optional
@@ -336,7 +336,13 @@ def run(args) -> int:
         return 0 if all("error" not in r for r in rows) else 1
     if args.divergence is None:
         raise ValueError("give --divergence NAME (and --alpha A for the alpha family) or --all")
-    row = run_fit(args.divergence, args.alpha, **common)
+    from febm_ref.training import TrainingDivergedError
+
+    try:
+        row = run_fit(args.divergence, args.alpha, **common)
+    except TrainingDivergedError as exc:
+        print(f"febm-ref fit1d: {exc}", file=sys.stderr)
+        return 1
     if args.json:
         print(to_json(row))
     else:
