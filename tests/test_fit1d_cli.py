@@ -59,8 +59,8 @@ def test_exact_method_descends_towards_the_optimum(capsys):
 
 
 def test_diverging_run_stops_with_a_message_naming_iteration_and_quantity(capsys):
-    """SGD with lr 50 on the paper protocol: sigma leaves (0, inf) at once; exit status 1."""
+    """SGD with lr 50 on the paper protocol: the critic step makes e^r overflow at once; exit status 1."""
     assert main(["fit1d", "--divergence", "kl", "--protocol", "paper", "--lr", "50", "--iters", "5"]) == 1
     err = capsys.readouterr().err
-    assert "training diverged at iteration 0: energy parameters theta" in err, err
+    assert "training diverged at iteration 0: g_model(r-)" in err, err
     assert "Traceback" not in err
