@@ -192,7 +192,8 @@ def format_table(summary: dict) -> str:
             row = [("f-EBM " + label) if label != "cd" else "CD (baseline)"]
             for metric in summary["metrics"]:
                 m = c[metric]
-                row.append("—" if not m["values"] else f"{m['mean']:.3f} ± {m['std']:.3f}")
+                row.append("—" if not m["values"] else f"{m['mean']:.3f}" + (
+                    f" ± {m['std']:.3f}" if len(m["values"]) > 1 else ""))
             row.append(f"{c.get('samples_kl_target_vs_langevin', math.nan):.3f}")
             row.append(f"{c.get('samples_kl_model_vs_langevin', math.nan):.3f}")
             row.append(f"{c['n_ok']}/{c['n_runs']}" + (
