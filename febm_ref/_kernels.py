@@ -81,7 +81,8 @@ from numba import prange
 from febm_ref._batched_mlp import _ELU_SWITCH  # noqa: F401  (tested here)
 from febm_ref._batched_mlp import TANH_RATIONAL_MAX as _TANH_SWITCH  # noqa: F401
 from febm_ref._batched_mlp import activation_and_derivative as _activation
-from febm_ref._batched_mlp import cache_length, mlp_energy_grad_x_block
+from febm_ref._batched_mlp import (_forward_into, cache_length, mlp_energy_grad_x_block,
+                                   mlp_weighted_backward_cached)
 from febm_ref._jit import njit
 
 ACTIVATION_CODES = {"tanh": 0, "softplus": 1, "silu": 2, "elu": 3}
@@ -505,62 +506,102 @@ def _weighted_grad_params_serial(params, sizes, act, X, w):
 # cached njit caller of it does not start Numba's thread pool (it crashed when loaded
 # from the cache).
 
-def mlp_energy_batch(params, sizes, act, X):
-    """Energies ``(n,)`` of the rows of ``X`` (samples in parallel from
-    :data:`PARALLEL_MIN_SAMPLES` on; each energy is independent of the thread count)."""
-    if X.shape[0] < PARALLEL_MIN_SAMPLES:
-        return _energy_batch_serial(params, sizes, act, X)
-    energies = np.empty(X.shape[0])
-    _batch_chunks_parallel(_MODE_ENERGY, params, np.empty(0), sizes, act, X, energies,
-                           SAMPLE_CHUNK, energies, np.empty((0, 0)), np.empty((0, 0)))
-    return energies
-
-
 BATCH_MAJOR_MIN_SAMPLES = 64
-"""From this many samples on, :func:`mlp_energy_grad_x_batch` runs the batch-major core of
-:mod:`febm_ref._batched_mlp` (BLAS products, vectorised tanh) over fixed blocks of
-:data:`BATCH_MAJOR_CHUNK` rows, in the calling thread."""
+"""From this many samples on, the energy, energy + grad_x and weighted-gradient kernels run
+the batch-major core of :mod:`febm_ref._batched_mlp` (BLAS products, vectorised tanh);
+below it the per-point kernels (less call overhead for a handful of samples)."""
 
-BATCH_MAJOR_CHUNK = 64
-"""Rows per block of the batch-major path (keeps each ``dgemm`` single-threaded)."""
+BATCH_MAJOR_BLOCK = 64
+"""Rows per batch-major block: each ``dgemm`` stays below OpenBLAS's multithreading
+threshold, so it runs in the calling (Numba) thread."""
 
 
 @njit
-def _energy_grad_x_batch_major(params, sizes, act, X):
-    n = X.shape[0]
+def _batch_major_range(mode, params, sizes, act, X, w, start, stop, energies, grads,
+                       partial_row):
+    """Samples ``start .. stop-1`` by blocks of :data:`BATCH_MAJOR_BLOCK` rows through the
+    batch-major core. ``mode`` 0: energies; 1: energies and ``grads``; 3:
+    ``sum_k w_k dE(x_k)/dparams`` added block by block (in order) to ``partial_row``."""
     d = sizes[0]
-    energies = np.empty(n)
-    grads = np.empty((n, d))
-    cache = np.empty(cache_length(sizes, BATCH_MAJOR_CHUNK))
-    for s in range(0, n, BATCH_MAJOR_CHUNK):
-        m = min(n - s, BATCH_MAJOR_CHUNK)
+    cache = np.empty(cache_length(sizes, BATCH_MAJOR_BLOCK))
+    for s in range(start, stop, BATCH_MAJOR_BLOCK):
+        m = min(stop - s, BATCH_MAJOR_BLOCK)
+        xb = np.ascontiguousarray(X[s:s + m])
+        cb = cache[:cache_length(sizes, m)]
         e = np.empty(m)
-        g = np.empty((m, d))
-        mlp_energy_grad_x_block(params, sizes, act, np.ascontiguousarray(X[s:s + m]), e, g,
-                                cache[:cache_length(sizes, m)])
-        energies[s:s + m] = e
-        grads[s:s + m] = g
-    return energies, grads
+        if mode == _MODE_ENERGY_GRAD_X:
+            g = np.empty((m, d))
+            mlp_energy_grad_x_block(params, sizes, act, xb, e, g, cb)
+            grads[s:s + m] = g
+        else:
+            _forward_into(params, sizes, act, xb, cb, e)
+        if mode == _MODE_WEIGHTED:
+            partial_row += mlp_weighted_backward_cached(params, sizes, xb, cb,
+                                                        np.ascontiguousarray(w[s:s + m]))
+        else:
+            energies[s:s + m] = e
+
+
+@njit
+def _batch_major_serial(mode, params, sizes, act, X, w, chunk, energies, grads, partial):
+    """:func:`_batch_major_range` over chunks of ``chunk`` samples, in order (chunk ``c``
+    accumulates into ``partial[c]`` in mode 3)."""
+    n = X.shape[0]
+    for c in range((n + chunk - 1) // chunk):
+        _batch_major_range(mode, params, sizes, act, X, w, c * chunk, min(n, (c + 1) * chunk),
+                           energies, grads, partial[min(c, partial.shape[0] - 1)])
+
+
+@njit(parallel=True)
+def _batch_major_parallel(mode, params, sizes, act, X, w, chunk, energies, grads, partial):
+    """:func:`_batch_major_serial` with ``prange`` over the chunks (identical numbers)."""
+    n = X.shape[0]
+    for c in prange((n + chunk - 1) // chunk):
+        row = min(np.int64(c), partial.shape[0] - 1)  # (prange indices are unsigned)
+        _batch_major_range(mode, params, sizes, act, X, w, c * chunk, min(n, (c + 1) * chunk),
+                           energies, grads, partial[row])
+
+
+def _batch_major(mode, params, sizes, act, X, w=None):
+    """Python entry of the batch-major kernels (a parallel region is entered from Python:
+    a cached njit caller of it did not start Numba's thread pool). Chunks of
+    :data:`WEIGHTED_CHUNK` samples, in parallel from :data:`PARALLEL_MIN_SAMPLES` on; the
+    chunking and the order of the partial sums are fixed, so results do not depend on the
+    thread count."""
+    n = X.shape[0]
+    n_chunks = (n + WEIGHTED_CHUNK - 1) // WEIGHTED_CHUNK
+    energies = np.empty(n if mode != _MODE_WEIGHTED else 0)
+    grads = np.empty((n if mode == _MODE_ENERGY_GRAD_X else 0, int(sizes[0])))
+    partial = np.zeros((n_chunks if mode == _MODE_WEIGHTED else 1, params.shape[0]))
+    w = np.empty(0) if w is None else w
+    run = _batch_major_parallel if n >= PARALLEL_MIN_SAMPLES else _batch_major_serial
+    run(mode, params, sizes, act, X, w, WEIGHTED_CHUNK, energies, grads, partial)
+    if mode == _MODE_WEIGHTED:
+        return _sum_rows(partial)
+    return (energies, grads) if mode == _MODE_ENERGY_GRAD_X else energies
+
+
+def mlp_energy_batch(params, sizes, act, X):
+    """Energies ``(n,)`` of the rows of ``X``: per point below
+    :data:`BATCH_MAJOR_MIN_SAMPLES`, batch-major from there on (each energy is independent
+    of the thread count)."""
+    if X.shape[0] < BATCH_MAJOR_MIN_SAMPLES:
+        return _energy_batch_serial(params, sizes, act, X)
+    return _batch_major(_MODE_ENERGY, params, sizes, act, X)
 
 
 def mlp_energy_grad_x_batch(params, sizes, act, X):
     """Energies ``(n,)`` and input gradients ``(n, d)`` (fused forward + backward): per point
     below :data:`BATCH_MAJOR_MIN_SAMPLES` samples, batch-major from there on (results do not
     depend on the thread count)."""
-    if X.shape[0] >= BATCH_MAJOR_MIN_SAMPLES:
-        return _energy_grad_x_batch_major(params, sizes, act, X)
-    if X.shape[0] < PARALLEL_MIN_SAMPLES:
+    if X.shape[0] < BATCH_MAJOR_MIN_SAMPLES:
         return _energy_grad_x_batch_serial(params, sizes, act, X)
-    energies = np.empty(X.shape[0])
-    grads = np.empty((X.shape[0], int(sizes[0])))
-    _batch_chunks_parallel(_MODE_ENERGY_GRAD_X, params, mlp_transposed_weights(params, sizes),
-                           sizes, act, X, energies, SAMPLE_CHUNK, energies, grads,
-                           np.empty((0, 0)))
-    return energies, grads
+    return _batch_major(_MODE_ENERGY_GRAD_X, params, sizes, act, X)
 
 
 def mlp_grad_params_batch(params, sizes, act, X):
-    """Per-sample parameter gradients ``(n, P_full)`` (full kernel layout)."""
+    """Per-sample parameter gradients ``(n, P_full)`` (full kernel layout; per-point kernel,
+    samples in parallel from :data:`PARALLEL_MIN_SAMPLES` on)."""
     if X.shape[0] < PARALLEL_MIN_SAMPLES:
         return _grad_params_batch_serial(params, sizes, act, X)
     out = np.zeros((X.shape[0], params.shape[0]))
@@ -573,17 +614,15 @@ def mlp_grad_params_batch(params, sizes, act, X):
 def mlp_weighted_grad_params(params, sizes, act, X, w):
     """``sum_i w_i dE(x_i)/dparams`` ``(P_full,)`` without forming the per-sample matrix.
 
-    The samples are cut into fixed chunks of :data:`WEIGHTED_CHUNK`; each chunk's
-    partial sum is accumulated sample by sample, then the partial sums are added in
-    chunk order. The chunks run in parallel from :data:`PARALLEL_MIN_SAMPLES` samples
-    on; the summation order, hence the result, does not depend on the thread count.
+    Below :data:`BATCH_MAJOR_MIN_SAMPLES` samples one per-point backward pass per sample;
+    from there on the batch-major weighted backward pass
+    (:func:`febm_ref._batched_mlp.mlp_weighted_backward_cached`) over fixed chunks of
+    :data:`WEIGHTED_CHUNK` samples (in parallel from :data:`PARALLEL_MIN_SAMPLES` on), whose
+    partial sums are added in chunk order: the result does not depend on the thread count.
     """
-    if X.shape[0] < PARALLEL_MIN_SAMPLES:
+    if X.shape[0] < BATCH_MAJOR_MIN_SAMPLES:
         return _weighted_grad_params_serial(params, sizes, act, X, w)
-    partial = np.zeros(((X.shape[0] + WEIGHTED_CHUNK - 1) // WEIGHTED_CHUNK, params.shape[0]))
-    _batch_chunks_parallel(_MODE_WEIGHTED, params, mlp_transposed_weights(params, sizes), sizes,
-                           act, X, w, WEIGHTED_CHUNK, np.empty(0), np.empty((0, 0)), partial)
-    return _sum_rows(partial)
+    return _batch_major(_MODE_WEIGHTED, params, sizes, act, X, np.ascontiguousarray(w))
 
 
 # --------------------------------------------------------------------------- numpy twins

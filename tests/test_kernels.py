@@ -299,11 +299,13 @@ def test_transposed_backward_is_bit_identical_to_row_backward():
     public energy + grad_x kernel runs the batch-major (BLAS) core at this size: equal to
     rounding."""
     params, sizes, X, w = _parallel_case()
-    e_bm, g_bm, e_fwd, G, _ = _batch_outputs(params, sizes, 0, X, w)
+    e_bm, g_bm, e_fwd_bm, G, _ = _batch_outputs(params, sizes, 0, X, w)
     e, g = K._energy_grad_x_batch_serial(params, sizes, 0, X)
+    e_fwd = K._energy_batch_serial(params, sizes, 0, X)
     e_ref, g_ref, G_ref = _per_point_reference(params, sizes, 0, X,
                                                np.empty(K.mlp_work_size(sizes)))
     assert np.abs(e_bm - e_ref).max() <= 1e-12 * max(1.0, np.abs(e_ref).max())
+    assert np.abs(e_fwd_bm - e_ref).max() <= 1e-12 * max(1.0, np.abs(e_ref).max())
     assert np.abs(g_bm - g_ref).max() <= 1e-12 * max(1.0, np.abs(g_ref).max())
     assert np.array_equal(e, e_ref) and np.array_equal(e_fwd, e_ref)
     assert np.array_equal(g, g_ref) and np.array_equal(G, G_ref)
