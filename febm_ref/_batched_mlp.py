@@ -306,17 +306,9 @@ def mlp_grad_x_from_cache(params, sizes, X, cache, grad):
         c_start = c_end - 2 * n * n_out
         G = cache[c_start + n * n_out:c_end].reshape((n, n_out))
         if l == 0:
-            if n_in < BLAS_MIN_FAN_IN:
-                for k in range(n):
-                    gk = G[k]
-                    for i in range(n_in):
-                        acc = 0.0
-                        w_row = Wt[:, i]
-                        for j in range(n_out):
-                            acc += gk[j] * w_row[j]
-                        grad[k, i] = acc
-            else:
-                np.dot(G, Wt, grad)
+            # dgemm also for a small fan-in: a dot-product loop here would be a strict-order
+            # (latency-bound) reduction over the hidden units
+            np.dot(G, Wt, grad)
         else:
             delta = cache[c_start - 2 * n * n_in:c_start - n * n_in].reshape((n, n_in))
             np.dot(G, Wt, delta)
