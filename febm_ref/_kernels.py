@@ -57,15 +57,23 @@ differentiation when the activation is analytic, i.e. not ELU):
 * :func:`mlp_weighted_grad_params` -> ``(P_full,)`` = ``sum_i w_i dE(x_i)/dparams`` by
   one backward pass per sample, never forming the ``(n, P_full)`` matrix.
 
-Performance notes (issue 3): the forward layer is a contiguous axpy over the rows of
-``W`` and the batch kernels' backward recursion an axpy over the rows of ``W^T``
+Performance notes (issue 3): from :data:`BATCH_MAJOR_MIN_SAMPLES` samples on,
+:func:`mlp_energy_batch`, :func:`mlp_energy_grad_x_batch` and
+:func:`mlp_weighted_grad_params` run the batch-major core of :mod:`febm_ref._batched_mlp`
+(layer by layer as BLAS products over blocks of 64 rows, bias + activation + derivative fused
+into one vectorised pass; the same core serves the critic path of D13 and the blocked Langevin
+loops), over fixed chunks of :data:`WEIGHTED_CHUNK` samples, in a ``prange`` region from
+:data:`PARALLEL_MIN_SAMPLES` on; results do not depend on the thread count and agree with the
+per-point kernels and the NumPy twins to rounding (~1e-14). Below that, and always for
+:func:`mlp_grad_params_batch`, the per-point kernels run: the forward layer is a contiguous
+axpy over the rows of ``W`` and the backward recursion an axpy over the rows of ``W^T``
 (:func:`mlp_transposed_weights`, also usable per point through
-:func:`mlp_point_backward_transposed`); both add the same products in the same order as
-the plain loops, so all paths agree bit for bit. tanh and ELU cost one transcendental
-each (:func:`_activation`). The batch kernels are Python functions that run a fully
-compiled serial kernel below :data:`PARALLEL_MIN_SAMPLES` samples and a ``prange``
-region over fixed chunks above it; results do not depend on the thread count. They are
-not callable from ``njit`` code (use the per-point kernels there).
+:func:`mlp_point_backward_transposed`); both add the same products in the same order as the
+plain loops, so those paths agree bit for bit. The one activation implementation is
+:func:`febm_ref._batched_mlp.activation_and_derivative` (tanh:
+:func:`febm_ref._batched_mlp.tanh_and_derivative`, no libm call). The batch kernels are
+Python functions (a ``parallel=True`` region must be entered from Python); they are not
+callable from ``njit`` code (use the per-point kernels or the batch-major block there).
 
 The kernels do not validate their inputs (they are called from validated wrappers and
 from inner loops); :func:`check_mlp_spec` is the validation the wrappers use.
