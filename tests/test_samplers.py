@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 
+import numba
 import numpy as np
 import pytest
 import scipy.linalg
@@ -392,6 +393,9 @@ def test_mlp_loop_overflow_stops_naming_step_and_value():
 
 # --------------------------------------------------------------------------- MLP loops
 
+@pytest.mark.skipif(numba.config.DISABLE_JIT,
+                    reason="pure Python: 300 steps x 70 chains x a 64-wide MLP x 8 runs takes hours; "
+                           "test_langevin_kernels_under_numba_disable_jit covers the no-JIT path")
 def test_mlp_loops_equal_numpy_twin_and_are_thread_count_invariant():
     """Numba ULA/D16 loops (BLAS and per-point paths, serial and parallel) = NumPy twin to 1e-10
     over 300 steps; the parallel build gives bit-identical numbers with 1 and 2 threads."""
