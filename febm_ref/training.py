@@ -12,7 +12,10 @@ One iteration ``t`` (0-based):
    ``grad_theta`` evaluated with the *updated* critic, on the same batch;
    ``update="simultaneous"``: both gradients at the current ``(theta, omega)``, one step each;
    ``method="cd"``: a descent step on the maximum-likelihood gradient ``<dE+> - <dE->``;
-3. optional Polyak averaging of ``theta`` from iteration ``average_from`` on.
+3. optional Polyak averaging of ``theta`` from iteration ``average_from`` on;
+4. during the first ``critic_warmup`` iterations only the critic is updated (``theta`` and
+   the energy's optimiser state stay fixed), so that the first energy steps see a trained
+   critic instead of a random one.
 
 Checkpoints (``checkpoint_path``) are ``.npz`` archives written atomically with
 :mod:`febm_ref._io` every ``checkpoint_every`` iterations, when ``stop_after`` is reached
@@ -98,6 +101,7 @@ class TrainingConfig:
     l2_weight: float = 0.0
     covariance: str = "batch"
     average_from: Optional[int] = None
+    critic_warmup: int = 0
     eval_every: int = 0
     seed: int = 0
 
@@ -111,6 +115,9 @@ class TrainingConfig:
         check_positive_int(self.n_negatives, "n_negatives")
         check_positive_int(self.critic_steps, "critic_steps")
         check_positive_int(self.eval_every, "eval_every", minimum=0)
+        check_positive_int(self.critic_warmup, "critic_warmup", minimum=0)
+        if self.critic_warmup >= self.iterations:
+            raise ValueError(f"critic_warmup ({self.critic_warmup}) must be < iterations ({self.iterations})")
         check_positive_int(self.seed, "seed", minimum=0)
         for name in ("lr_energy", "lr_critic"):
             check_real_scalar(getattr(self, name), name, positive=True)
@@ -405,7 +412,8 @@ def train(config: TrainingConfig, target, energy, critic=None, *,
                 fail(t, "loss")
             if not np.all(np.isfinite(grad_theta)):
                 fail(t, "grad_theta")
-            new_theta = opt_e.step(theta, grad_theta, lr_e)
+            # critic warm-up: the first critic_warmup iterations update the critic only
+            new_theta = opt_e.step(theta, grad_theta, lr_e) if t >= config.critic_warmup else theta
             if not np.all(np.isfinite(new_theta)):
                 fail(t, "energy parameters theta")
             try:

@@ -179,3 +179,13 @@ def test_cd_with_exact_samples_reaches_the_maximum_likelihood_gaussian():
     # the averaged iterate's fluctuation: O(sqrt(lr / window)) relative; 0.02 is > 5 of them here
     assert abs(mu - target.mean()) < 0.02, (mu, target.mean())
     assert abs(sigma - math.sqrt(target.variance())) < 0.02, (sigma, math.sqrt(target.variance()))
+
+
+def test_critic_warmup_freezes_theta_then_trains_it():
+    cfg = _small(critic_warmup=10, update="simultaneous")
+    res = train(cfg, TARGET, GaussianEnergy1D(0.0, 1.0), _critic())
+    th = res.history["theta"]
+    np.testing.assert_array_equal(th[:10], np.tile([0.0, 1.0], (10, 1)))
+    assert np.all(th[10] != th[9]), "the energy must move once the warm-up is over"
+    with pytest.raises(ValueError, match="critic_warmup"):
+        TrainingConfig(iterations=10, critic_warmup=10)
