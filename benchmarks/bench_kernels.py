@@ -5,13 +5,21 @@ A 2-64-64-1 tanh MLP in float64 (issue 3). For each batch size the time per samp
 torch is installed, PyTorch eager with autograd for the input gradient (float64, its
 default thread count). Ratios are from this one run.
 
-    python3 benchmarks/bench_kernels.py [--batch 1 64 1024 16384] [--json PATH]
+Because the development machine is shared, a second table gives the **per-core CPU time**:
+every implementation in a fresh subprocess restricted to one thread (``OMP/OPENBLAS/MKL/
+NUMBA_NUM_THREADS=1``, ``torch.set_num_threads(1)``), the median over ``--runs`` rounds of
+``time.process_time`` (CPU seconds of the process, so load from other jobs does not count
+as our time).
+
+    python3 benchmarks/bench_kernels.py [--batch 1 64 1024 16384] [--runs 7] [--json PATH]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -51,6 +59,61 @@ def compile_times() -> dict:
     return out
 
 
+ONE_THREAD_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+                  "NUMBA_NUM_THREADS": "1",
+                  "XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"}
+"""Environment of the per-core subprocesses (set before NumPy, torch or JAX is imported)."""
+
+
+def cpu_median(function, *, runs: int = 7, min_seconds: float = 0.05) -> float:
+    """Median over ``runs`` rounds of the CPU seconds (``time.process_time``) per call, after
+    a warm-up call; each round repeats the call until it lasts ``min_seconds``."""
+    function()
+    calls = 1
+    while True:
+        start = time.process_time()
+        for _ in range(calls):
+            function()
+        elapsed = time.process_time() - start
+        if elapsed >= min_seconds or calls >= 1 << 20:
+            break
+        calls *= 2
+    samples = []
+    for _ in range(runs):
+        start = time.process_time()
+        for _ in range(calls):
+            function()
+        samples.append((time.process_time() - start) / calls)
+    return statistics.median(samples)
+
+
+def run_one_thread_child(script: str, args: list) -> dict:
+    """Run ``script args`` in a subprocess with :data:`ONE_THREAD_ENV`; parse its last stdout
+    line as JSON."""
+    env = dict(os.environ, **ONE_THREAD_ENV)
+    res = subprocess.run([sys.executable, script] + [str(a) for a in args], env=env, check=True,
+                         capture_output=True, text=True)
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def per_core_child(batches, runs) -> dict:
+    """CPU seconds per sample, one thread, for numba / numpy twin / torch (child process)."""
+    rng = np.random.default_rng(0)
+    model = MLPEnergy.random_init(rng, 2, (64, 64), "tanh", bias_scale=0.1)
+    twin = model.with_backend("numpy")
+    torch_fn = torch_peer(model)
+    if torch_fn is not None:
+        __import__("torch").set_num_threads(1)
+    out = {}
+    for n in batches:
+        x = rng.standard_normal((n, 2))
+        out[n] = {"numba": cpu_median(lambda: model.energy_and_grad_x(x), runs=runs) / n,
+                  "numpy": cpu_median(lambda: twin.energy_and_grad_x(x), runs=runs) / n,
+                  "torch": (None if torch_fn is None
+                            else cpu_median(lambda: torch_fn(x), runs=runs) / n)}
+    return out
+
+
 def torch_peer(model: MLPEnergy):
     try:
         import torch
@@ -81,8 +144,13 @@ def torch_peer(model: MLPEnergy):
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batch", type=int, nargs="+", default=[1, 64, 1024, 16384])
+    parser.add_argument("--runs", type=int, default=7, help="rounds of the per-core medians")
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    parser.add_argument("--per-core-child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.per_core_child:
+        print(json.dumps(per_core_child(args.batch, args.runs)))
+        return 0
 
     rng = np.random.default_rng(0)
     model = MLPEnergy.random_init(rng, 2, (64, 64), "tanh", bias_scale=0.1)
@@ -106,6 +174,16 @@ def main(argv=None) -> int:
         rows.append([n, f"{t_nb * 1e6:.3f}", f"{t_np * 1e6:.3f}",
                      "-" if t_torch is None else f"{t_torch * 1e6:.3f}",
                      f"{t_np / t_nb:.1f}x", "-" if t_torch is None else f"{t_torch / t_nb:.1f}x"])
+    per_core = run_one_thread_child(__file__, ["--per-core-child", "--runs", args.runs, "--batch"]
+                                    + list(args.batch))
+    core_rows = []
+    for n in args.batch:
+        c = per_core[str(n)]
+        records[args.batch.index(n)]["cpu_s_per_sample_1thread"] = c
+        core_rows.append([n, f"{c['numba'] * 1e6:.3f}", f"{c['numpy'] * 1e6:.3f}",
+                          "-" if c["torch"] is None else f"{c['torch'] * 1e6:.3f}",
+                          f"{c['numpy'] / c['numba']:.2f}x",
+                          "-" if c["torch"] is None else f"{c['torch'] / c['numba']:.2f}x"])
     compile_info = compile_times()
     import numba
     torch_threads = __import__("torch").get_num_threads() if torch_fn else None
@@ -113,7 +191,11 @@ def main(argv=None) -> int:
     print(f"(numba threads {numba.get_num_threads()}, parallel from {K.PARALLEL_MIN_SAMPLES} samples; "
           f"torch threads {torch_threads}; load average {os.getloadavg()[0]:.1f} on "
           f"{os.cpu_count()} cpus)")
+    print("\nwall clock, best of repeats (default thread counts):")
     print(markdown_table(["batch", "numba", "numpy twin", "torch cpu", "numpy/numba", "torch/numba"], rows))
+    print(f"\nper-core CPU time, one thread each, median of {args.runs} rounds:")
+    print(markdown_table(["batch", "numba", "numpy twin", "torch cpu", "numpy/numba", "torch/numba"],
+                         core_rows))
     print(f"\ncompile (fresh process, empty cache): import {compile_info['cold']['import_s']:.2f} s, "
           f"first call {compile_info['cold']['first_call_s']:.2f} s; cached: first call "
           f"{compile_info['cached']['first_call_s']:.3f} s")

@@ -21,6 +21,11 @@ and with a warm cache). Every implementation's end points are compared with the 
 stdout and, with ``--output``, to a file. Absolute numbers depend on the machine and its load;
 the ratios are what the issue's targets refer to. Never used in tests.
 
+A second table gives the **per-core** rates: each implementation in a fresh subprocess restricted
+to one thread (``OMP/OPENBLAS/MKL/NUMBA_NUM_THREADS=1``, ``torch.set_num_threads(1)``, XLA
+intra-op parallelism off), chain-steps per CPU-second from the median of ``--repeats`` rounds of
+``time.process_time`` (load from other jobs on a shared machine does not count as our time).
+
     python3 benchmarks/bench_langevin.py [--chains 1 64 1024 16384] [--steps-budget 200000]
                                          [--repeats 3] [--output PATH]
 """
@@ -39,6 +44,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(__file__))
 from _timing import best_time, markdown_table  # noqa: E402
+
+from bench_kernels import cpu_median, run_one_thread_child  # noqa: E402
 
 from febm_ref._io import atomic_write_text  # noqa: E402
 from febm_ref.energies import MLPEnergy  # noqa: E402
@@ -148,6 +155,25 @@ def jax_single_thread_rate(n: int, k: int, repeats: int) -> float:
     return float(res.stdout.split()[-1])
 
 
+def per_core_child(n: int, k: int, repeats: int) -> dict:
+    """Chain-steps per CPU-second, one thread, of every implementation (child process)."""
+    model = model_under_test()
+    x0, noise = problem(n, k)
+    runners = {
+        "numba": lambda: mlp_langevin.ula(model, x0, EPS, noise=noise, backend="numba").x,
+        "numba-point": lambda: mlp_langevin.ula(model, x0, EPS, noise=noise, backend="numba",
+                                                use_blas=False).x,
+        "numpy": lambda: mlp_langevin.ula(model, x0, EPS, noise=noise, backend="numpy").x,
+    }
+    for name, factory in (("torch", torch_runner), ("jax", jax_runner)):
+        run, _ = factory(model, x0, noise)
+        if run is not None:
+            runners[name] = run
+    if "torch" in runners:
+        __import__("torch").set_num_threads(1)
+    return {name: n * k / cpu_median(run, runs=repeats) for name, run in runners.items()}
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--chains", type=int, nargs="+", default=[1, 64, 1024, 16384])
@@ -157,7 +183,12 @@ def main(argv=None) -> int:
     parser.add_argument("--no-compile-times", action="store_true")
     parser.add_argument("--output", help="also write the markdown report to this file")
     parser.add_argument("--jax-only", type=int, nargs=2, metavar=("N", "K"), help=argparse.SUPPRESS)
+    parser.add_argument("--per-core-child", type=int, nargs=2, metavar=("N", "K"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.per_core_child:
+        import json
+        print(json.dumps(per_core_child(*args.per_core_child, args.repeats)))
+        return 0
 
     model = model_under_test()
     if args.jax_only:
@@ -167,6 +198,9 @@ def main(argv=None) -> int:
         return 0
     names = ["numba", "numba-parallel", "numba-point", "numpy", "torch", "jax", "jax-1thread"]
     rows = []
+    core_names = ["numba", "numba-point", "numpy", "torch", "jax"]
+    core_rows = []
+    core_rates = {}
     versions = {}
     ratios = []
     for n in args.chains:
@@ -210,6 +244,12 @@ def main(argv=None) -> int:
                 f"{max(diff.values()):.1e}"]
         rows.append(row)
         ratios.append((n, best_numba, rate))
+        core = run_one_thread_child(__file__, ["--per-core-child", n, k, "--repeats", args.repeats])
+        core_rows.append([n, k] + [f"{core[m]:,.0f}" if m in core else "n/a" for m in core_names]
+                         + [f"{core['numba'] / core['numpy']:.1f}x",
+                            f"{core['numba'] / core['torch']:.2f}x" if "torch" in core else "n/a",
+                            f"{core['numba'] / core['jax']:.2f}x" if "jax" in core else "n/a"])
+        core_rates[n] = core
 
     header = ["N", "K"] + [f"{m} (chain-steps/s)" for m in names] + [
         "best numba / numpy", "best numba / torch", "best numba / jax",
@@ -219,7 +259,11 @@ def main(argv=None) -> int:
              f"python {platform.python_version()}, numpy {np.__version__}; "
              + ", ".join(versions.values()) + ". Best of "
              f"{args.repeats} timed calls after a warm-up; eps = {EPS}; same pre-drawn noise for all.",
-             "", markdown_table(header, rows), ""]
+             "", "Wall clock, best of the timed calls (default thread counts):", "",
+             markdown_table(header, rows), "",
+             f"Per core: one thread each, chain-steps per CPU-second (median of {args.repeats} rounds):",
+             "", markdown_table(["N", "K"] + core_names + ["numba / numpy", "numba / torch", "numba / jax"],
+                                core_rows), ""]
     lines.append("Targets (issue 4):")
     for n, best, rate in ratios:
         if n == 1:
@@ -236,6 +280,10 @@ def main(argv=None) -> int:
             if "torch" in rate:
                 r = best / rate["torch"]
                 lines.append(f"- N = 1024: >= 3x PyTorch CPU: {r:.2f}x -> {'met' if r >= 3 else 'MISSED'}")
+            if "jax" in core_rates.get(n, {}):
+                r = core_rates[n]["numba"] / core_rates[n]["jax"]
+                lines.append(f"- N = 1024, per core (CPU time, one thread each) >= JAX: {r:.2f}x -> "
+                             f"{'met' if r >= 1 else 'MISSED'}")
     if not args.no_compile_times:
         lines.append("")
         lines.append("Numba compile time (first call in a fresh process, seconds):")
