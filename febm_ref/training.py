@@ -413,7 +413,7 @@ def train(config: TrainingConfig, target, energy, critic=None, *,
             if not np.all(np.isfinite(grad_theta)):
                 fail(t, "grad_theta")
             # critic warm-up: the first critic_warmup iterations update the critic only
-            new_theta = opt_e.step(theta, grad_theta, lr_e) if t >= config.critic_warmup else theta
+            new_theta = opt_e.step(theta, grad_theta, lr_e) if (not febm or t >= config.critic_warmup) else theta
             if not np.all(np.isfinite(new_theta)):
                 fail(t, "energy parameters theta")
             try:
