@@ -11,7 +11,7 @@ from febm_ref.targets import paper_mixture_1d
 from verification.registry import Measurement, register
 
 
-@register("fit1d_reference_kl_moment_matching", group="fit1d",
+@register("fit1d.reference_kl_moment_matching", group="fit1d",
           description="exact KL optimum argmin KL(P||N(mu, sigma^2)) = moment matching (1.01, sqrt(3.350525))")
 def check_kl(quick: bool) -> Measurement:
     opt = reference_optimum("kl", paper_mixture_1d())
@@ -19,7 +19,7 @@ def check_kl(quick: bool) -> Measurement:
     return Measurement(err, 1e-7, {"mu": opt.mu, "sigma": opt.sigma})
 
 
-@register("fit1d_reference_stationary", group="fit1d",
+@register("fit1d.reference_stationary", group="fit1d",
           description="every reference optimum is stationary: central-difference gradient of the exact D_f at "
                       "the returned (mu, sigma); and proportional divergences (Neyman = 2 alpha(-1), Hellinger = "
                       "alpha(1/2)/2, Pearson = 2 alpha(2)) share their optimum")
@@ -44,7 +44,7 @@ def check_stationary(quick: bool) -> Measurement:
     return Measurement(max(worst_grad, worst_pair), 1e-6, details)
 
 
-@register("fit1d_training_reaches_optimum", group="fit1d",
+@register("fit1d.training_reaches_optimum", group="fit1d",
           description="training reaches the exact optimum: quick = contrastive divergence (maximum likelihood) "
                       "to the KL optimum; full = f-EBM converged protocol for KL and Neyman; error = worst "
                       "|gap| in mu and sigma")

@@ -30,7 +30,7 @@ def _grid(quick):
     return Grid2D(BOX, Experiment2DConfig.grid_size if quick else 2 * Experiment2DConfig.grid_size)
 
 
-@register("fit2d_grid_log_normalizer", group="fit2d",
+@register("fit2d.grid_log_normalizer", group="fit2d",
           description="grid log Z of a Gaussian energy on the 2-D box vs its exact log Z")
 def check_grid_log_normalizer(quick: bool) -> Measurement:
     grid = _grid(quick)
@@ -42,7 +42,7 @@ def check_grid_log_normalizer(quick: bool) -> Measurement:
     return Measurement(worst, 1e-12, {"grid": grid.n, "box": BOX})
 
 
-@register("fit2d_grid_divergences", group="fit2d",
+@register("fit2d.grid_divergences", group="fit2d",
           description="grid KL, reverse KL, squared Hellinger of two Gaussians vs closed forms")
 def check_grid_divergences(quick: bool) -> Measurement:
     grid = _grid(quick)
@@ -60,7 +60,7 @@ def check_grid_divergences(quick: bool) -> Measurement:
     return Measurement(worst, 1e-12, details)
 
 
-@register("fit2d_target_mass", group="fit2d",
+@register("fit2d.target_mass", group="fit2d",
           description="each 2-D target's exact density integrates to 1 on the evaluation grid")
 def check_target_mass(quick: bool) -> Measurement:
     grid = _grid(quick)

@@ -38,7 +38,7 @@ def _rule():
     return gauss_legendre_box([(-25.0, 25.0)], 50)
 
 
-@register("objective_D13_unbiased", group="objective",
+@register("objective.D13_unbiased", group="objective",
           description="mean of the D13 minibatch estimator (covariance from independent halves) over "
                       "independent batches = exact D9/D10 by quadrature, every divergence; error = worst |z|")
 def check_unbiased(quick: bool) -> Measurement:
@@ -59,7 +59,7 @@ def check_unbiased(quick: bool) -> Measurement:
     return Measurement(worst, 4.5, {"max_z_per_divergence": per, "batches": reps, "batch_size": n})
 
 
-@register("objective_batch_covariance_bias", group="objective",
+@register("objective.batch_covariance_bias", group="objective",
           description="the batch covariance term of D13 has expectation (1 - 1/n) Cov_q(g_model, dE): "
                       "the mean estimate matches D9 - Cov/n (KL, n = 2); error = worst |z|")
 def check_bias(quick: bool) -> Measurement:
@@ -97,7 +97,7 @@ def d9_at_optimal_critic(div, target, energy, rule) -> np.ndarray:
     return (w * p * div.g_data_prime(r)) @ dE - (w * qgmp) @ dE + (w * (qgm - q * (w @ qgm))) @ dE
 
 
-@register("objective_D11_optimal_critic", group="objective",
+@register("objective.D11_optimal_critic", group="objective",
           description="D11: at r = log(p/q) the f-EBM theta-gradient D9 equals grad_theta D_f(P||Q_theta) "
                       "(central differences of the divergence quadrature), paper mixture, every divergence")
 def check_d11(quick: bool) -> Measurement:
@@ -118,7 +118,7 @@ def check_d11(quick: bool) -> Measurement:
     return Measurement(worst, 1e-6, {"relative_error": per})
 
 
-@register("objective_D12_kl_scaled_cd", group="objective",
+@register("objective.D12_kl_scaled_cd", group="objective",
           description="D12: for KL, D9 = E_p[dE] - E_q[e^r] E_q[dE] (quadrature, any critic) and at the optimal "
                       "critic it equals the CD gradient; minibatch identity exact")
 def check_d12(quick: bool) -> Measurement:
@@ -144,7 +144,7 @@ def check_d12(quick: bool) -> Measurement:
                         "minibatch_fEBM_minus_CD_at_optimal_critic": np.abs(g - cd).max()})
 
 
-@register("objective_surrogate_gradient", group="objective",
+@register("objective.surrogate_gradient", group="objective",
           description="the explicit D13 (+D14) equals the gradient of the published stop-gradient surrogate "
                       "loss (NumPy, frozen negatives and weights) by central differences, every divergence")
 def check_surrogate(quick: bool) -> Measurement:
