@@ -376,6 +376,8 @@ def train(config: TrainingConfig, target, energy, critic=None, *,
             lr_h = learning_rate(config.schedule, config.lr_critic, t, T, final_fraction=config.final_lr_fraction)
             x_pos = target.sample(rng, config.batch_size)
             x_neg = sampler(rng, energy, config.n_negatives)
+            if not np.all(np.isfinite(x_pos)):
+                fail(t, "positive samples x+")
             if not np.all(np.isfinite(x_neg)):
                 fail(t, "negative samples x-")
             new_omega = omega

@@ -189,3 +189,26 @@ def test_critic_warmup_freezes_theta_then_trains_it():
     assert np.all(th[10] != th[9]), "the energy must move once the warm-up is over"
     with pytest.raises(ValueError, match="critic_warmup"):
         TrainingConfig(iterations=10, critic_warmup=10)
+
+
+def test_nan_guard_covers_positive_samples():
+    """A data source that yields NaN stops with the iteration named, not a bare input error."""
+
+    class FlakyTarget:
+        dim = 1
+
+        def __init__(self):
+            self.calls = 0
+
+        def sample(self, rng, n):
+            x = TARGET.sample(rng, n)
+            if self.calls == 7:
+                x[0] = np.nan
+            self.calls += 1
+            return x
+
+        def log_density(self, x):
+            return TARGET.log_density(x)
+
+    with pytest.raises(TrainingDivergedError, match=r"iteration 7: positive samples x\+"):
+        train(_small(), FlakyTarget(), GaussianEnergy1D(), _critic())
