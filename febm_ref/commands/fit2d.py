@@ -38,7 +38,11 @@ def add_parser(subparsers):
 
     p = subparsers.add_parser(
         "fit2d", help="2-D toys: MLP energy by f-EBM or CD with Langevin negatives, exact grid divergences",
-        description=__doc__.split("\n\n")[0])
+        description=("2-D toys: an MLP energy trained by f-EBM (estimator D13 with an MLP critic) or by "
+                     "contrastive divergence, with short-run Langevin negatives from a replay buffer, "
+                     "judged by exact divergences between the target and the learned model normalised "
+                     "on a grid. --all runs the results table (every target x kl, reverse_kl, "
+                     "jensen_shannon, squared_hellinger, cd x --seeds seeds) and skips finished runs."))
     p.add_argument("--target", choices=TARGETS_2D, default="eight_gaussians")
     p.add_argument("--divergence", choices=FEBM_DIVERGENCES_2D, default="kl",
                    help="f-EBM objective (ignored by --method cd)")
