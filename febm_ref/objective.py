@@ -231,7 +231,8 @@ def _febm_terms(divergence, energy, critic, x_pos, x_neg, *, l2_weight, covarian
         grad_omega = np.asarray(hp.weighted_grad_params(w_omega), dtype=np.float64)
     diagnostics = {
         "mean_r_pos": float(np.mean(r_pos)), "mean_r_neg": float(np.mean(r_neg)),
-        "mean_exp_r_neg": float(np.mean(np.exp(np.minimum(r_neg, 700.0)))),
+        # <e^{r-}> (1 at the optimal critic, D12) from log-sum-exp: +inf if it overflows, never clamped
+        "mean_exp_r_neg": float(np.exp(np.logaddexp.reduce(r_neg) - np.log(n_neg))),
         "l2_energy": reg_e, "l2_critic": reg_h,
     }
     return FEBMGradient(grad_theta, grad_omega, loss, diagnostics)
