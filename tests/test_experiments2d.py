@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from febm_ref.energies import MLPEnergy, QuadraticEnergy
-from febm_ref.experiments2d import (BatchedMLPEnergy, EnergyRunawayError, Experiment2DConfig, Grid2D,
+from febm_ref.experiments2d import (EnergyRunawayError, Experiment2DConfig, Grid2D,
                                     LangevinNegatives, kde_on_grid, run_experiment)
 from febm_ref.gaussians import f_divergence
 from febm_ref.training import load_checkpoint
@@ -56,15 +56,15 @@ def test_kde_of_one_point_is_the_gaussian_kernel():
     assert abs(grid.mass(log_kde) - 1.0) < 1e-12
 
 
-def test_batched_energy_matches_numpy_twin():
+def test_mlp_energy_batch_path_matches_numpy_twin():
     rng = np.random.default_rng(0)
-    e = BatchedMLPEnergy.random_init(rng, 2, (16, 8), "tanh", output_bias=False)
+    e = MLPEnergy.random_init(rng, 2, (16, 8), "tanh", output_bias=False)
     twin = MLPEnergy(2, (16, 8), "tanh", params=e.params, output_bias=False, backend="numpy")
     x, w = rng.standard_normal((300, 2)), rng.standard_normal(300)
     assert np.max(np.abs(e.energy(x) - twin.energy(x))) < 1e-12
     assert np.max(np.abs(e.weighted_grad_params(x, w) - twin.weighted_grad_params(x, w))) < 1e-11
     moved = e.with_params(e.params + 0.1)
-    assert type(moved) is BatchedMLPEnergy
+    assert type(moved) is MLPEnergy
     assert np.max(np.abs(moved.energy(x) - twin.with_params(e.params + 0.1).energy(x))) < 1e-12
 
 
@@ -111,7 +111,7 @@ def test_injected_nan_is_reported_with_iteration_and_last_good_checkpoint(tmp_pa
 
 def test_runaway_energy_is_reported_with_iteration():
     cfg = _small(energy_limit=50.0)
-    energy = BatchedMLPEnergy.random_init(np.random.default_rng(1), 2, (8,), "tanh", output_bias=False)
+    energy = MLPEnergy.random_init(np.random.default_rng(1), 2, (8,), "tanh", output_bias=False)
     negatives = LangevinNegatives(cfg, BOX, start_iteration=42)
     rng = np.random.default_rng(2)
     x = negatives(rng, energy, 64)  # |E| of order 1: accepted
@@ -136,7 +136,7 @@ def test_runaway_on_the_evaluation_grid_names_the_iteration():
 
     grid = Grid2D(BOX, 32)
     ev = X.Evaluator(grid, np.zeros(grid.points.shape[0]), 50.0, current_iteration=lambda: 99)
-    energy = BatchedMLPEnergy.random_init(np.random.default_rng(1), 2, (8,), "tanh", output_bias=False)
+    energy = MLPEnergy.random_init(np.random.default_rng(1), 2, (8,), "tanh", output_bias=False)
     assert math.isfinite(ev(energy))
     with pytest.raises(EnergyRunawayError, match="iteration 99"):
         ev(energy.with_params(energy.params * 1e3))
