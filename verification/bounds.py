@@ -65,6 +65,7 @@ from scipy import integrate
 from febm_ref._validation import as_float_array, check_generator, check_positive_int, check_real_scalar
 from febm_ref.targets import paper_mixture_1d
 from febm_ref.divergences import Divergence, get_divergence, resolve_divergence
+from febm_ref.exact_objective import gauss_legendre_panels
 from febm_ref.gaussians import (f_divergence, f_divergence_monte_carlo_gaussians,
                                 f_divergence_quadrature_1d, f_divergence_quadrature_2d,
                                 gaussian_log_density, has_closed_form)
@@ -334,12 +335,8 @@ def gauss_legendre_rule(pair: DensityPair, *, panels: int = 60, order: int = 20)
     check_positive_int(order, "order")
     edges = np.union1d(np.linspace(pair.lower[0], pair.upper[0], panels + 1),
                        [b for b in pair.breaks[0] if pair.lower[0] < b < pair.upper[0]])
-    t, w = np.polynomial.legendre.leggauss(order)
-    half = 0.5 * np.diff(edges)
-    mid = 0.5 * (edges[1:] + edges[:-1])
-    nodes = (mid[:, None] + half[:, None] * t[None, :]).reshape(-1, 1)
-    weights = (half[:, None] * w[None, :]).reshape(-1)
-    return nodes, weights
+    rule = gauss_legendre_panels([edges], order)
+    return rule.nodes, np.exp(rule.log_weights)
 
 
 def exact_divergence(div: Divergence, pair: DensityPair, *, rng: Optional[np.random.Generator] = None,
