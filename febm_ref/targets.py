@@ -16,7 +16,7 @@ import math
 from typing import Callable, Dict
 
 import numpy as np
-from scipy.special import logsumexp
+from scipy.special import logsumexp, ndtr
 
 from febm_ref._validation import as_float_array, check_generator, check_positive_int
 
@@ -85,6 +85,19 @@ class GaussianMixture1D(Target):
         x = self._check_x(x)[:, 0]
         z = (x[:, None] - self.means) ** 2 / self.variances
         return logsumexp(self._log_w - 0.5 * (z + LOG_2PI + np.log(self.variances)), axis=1)
+
+    def grad_log_density(self, x) -> np.ndarray:
+        """``d log p / dx = -sum_k r_k(x) (x - m_k) / v_k`` (``r_k`` the responsibilities), ``(n, 1)``."""
+        x = self._check_x(x)[:, 0]
+        log_components = self._log_w - 0.5 * ((x[:, None] - self.means) ** 2 / self.variances
+                                              + LOG_2PI + np.log(self.variances))
+        r = np.exp(log_components - logsumexp(log_components, axis=1, keepdims=True))
+        return -np.sum(r * (x[:, None] - self.means) / self.variances, axis=1, keepdims=True)
+
+    def cdf(self, x) -> np.ndarray:
+        """``P(X <= x) = sum_k w_k Phi((x - m_k) / sqrt(v_k))`` for an array of scalars ``x``."""
+        x = np.asarray(x, dtype=np.float64)[..., None]
+        return np.sum(self.weights * ndtr((x - self.means) / np.sqrt(self.variances)), axis=-1)
 
     def sample(self, rng, n: int) -> np.ndarray:
         """``n`` exact draws, shape ``(n, 1)``: a categorical component, then a Gaussian."""

@@ -18,11 +18,11 @@ import math
 from functools import lru_cache
 
 import numpy as np
-import scipy.stats
 
 from febm_ref.energies import QuadraticEnergy
 from febm_ref.samplers import CallableEnergy, decoupled_langevin, hmc, mala, mlp_langevin, ula
 from febm_ref.samplers import diagnostics as D
+from febm_ref.targets import GaussianMixture1D, paper_mixture_1d
 from verification.registry import Measurement, register
 
 Z_TOL = 4.0
@@ -42,41 +42,31 @@ def gaussian_energy_1d(s: float) -> CallableEnergy:
     return CallableEnergy(lambda x: 0.5 * x[:, 0] ** 2 / s ** 2, lambda x: x / s ** 2)
 
 
-# The paper's 1-D data density (DESIGN section 6): 0.33 N(-1, 0.25^2) + 0.67 N(2, 2), variance 2
-# for the wide component as the published code states. Written here locally for the sampler
-# checks; febm_ref/targets.py (another issue) will own the library version.
-MIXTURE_WEIGHTS = np.array([0.33, 0.67])
-MIXTURE_MEANS = np.array([-1.0, 2.0])
-MIXTURE_VARIANCES = np.array([0.0625, 2.0])
+# The paper's 1-D data density (DESIGN section 6): febm_ref.targets.paper_mixture_1d(). The
+# negative control samples the same mixture with its wide component misread (sd 2, variance 4).
+PAPER_MIXTURE = paper_mixture_1d()
+MIXTURE_VARIANCES = PAPER_MIXTURE.variances
 
 
-def _mixture_log_components(x, variances):
-    x = np.asarray(x, dtype=np.float64)[..., None]
-    return (np.log(MIXTURE_WEIGHTS) - 0.5 * np.log(2 * np.pi * variances)
-            - 0.5 * (x - MIXTURE_MEANS) ** 2 / variances)
+def _mixture(variances) -> GaussianMixture1D:
+    return GaussianMixture1D(PAPER_MIXTURE.weights, PAPER_MIXTURE.means, variances)
 
 
 def mixture_logpdf(x, variances=MIXTURE_VARIANCES):
-    """``log p(x)`` by logaddexp over the two components."""
-    return np.logaddexp.reduce(_mixture_log_components(x, variances), axis=-1)
+    """``log p(x)`` at an array of scalars ``x``."""
+    x = np.asarray(x, dtype=np.float64)
+    return _mixture(variances).log_density(x.reshape(-1, 1)).reshape(x.shape)
 
 
 def mixture_energy(variances=MIXTURE_VARIANCES) -> CallableEnergy:
-    """``E = -log p`` and ``dE/dx = sum_k r_k(x) (x - m_k) / v_k`` (``r_k`` responsibilities)."""
-
-    def grad(x):
-        lc = _mixture_log_components(x[:, 0], variances)
-        r = np.exp(lc - np.logaddexp.reduce(lc, axis=-1, keepdims=True))
-        return np.sum(r * (x[:, :1] - MIXTURE_MEANS) / variances, axis=-1, keepdims=True)
-
-    return CallableEnergy(lambda x: -mixture_logpdf(x[:, 0], variances), grad)
+    """``E = -log p`` and ``dE/dx = -d log p/dx`` of the mixture."""
+    target = _mixture(variances)
+    return CallableEnergy(lambda x: -target.log_density(x), lambda x: -target.grad_log_density(x))
 
 
 def mixture_cdf(x, variances=MIXTURE_VARIANCES):
-    """``P(X <= x) = sum_k w_k Phi((x - m_k) / sqrt(v_k))``."""
-    x = np.asarray(x, dtype=np.float64)[..., None]
-    return np.sum(MIXTURE_WEIGHTS * scipy.stats.norm.cdf((x - MIXTURE_MEANS) / np.sqrt(variances)),
-                  axis=-1)
+    """``P(X <= x)`` of the mixture."""
+    return _mixture(variances).cdf(x)
 
 
 # --------------------------------------------------------------------------- harness
