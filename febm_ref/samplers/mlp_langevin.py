@@ -83,7 +83,7 @@ def _finish(x, energy_sum, grad_sum, bad_step, bad_value, what):
 def _loop(kind, backend, n_chains):
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
-    if backend == "numba-parallel" and n_chains <= LK.BLOCK:
+    if backend == "numba-parallel" and n_chains <= LK.chains_per_block(n_chains):
         backend = "numba"  # a single block: same numbers, no parallel-region overhead
     table = {("ula", "numba"): LK.ula_mlp_loop_serial,
              ("ula", "numba-parallel"): LK.ula_mlp_loop_parallel,
