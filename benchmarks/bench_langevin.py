@@ -45,7 +45,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(__file__))
 from _timing import best_time, markdown_table  # noqa: E402
 
-from bench_kernels import cpu_median, run_one_thread_child  # noqa: E402
+from bench_kernels import cpu_median, hidden_layer_floor, run_one_thread_child  # noqa: E402
 
 from febm_ref._io import atomic_write_text  # noqa: E402
 from febm_ref.energies import MLPEnergy  # noqa: E402
@@ -171,7 +171,11 @@ def per_core_child(n: int, k: int, repeats: int) -> dict:
             runners[name] = run
     if "torch" in runners:
         __import__("torch").set_num_threads(1)
-    return {name: n * k / cpu_median(run, runs=repeats) for name, run in runners.items()}
+    rates = {name: n * k / cpu_median(run, runs=repeats) for name, run in runners.items()}
+    floor = hidden_layer_floor(n, repeats)
+    rates["floor_products"] = 1.0 / floor["products"]
+    rates["floor_products_numpy_tanh"] = 1.0 / floor["products_and_numpy_tanh"]
+    return rates
 
 
 def main(argv=None) -> int:
@@ -284,6 +288,17 @@ def main(argv=None) -> int:
                 r = core_rates[n]["numba"] / core_rates[n]["jax"]
                 lines.append(f"- N = 1024, per core (CPU time, one thread each) >= JAX: {r:.2f}x -> "
                              f"{'met' if r >= 1 else 'MISSED'}")
+            core = core_rates.get(n, {})
+            if "torch" in core:
+                r = core["numba"] / core["torch"]
+                need = 1e6 / (3 * core["torch"])
+                lines.append(
+                    f"- N = 1024, per core >= 3x PyTorch: {r:.2f}x -> {'met' if r >= 3 else 'MISSED'}. "
+                    f"3x torch needs {need:.3f} us per chain-step; in the same process the two "
+                    f"(N, 64) x (64, 64) products every gradient needs take "
+                    f"{1e6 / core['floor_products']:.3f} us alone and "
+                    f"{1e6 / core['floor_products_numpy_tanh']:.3f} us with NumPy's SIMD np.tanh "
+                    f"(tanh only, no derivative) over both hidden layers")
     if not args.no_compile_times:
         lines.append("")
         lines.append("Numba compile time (first call in a fresh process, seconds):")
