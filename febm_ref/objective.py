@@ -51,6 +51,7 @@ import numpy as np
 
 from febm_ref._validation import as_float_array, check_real_scalar
 from febm_ref.divergences import Divergence, resolve_divergence
+from febm_ref.energies import EnergyModel
 
 __all__ = [
     "COVARIANCE_ESTIMATORS",
@@ -60,6 +61,7 @@ __all__ = [
     "covariance_weights",
     "febm_gradient",
     "febm_critic_gradient",
+    "febm_terms_checked",
     "febm_energy_gradient",
     "febm_objective_value",
     "contrastive_divergence_gradient",
@@ -101,9 +103,18 @@ class ModelPass:
     cached (:class:`febm_ref._batched_mlp.BatchedMLP`), so the backward pass does not
     repeat the forward one; any other model with the ``EnergyModel`` interface falls back
     to ``energy(x)`` and ``weighted_grad_params(x, w)``.
+
+    Parameters
+    ----------
+    model : EnergyModel
+    x : ndarray (n, d), or (n,) in 1-D
+    backward : bool
+        False when only :attr:`values` are needed (the critic in the energy step of D13):
+        a Numba MLP then skips the activation derivatives (same values bit for bit) and
+        :meth:`weighted_grad_params` is unavailable.
     """
 
-    def __init__(self, model, x):
+    def __init__(self, model, x, *, backward: bool = True):
         self.model = model
         self.x = x
         self._batched = None
@@ -111,10 +122,10 @@ class ModelPass:
         if getattr(model, "backend", None) == "numba" and hasattr(model, "kernel_args"):
             from febm_ref._batched_mlp import BatchedMLP
 
-            self._batched = BatchedMLP(model, model._check_x(x))
+            self._batched = BatchedMLP(model, model._check_x(x), backward=backward)
             self.values = self._batched.values
         elif hasattr(model, "parts"):  # febm_ref.sum_model.SumModel: one pass per part
-            self._parts = [ModelPass(p, x) for p in model.parts]
+            self._parts = [ModelPass(p, x, backward=backward) for p in model.parts]
             self.values = sum(p.values for p in self._parts)
         else:
             self.values = model.energy(x)
@@ -128,14 +139,19 @@ class ModelPass:
         return self.model.weighted_grad_params(self.x, w)
 
 
-def model_pass(model, x) -> ModelPass:
+def model_pass(model, x, *, backward: bool = True) -> ModelPass:
     """:class:`ModelPass` of ``model`` on ``x`` (shape ``(n, d)``, or ``(n,)`` in 1-D)."""
-    return ModelPass(model, x)
+    return ModelPass(model, x, backward=backward)
 
 
-def _stack_batches(x_pos, x_neg, dim: int):
-    x_pos = as_float_array(x_pos, "x_pos", ndim=(1, 2))
-    x_neg = as_float_array(x_neg, "x_neg", ndim=(1, 2))
+def _stack_batches(x_pos, x_neg, dim: int, *, finite_checked: bool = False):
+    """``(x_pos (n+, d), x_neg (n-, d), concatenate([x_pos, x_neg]))`` as C-contiguous float64.
+
+    Raises ValueError for a wrong shape, an empty batch or (unless the caller has already
+    checked it, ``finite_checked``) a non-finite sample.
+    """
+    x_pos = as_float_array(x_pos, "x_pos", ndim=(1, 2), allow_nonfinite=finite_checked)
+    x_neg = as_float_array(x_neg, "x_neg", ndim=(1, 2), allow_nonfinite=finite_checked)
     if x_pos.ndim == 1:
         x_pos = x_pos[:, None]
     if x_neg.ndim == 1:
@@ -145,6 +161,8 @@ def _stack_batches(x_pos, x_neg, dim: int):
                          f"got {x_pos.shape} and {x_neg.shape}")
     if x_pos.shape[0] < 1:
         raise ValueError("x_pos must hold at least one positive sample")
+    if x_neg.shape[0] < 1:
+        raise ValueError("x_neg must hold at least one negative sample")
     return x_pos, x_neg, np.ascontiguousarray(np.concatenate([x_pos, x_neg], axis=0))
 
 
@@ -158,11 +176,11 @@ def covariance_weights(g: np.ndarray, estimator: str = "batch") -> np.ndarray:
     """
     n = g.shape[0]
     if estimator == "batch":
-        return (g - np.mean(g)) / n
+        return (g - _batch_mean(g)) / n
     if estimator == "bessel":
         if n < 2:
             raise ValueError("covariance='bessel' needs at least 2 negatives")
-        return (g - np.mean(g)) / (n - 1)
+        return (g - _batch_mean(g)) / (n - 1)
     if estimator == "halves":
         if n < 2:
             raise ValueError("covariance='halves' needs at least 2 negatives")
@@ -176,8 +194,52 @@ def _check_lam(l2_weight) -> float:
     return check_real_scalar(l2_weight, "l2_weight", nonnegative=True)
 
 
+def _batch_mean(values: np.ndarray) -> float:
+    """``float(np.mean(values))`` of a non-empty 1-D float64 batch: the same number (``np.mean``
+    divides this pairwise sum by the count) without the generic dispatch of ``np.mean``."""
+    return float(np.add.reduce(values)) / values.shape[0]
+
+
+_G_MAP_WRAPPERS = (Divergence.g_data, Divergence.g_model, Divergence.g_data_prime, Divergence.g_model_prime)
+
+
+def _g_maps(div: Divergence, r_pos: np.ndarray, r_neg: np.ndarray):
+    """``(g_data(r+), g_model(r-), g_data'(r+), g_model'(r-))`` (D7) on 1-D float64 batches.
+
+    Each public map of :class:`~febm_ref.divergences.Divergence` applies its array method
+    (``_g_data`` ...) to a float64 array view of its input with every floating-point warning
+    ignored; for a divergence that keeps those wrappers (every catalogue entry) the array
+    methods are called here directly under one ``errstate`` (the same numbers, without four
+    wrapper calls per batch). A divergence that overrides a public map is called through it.
+    """
+    cls = type(div)
+    if (cls.g_data, cls.g_model, cls.g_data_prime, cls.g_model_prime) != _G_MAP_WRAPPERS:
+        with np.errstate(over="ignore", invalid="ignore"):
+            return div.g_data(r_pos), div.g_model(r_neg), div.g_data_prime(r_pos), div.g_model_prime(r_neg)
+    with np.errstate(all="ignore"):
+        return (np.asarray(div._g_data(r_pos), dtype=np.float64), np.asarray(div._g_model(r_neg), dtype=np.float64),
+                np.asarray(div._g_data_prime(r_pos), dtype=np.float64),
+                np.asarray(div._g_model_prime(r_neg), dtype=np.float64))
+
+
+def _energy_of_checked(model, x: np.ndarray) -> np.ndarray:
+    """``model.energy(x)`` for an ``x`` already validated (C-contiguous finite float64 ``(n, d)``):
+    an :class:`~febm_ref.energies.EnergyModel` skips its input checks, other models are called as usual."""
+    if isinstance(model, EnergyModel):
+        return model._energy(x)
+    return model.energy(x)
+
+
+def _weighted_grad_of_checked(model, x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """``model.weighted_grad_params(x, w)`` for validated ``x`` and a C-contiguous float64 ``w``
+    of length ``n`` (computed by the estimator itself)."""
+    if isinstance(model, EnergyModel):
+        return model._weighted_grad_params(x, w)
+    return model.weighted_grad_params(x, w)
+
+
 def _check_finite(name: str, values) -> None:
-    if not np.all(np.isfinite(values)):
+    if not np.isfinite(values).all():
         raise FloatingPointError(
             f"{name} is not finite (the modelled log ratio r = H + E is so large that "
             "g(r) overflows); lower the learning rate or add the l2 terms (D14)")
@@ -185,31 +247,64 @@ def _check_finite(name: str, values) -> None:
 
 def _febm_terms(divergence, energy, critic, x_pos, x_neg, *, l2_weight, covariance, alpha,
                 critic_pass, want_theta: bool, want_omega: bool) -> FEBMGradient:
+    """Validate the arguments of the public estimators, then :func:`febm_terms_checked`."""
     div: Divergence = resolve_divergence(divergence, alpha=alpha)
     lam = _check_lam(l2_weight)
     if covariance not in COVARIANCE_ESTIMATORS:
         raise ValueError(f"unknown covariance estimator {covariance!r}; choose one of {COVARIANCE_ESTIMATORS}")
     if energy.dim != critic.dim:
         raise ValueError(f"energy (dim {energy.dim}) and critic (dim {critic.dim}) must share the input dimension")
-    x_pos, x_neg, x_all = _stack_batches(x_pos, x_neg, energy.dim)
-    n_pos, n_neg = x_pos.shape[0], x_neg.shape[0]
-    if n_neg < 1:
-        raise ValueError("x_neg must hold at least one negative sample")
-    hp = critic_pass if critic_pass is not None else model_pass(critic, x_all)
-    e_all = energy.energy(x_all)
+    x_pos, _, x_all = _stack_batches(x_pos, x_neg, energy.dim)
+    return febm_terms_checked(div, energy, critic, x_all, x_pos.shape[0], l2_weight=lam, covariance=covariance,
+                              critic_pass=critic_pass, want_theta=want_theta, want_omega=want_omega)
+
+
+def febm_terms_checked(div: Divergence, energy, critic, x_all: np.ndarray, n_pos: int, *, l2_weight: float,
+                       covariance: str, critic_pass=None, energy_values=None, want_theta: bool = True,
+                       want_omega: bool = True, want_diagnostics: bool = True) -> FEBMGradient:
+    """The estimator D13 (+ D14) on arguments that the caller has validated once.
+
+    The hot path of :func:`febm_ref.training.train`, which checks its configuration once
+    and every batch itself; the public functions (:func:`febm_gradient`, ...) validate and
+    call this.
+
+    Parameters
+    ----------
+    div : Divergence
+        A resolved divergence object.
+    energy, critic : EnergyModel
+        Same input dimension ``d``.
+    x_all : ndarray (n+ + n-, d)
+        ``concatenate([x_pos, x_neg])``: C-contiguous, float64, finite, both parts non-empty.
+    n_pos : int
+        Number of positives (the first ``n_pos`` rows).
+    l2_weight : float
+        ``lam >= 0`` of D14.
+    covariance : {"batch", "halves", "bessel"}
+    critic_pass : ModelPass, optional
+        A precomputed :func:`model_pass` of ``critic`` on ``x_all``.
+    energy_values : ndarray (n+ + n-,), optional
+        ``energy.energy(x_all)`` if the caller has it (the energy is unchanged by critic steps).
+    want_theta, want_omega : bool
+        Which gradients to form (the other is returned empty); without ``want_omega`` the
+        critic is only evaluated (values only, no backward pass).
+    want_diagnostics : bool
+        False: ``diagnostics`` is an empty dict (saves the log-sum-exp of ``<e^{r-}>``).
+    """
+    lam = l2_weight
+    n_all = x_all.shape[0]
+    n_neg = n_all - n_pos
+    hp = critic_pass if critic_pass is not None else model_pass(critic, x_all, backward=want_omega)
+    e_all = energy_values if energy_values is not None else _energy_of_checked(energy, x_all)
     h_all = hp.values
     r_all = h_all + e_all
     r_pos, r_neg = r_all[:n_pos], r_all[n_pos:]
-    with np.errstate(over="ignore", invalid="ignore"):
-        gd = div.g_data(r_pos)
-        gm = div.g_model(r_neg)
-        gdp = div.g_data_prime(r_pos)
-        gmp = div.g_model_prime(r_neg)
+    gd, gm, gdp, gmp = _g_maps(div, r_pos, r_neg)
     _check_finite("g_data(r+)", gd)
     _check_finite("g_model(r-)", gm)
     _check_finite("g_data'(r+)", gdp)
     _check_finite("g_model'(r-)", gmp)
-    loss = float(np.mean(gd) - np.mean(gm))
+    loss = _batch_mean(gd) - _batch_mean(gm)
     # D10 weights: g_data'(r+)/n+ on positives, -g_model'(r-)/n- on negatives
     w_omega = np.concatenate([gdp / n_pos, -gmp / n_neg])
     reg_e = reg_h = 0.0
@@ -222,19 +317,21 @@ def _febm_terms(divergence, energy, critic, x_pos, x_neg, *, l2_weight, covarian
             e_pos, e_neg = e_all[:n_pos], e_all[n_pos:]
             reg_e = float(np.mean(e_pos ** 2) + np.mean(e_neg ** 2))
             w_theta = w_theta + 2.0 * lam * np.concatenate([e_pos / n_pos, e_neg / n_neg])
-        grad_theta = np.asarray(energy.weighted_grad_params(x_all, w_theta), dtype=np.float64)
+        grad_theta = np.asarray(_weighted_grad_of_checked(energy, x_all, w_theta), dtype=np.float64)
     if want_omega:
         if lam > 0.0:
             h_pos, h_neg = h_all[:n_pos], h_all[n_pos:]
             reg_h = float(np.mean(h_pos ** 2) + np.mean(h_neg ** 2))
             w_omega = w_omega - 2.0 * lam * np.concatenate([h_pos / n_pos, h_neg / n_neg])
         grad_omega = np.asarray(hp.weighted_grad_params(w_omega), dtype=np.float64)
-    diagnostics = {
-        "mean_r_pos": float(np.mean(r_pos)), "mean_r_neg": float(np.mean(r_neg)),
-        # <e^{r-}> (1 at the optimal critic, D12) from log-sum-exp: +inf if it overflows, never clamped
-        "mean_exp_r_neg": float(np.exp(np.logaddexp.reduce(r_neg) - np.log(n_neg))),
-        "l2_energy": reg_e, "l2_critic": reg_h,
-    }
+    diagnostics = {}
+    if want_diagnostics:
+        diagnostics = {
+            "mean_r_pos": _batch_mean(r_pos), "mean_r_neg": _batch_mean(r_neg),
+            # <e^{r-}> (1 at the optimal critic, D12) from log-sum-exp: +inf if it overflows, never clamped
+            "mean_exp_r_neg": float(np.exp(np.logaddexp.reduce(r_neg) - np.log(n_neg))),
+            "l2_energy": reg_e, "l2_critic": reg_h,
+        }
     return FEBMGradient(grad_theta, grad_omega, loss, diagnostics)
 
 
@@ -310,8 +407,6 @@ def contrastive_divergence_gradient(energy, x_pos, x_neg, *, l2_weight: float = 
     lam = _check_lam(l2_weight)
     x_pos, x_neg, x_all = _stack_batches(x_pos, x_neg, energy.dim)
     n_pos, n_neg = x_pos.shape[0], x_neg.shape[0]
-    if n_neg < 1:
-        raise ValueError("x_neg must hold at least one negative sample")
     e_all = energy.energy(x_all)
     w = np.concatenate([np.full(n_pos, 1.0 / n_pos), np.full(n_neg, -1.0 / n_neg)])
     reg_e = 0.0

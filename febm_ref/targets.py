@@ -100,11 +100,19 @@ class GaussianMixture1D(Target):
         return np.sum(self.weights * ndtr((x - self.means) / np.sqrt(self.variances)), axis=-1)
 
     def sample(self, rng, n: int) -> np.ndarray:
-        """``n`` exact draws, shape ``(n, 1)``: a categorical component, then a Gaussian."""
+        """``n`` exact draws, shape ``(n, 1)``: a categorical component, then a Gaussian.
+
+        The component of each draw is ``searchsorted(cdf, u, side="right")`` with ``u``
+        from ``rng.random(n)`` and ``cdf`` the normalised cumulative weights: exactly what
+        ``rng.choice(K, size=n, p=weights)`` computes (same draws, same numbers), without
+        its per-call validation of ``p`` (the weights were validated at construction).
+        """
         rng = check_generator(rng)
         n = check_positive_int(n, "n")
-        k = rng.choice(self.weights.size, size=n, p=self.weights)
-        return (self.means[k] + np.sqrt(self.variances[k]) * rng.standard_normal(n))[:, None]
+        cdf = self.weights.cumsum()
+        cdf /= cdf[-1]
+        k = cdf.searchsorted(rng.random(n), side="right")
+        return (self.means[k] + np.sqrt(self.variances)[k] * rng.standard_normal(n))[:, None]
 
     def mean(self) -> float:
         """``E_p[x] = sum_k w_k m_k``."""

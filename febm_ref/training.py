@@ -48,8 +48,8 @@ from febm_ref._io import atomic_save_npz
 from febm_ref._progress import progress
 from febm_ref._validation import check_positive_int, check_real_scalar
 from febm_ref.divergences import resolve_divergence
-from febm_ref.objective import (COVARIANCE_ESTIMATORS, contrastive_divergence_gradient, febm_critic_gradient,
-                                febm_energy_gradient, febm_gradient)
+from febm_ref.objective import (COVARIANCE_ESTIMATORS, _stack_batches, contrastive_divergence_gradient,
+                                febm_terms_checked)
 from febm_ref.optimizers import OPTIMIZERS, SCHEDULES, learning_rate, make_optimizer
 
 __all__ = ["TrainingConfig", "TrainingResult", "TrainingDivergedError", "train", "load_checkpoint",
@@ -293,6 +293,7 @@ def train(config: TrainingConfig, target, energy, critic=None, *,
         stop_after = check_positive_int(stop_after, "stop_after")
     sampler = sample_negatives if sample_negatives is not None else _default_sampler
     div = resolve_divergence(config.divergence, alpha=config.alpha) if febm else None
+    lam = float(config.l2_weight)  # validated by TrainingConfig
     fingerprint = _fingerprint(config, target, energy, critic, sampler_name)
     T = config.iterations
     P = energy.n_params
@@ -386,26 +387,33 @@ def train(config: TrainingConfig, target, energy, critic=None, *,
                 if not febm:
                     g = contrastive_divergence_gradient(energy, x_pos, x_neg, l2_weight=config.l2_weight)
                     grad_theta, loss, exp_r = g.grad_theta, g.loss, math.nan
-                elif config.update == "simultaneous":
-                    g = febm_gradient(div, energy, critic, x_pos, x_neg, l2_weight=config.l2_weight,
-                                      covariance=config.covariance)
-                    if not np.all(np.isfinite(g.grad_omega)):
-                        fail(t, "grad_omega")
-                    new_omega = opt_h.step(omega, -g.grad_omega, lr_h)
-                    grad_theta, loss, exp_r = g.grad_theta, g.loss, g.diagnostics["mean_exp_r_neg"]
                 else:
-                    for _ in range(config.critic_steps):
-                        gh = febm_critic_gradient(div, energy, new_critic, x_pos, x_neg,
-                                                  l2_weight=config.l2_weight)
-                        if not np.all(np.isfinite(gh.grad_omega)):
+                    # shapes checked here, finiteness just above: the estimator trusts both
+                    x_pos, _, x_all = _stack_batches(x_pos, x_neg, energy.dim, finite_checked=True)
+                    n_pos = x_pos.shape[0]
+                    e_all = energy.energy(x_all)  # unchanged by the critic steps: evaluated once
+                    if config.update == "simultaneous":
+                        g = febm_terms_checked(div, energy, critic, x_all, n_pos, l2_weight=lam,
+                                               covariance=config.covariance, energy_values=e_all)
+                        if not np.all(np.isfinite(g.grad_omega)):
                             fail(t, "grad_omega")
-                        new_omega = opt_h.step(new_omega, -gh.grad_omega, lr_h)
-                        if not np.all(np.isfinite(new_omega)):
-                            fail(t, "critic parameters omega")
-                        new_critic = critic.with_params(new_omega)
-                    g = febm_energy_gradient(div, energy, new_critic, x_pos, x_neg, l2_weight=config.l2_weight,
-                                             covariance=config.covariance)
-                    grad_theta, loss, exp_r = g.grad_theta, gh.loss, g.diagnostics["mean_exp_r_neg"]
+                        new_omega = opt_h.step(omega, -g.grad_omega, lr_h)
+                        grad_theta, loss, exp_r = g.grad_theta, g.loss, g.diagnostics["mean_exp_r_neg"]
+                    else:
+                        for _ in range(config.critic_steps):
+                            gh = febm_terms_checked(div, energy, new_critic, x_all, n_pos, l2_weight=lam,
+                                                    covariance="batch", energy_values=e_all, want_theta=False,
+                                                    want_diagnostics=False)
+                            if not np.all(np.isfinite(gh.grad_omega)):
+                                fail(t, "grad_omega")
+                            new_omega = opt_h.step(new_omega, -gh.grad_omega, lr_h)
+                            if not np.all(np.isfinite(new_omega)):
+                                fail(t, "critic parameters omega")
+                            new_critic = critic.with_params(new_omega)
+                        g = febm_terms_checked(div, energy, new_critic, x_all, n_pos, l2_weight=lam,
+                                               covariance=config.covariance, energy_values=e_all,
+                                               want_omega=False)
+                        grad_theta, loss, exp_r = g.grad_theta, gh.loss, g.diagnostics["mean_exp_r_neg"]
             except FloatingPointError as exc:
                 if isinstance(exc, TrainingDivergedError):
                     raise

@@ -236,6 +236,51 @@ def test_batched_mlp_matches_numpy_twins():
                                            atol=1e-13 * np.abs(ref).max())
 
 
+def test_values_only_pass_equals_the_cached_forward_bit_for_bit():
+    """``backward=False`` (the critic in the energy step) skips the activation derivatives
+    but gives the same values to the last bit; it has no backward pass."""
+    rng = np.random.default_rng(12)
+    for act in ("tanh", "softplus", "silu", "elu"):
+        for hidden, dim in (((64, 64), 1), ((5, 3, 4), 2), ((16, 9), 9)):
+            model = MLPEnergy.random_init(rng, dim, hidden, act, bias_scale=0.5)
+            x = 3 * rng.standard_normal((301, dim))
+            values_only = BatchedMLP(model, x, backward=False)
+            np.testing.assert_array_equal(values_only.values, BatchedMLP(model, x).values)
+            with pytest.raises(RuntimeError, match="backward=False"):
+                values_only.weighted_grad_params(np.ones(301))
+    mlp = MLPEnergy.random_init(rng, 1, (9, 9), "tanh", output_bias=False, bias_scale=0.3)
+    critic = SumModel(mlp, QuadraticCritic(1, [0.1, -0.2, -0.05]))
+    x = rng.standard_normal((25, 1))
+    np.testing.assert_array_equal(model_pass(critic, x, backward=False).values, model_pass(critic, x).values)
+
+
+def test_batch_mean_and_g_maps_are_the_public_numbers_bit_for_bit():
+    """The estimator's shortcuts (``np.add.reduce / n`` for ``np.mean``, the array methods of
+    the catalogue divergences under one errstate) return exactly the public functions' numbers,
+    also where ``g`` overflows."""
+    from febm_ref.objective import _batch_mean, _g_maps
+
+    rng = np.random.default_rng(13)
+    for n in (1, 2, 7, 1000, 4097):
+        v = rng.standard_normal(n) * 10.0 ** rng.uniform(-3, 3, n)
+        assert _batch_mean(v) == float(np.mean(v))
+    r_pos = np.concatenate([rng.normal(0.0, 3.0, 500), [-800.0, -50.0, 0.0, 50.0, 800.0]])
+    r_neg = np.concatenate([rng.normal(-1.0, 3.0, 400), [-800.0, -50.0, 0.0, 50.0, 800.0]])
+    for name, params in TABLE:
+        div = get_divergence(name, **params)
+        with np.errstate(all="ignore"):
+            public = (div.g_data(r_pos), div.g_model(r_neg), div.g_data_prime(r_pos), div.g_model_prime(r_neg))
+        for fast, slow in zip(_g_maps(div, r_pos, r_neg), public):
+            np.testing.assert_array_equal(fast, slow)
+            assert fast.dtype == np.float64
+
+    class Overriding(type(get_divergence("kl"))):  # a public map overridden: called through it
+        def g_data(self, s):
+            return 2.0 + s
+
+    assert np.array_equal(_g_maps(Overriding(), r_pos, r_neg)[0], 2.0 + r_pos)
+
+
 def test_sum_model_critic_and_model_pass_fast_path_agree_with_plain_path():
     rng = np.random.default_rng(4)
     mlp = MLPEnergy.random_init(rng, 1, (9, 9), "tanh", output_bias=False, bias_scale=0.3)

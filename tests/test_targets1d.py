@@ -39,3 +39,18 @@ def test_grad_log_density_against_central_differences():
     h = 1e-5
     fd = (np.log([_density_by_hand(t + h) for t in x]) - np.log([_density_by_hand(t - h) for t in x])) / (2 * h)
     np.testing.assert_allclose(target.grad_log_density(x[:, None])[:, 0], fd, rtol=1e-7, atol=1e-7)
+
+
+def test_mixture_sample_draws_exactly_what_rng_choice_draws():
+    """``sample`` picks components by ``searchsorted`` on the cumulative weights: the same
+    uniforms and the same components as ``rng.choice(K, size=n, p=weights)``, then the same
+    Gaussians, bit for bit (the training histories depend on it)."""
+    target = paper_mixture_1d()
+    for seed, n in ((0, 1), (1, 7), (2, 1000), (3, 4096)):
+        rng_a, rng_b = np.random.default_rng(seed), np.random.default_rng(seed)
+        k = rng_b.choice(target.weights.size, size=n, p=target.weights)
+        expected = (target.means[k] + np.sqrt(target.variances[k]) * rng_b.standard_normal(n))[:, None]
+        got = target.sample(rng_a, n)
+        assert got.shape == (n, 1)
+        np.testing.assert_array_equal(got, expected)
+        assert rng_a.bit_generator.state == rng_b.bit_generator.state
