@@ -41,7 +41,6 @@ thread.
 from __future__ import annotations
 
 import math
-from fractions import Fraction
 
 import numba
 import numpy as np
@@ -73,10 +72,20 @@ if numba.config.DISABLE_JIT:  # pragma: no cover - exercised by the no-JIT test 
         return float(np.int64((int(i) + 2**63) % 2**64 - 2**63).view(np.float64))
 
     def _fma(a, b, c):
-        if math.isfinite(a) and math.isfinite(b) and math.isfinite(c):
-            # the exact a b + c, rounded once (Fraction -> float rounds correctly)
-            return float(Fraction(a) * Fraction(b) + Fraction(c))
-        return a * b + c
+        if not (math.isfinite(a) and math.isfinite(b) and math.isfinite(c)):
+            return a * b + c
+        # the exact a b + c as a ratio of integers, rounded once (int / int is correctly
+        # rounded in Python); an exact zero takes IEEE's sign from a * b + c
+        na, da = float(a).as_integer_ratio()
+        nb, db = float(b).as_integer_ratio()
+        nc, dc = float(c).as_integer_ratio()
+        num = na * nb * dc + nc * da * db
+        if num == 0:
+            return a * b + c
+        try:
+            return num / (da * db * dc)
+        except OverflowError:
+            return math.inf if num > 0 else -math.inf
 
     def _prefer_512_bit_vectors():
         return None
@@ -168,18 +177,20 @@ def tanh_and_derivative(z):
     * ``|z| <`` :data:`TANH_RATIONAL_MAX` ``= 0.625``: ``x = |z|``, ``w = N/Q = tanh|z|``,
       ``m = 1 - tanh|z| = 1 - w`` (``w < 0.56``: no cancellation);
     * otherwise ``2|z| = n ln 2 + 2x`` (Cody-Waite, ``|x| <= ln(2)/4``) and, as ``N/Q =
-      tanh x``, ``exp(-2x) = (Q - N)/(Q + N)``: with ``u = 2^{-n} (Q - N)`` (the exponent
-      field of ``Q - N`` lowered by ``n``) and ``v = Q + N``, ``e = exp(-2|z|) = u/v`` and
+      tanh x``, ``exp(-2x) = (Q - N)/(Q + N)``: with ``u = 2^{-n} (Q - N)`` (``2u`` is
+      ``Q - N`` with its exponent field lowered by ``n - 1``) and ``v = Q + N``,
+      ``e = exp(-2|z|) = u/v`` and
       ``m = 1 - tanh|z| = 2e/(1 + e) = w = 2u/(v + u)`` (``w <= 0.45``), ``tanh|z| = 1 - w``;
 
     ``sech^2 z = (1 - tanh)(1 + tanh) = m (2 - m)``: full relative accuracy also when
     saturated, where ``1 - tanh^2`` would cancel. Both ranges are computed and selected
     without branches (one division per call; fused multiply-adds, :func:`_fma`, exact IEEE,
-    in the polynomials and the reduction). Measured against mpmath: ``tanh`` within 2 ulp
-    (max relative error 2.8e-16), ``sech^2`` within 5e-16 relative while it is a normal
-    number (``|z| < 354``), within 2 units of ``2^-1074`` below. Odd/even symmetry restores
-    the sign; ``tanh(+-0) = +-0``, ``tanh(+-inf) = +-1``, ``sech^2(+-inf) = 0``; NaN
-    propagates.
+    in the polynomials and the reduction). Measured against mpmath (a dense grid with every
+    switch and the tails) and a long-double reference (6 million points): ``tanh`` within
+    2 ulp (max relative error 3.4e-16), ``sech^2`` within 5.4e-16 relative while it is a
+    normal number (``|z| < 354``), within 2 units of ``2^-1074`` below. Odd/even symmetry
+    restores the sign; ``tanh(+-0) = +-0``, ``tanh(+-inf) = +-1``, ``sech^2(+-inf) = 0``;
+    NaN propagates.
     """
     az = abs(z)
     small = az < TANH_RATIONAL_MAX

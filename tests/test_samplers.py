@@ -547,6 +547,43 @@ def test_activation_layer_pass_equals_scalar_tanh_bit_for_bit():
     np.testing.assert_array_equal(D.ravel(), [r[1] for r in ref])
 
 
+_TANH_NO_JIT_SCRIPT = """
+import sys, numpy as np, numba
+assert numba.config.DISABLE_JIT
+from febm_ref._batched_mlp import tanh_and_derivative
+xs = np.frombuffer(bytes.fromhex(sys.stdin.read()), dtype=np.float64)
+out = np.array([tanh_and_derivative(float(v)) for v in xs])
+print(out.tobytes().hex())
+"""
+
+
+def test_tanh_pure_python_fallback_equals_compiled_bit_for_bit():
+    """Under NUMBA_DISABLE_JIT the bit casts (int64 wraparound) and the fused multiply-add
+    (exact integer arithmetic, rounded once) of tanh_and_derivative are Python functions:
+    they give exactly the compiled numbers, incl. both switches, the tails and specials."""
+    import os
+    import pathlib
+    import subprocess
+    import sys
+
+    from febm_ref._batched_mlp import tanh_and_derivative
+
+    rng = np.random.default_rng(20)
+    xs = np.concatenate([_tanh_grid(rng)[::4], [0.0, -0.0, np.inf, -np.inf, np.nan, 1e-320,
+                                                 360.0, -365.5, 374.0, 1e300]])
+    repo = pathlib.Path(__file__).resolve().parents[1]
+    env = {**os.environ, "NUMBA_DISABLE_JIT": "1",
+           "PYTHONPATH": os.pathsep.join([str(repo), os.environ.get("PYTHONPATH", "")])}
+    out = subprocess.run([sys.executable, "-c", _TANH_NO_JIT_SCRIPT], input=xs.tobytes().hex(),
+                         env=env, cwd=repo, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    python = np.frombuffer(bytes.fromhex(out.stdout.strip()), dtype=np.float64).reshape(-1, 2)
+    compiled = np.array([tanh_and_derivative(float(v)) for v in xs])
+    nan = np.isnan(compiled)  # NaN payloads may differ; NaN itself may not
+    np.testing.assert_array_equal(np.isnan(python), nan)
+    np.testing.assert_array_equal(python[~nan].view(np.int64), compiled[~nan].view(np.int64))
+
+
 _NO_JIT_SCRIPT = """
 import numpy as np, numba
 assert numba.config.DISABLE_JIT
