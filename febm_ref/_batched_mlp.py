@@ -296,7 +296,7 @@ def _activate_layer(act, Z, b, D):
                 dr[j] = da
 
 
-@njit
+@njit(inline="always")
 def _forward_into(params, sizes, act, X, cache, energy):
     """Forward pass of the rows of ``X`` into ``energy`` (n,); fills ``cache``."""
     n = X.shape[0]
@@ -344,7 +344,7 @@ def mlp_forward_cached(params, sizes, act, X, cache):
     return energy
 
 
-@njit
+@njit(inline="always")
 def mlp_grad_x_from_cache(params, sizes, X, cache, grad):
     """Input gradients ``grad`` (n, d) from the cache of :func:`mlp_forward_cached`.
 
@@ -388,7 +388,7 @@ def mlp_grad_x_from_cache(params, sizes, X, cache, grad):
         p_end = p_start
 
 
-@njit
+@njit(inline="always")
 def cache_length(sizes, n):
     """:func:`cache_size` inside compiled code."""
     total = 0
@@ -397,7 +397,7 @@ def cache_length(sizes, n):
     return 2 * n * total
 
 
-@njit
+@njit(inline="always")
 def mlp_energy_grad_x_block(params, sizes, act, X, energy, grad, cache):
     """Energies into ``energy`` (n,) and input gradients into ``grad`` (n, d) of the rows of
     the C-contiguous ``X`` (n, d), by matrix products; ``cache`` is scratch of length at

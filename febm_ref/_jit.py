@@ -12,6 +12,28 @@ is uniform and auditable:
 
 ``NUMBA_DISABLE_JIT=1`` turns every kernel into its Python function; the test-suite
 runs under that setting too.
+
+Compile time (the first call in a process with an empty cache) is part of the cost. Numba
+compiles a jitted function for each distinct tuple of argument types, and compiles every
+jitted callee on its own and then again, linked into each caller (LLVM re-optimises and
+re-emits the whole call graph below every compiled function). Hence the rules the kernels
+follow:
+
+* one entry function per path (no mode argument selecting among kernels that a call does
+  not use; the ``parallel=True`` variants are separate and compiled only when called);
+* serial loops over blocks or chunks are run from Python or inside the entry function, not
+  through extra jitted driver layers;
+* small helpers and thin wrappers are ``njit(inline="always")`` (an extra option, allowed
+  like ``parallel``): Numba inlines their code into each caller and never compiles them on
+  their own. The arithmetic is the same (LLVM inlined them already), so are the numbers;
+* no ``int`` or ``bool`` constant is passed to a jitted callee: Numba types it as a literal
+  and compiles the callee once more for that value (``bool(False)``, ``np.int64(0)`` or a
+  computed value is an ordinary ``bool``/``int64``);
+* arguments that only select a path can be ``None``: Numba removes ``if arg is not None``
+  blocks at compile time when ``arg`` is None, so the path that is not taken is not
+  compiled;
+* arrays of the same role have the same type at every call (C-contiguous; read-only or
+  writeable as :func:`febm_ref._kernels.read_only` makes ``params`` and ``sizes``).
 """
 
 from __future__ import annotations
@@ -24,8 +46,9 @@ JIT_OPTIONS = {"cache": True, "error_model": "numpy", "fastmath": False, "nogil"
 def njit(*args, **kwargs):
     """``numba.njit`` with the project's policy (:data:`JIT_OPTIONS`).
 
-    Extra keyword arguments (``parallel=True`` for kernels that loop over chains) are
-    allowed, but the policy keys in :data:`JIT_OPTIONS` may not be overridden.
+    Extra keyword arguments (``parallel=True`` for kernels that loop over chains,
+    ``inline="always"`` for small helpers, see the module docstring) are allowed, but the
+    policy keys in :data:`JIT_OPTIONS` may not be overridden.
     """
     clash = set(kwargs) & set(JIT_OPTIONS)
     if clash:

@@ -122,8 +122,24 @@ def mlp_work_size(sizes) -> int:
     return int(2 * np.sum(sizes[1:-1]) + 2 * np.max(sizes[:-1]))
 
 
+def read_only(a: np.ndarray) -> np.ndarray:
+    """``a`` itself if it is read-only, else a read-only view of it (no copy).
+
+    Numba compiles a kernel once per argument type, and writeability is part of the type:
+    :meth:`febm_ref.energies.MLPEnergy.kernel_args` hands out read-only ``params`` and
+    ``sizes``, and the public kernels pass writeable ones on as read-only views, so a caller
+    with writeable arrays reuses the same compiled kernels instead of compiling them again.
+    """
+    if not a.flags.writeable:
+        return a
+    view = a.view()
+    view.setflags(write=False)
+    return view
+
+
 def check_mlp_spec(params, sizes, act) -> tuple[np.ndarray, np.ndarray, int]:
-    """Validate a kernel triple; return ``(params float64, sizes int64, act int)``.
+    """Validate a kernel triple; return ``(params float64, sizes int64, act int)``, the arrays
+    C-contiguous and read-only (:func:`read_only`).
 
     Raises ValueError for an empty hidden-layer list, non-positive widths, an output
     width other than 1, an unknown activation code, a wrong parameter length or
@@ -145,7 +161,7 @@ def check_mlp_spec(params, sizes, act) -> tuple[np.ndarray, np.ndarray, int]:
                          f"got {params.shape}")
     if not np.all(np.isfinite(params)):
         raise ValueError("params contain a non-finite value; pass finite numbers")
-    return params, sizes, act
+    return read_only(params), read_only(sizes), act
 
 
 # --------------------------------------------------------------------------- numba
@@ -169,7 +185,7 @@ weights (contiguous axpy over the fan-in) from this fan-in on; both forms add th
 products in the same order, so the choice does not change a single bit."""
 
 
-@njit
+@njit(inline="always")
 def _n_transposed(sizes):
     total = 0
     for l in range(sizes.shape[0] - 2):
@@ -313,17 +329,18 @@ def _point_backward_impl(params, wt, sizes, act, x_row, grad_x_out, grad_params_
     return energy
 
 
-@njit
+@njit(inline="always")
 def mlp_point_backward(params, sizes, act, x_row, grad_x_out, grad_params_out, weight,
                        want_params, work):
     """Energy of one point; ``grad_x`` into ``grad_x_out``; optionally accumulate
     ``weight * dE/dparams`` into ``grad_params_out``. See the module docstring."""
-    # work[:0]: an empty ``wt`` without allocating
+    # work[:0]: an empty ``wt`` without allocating; bool(): a literal want_params would
+    # compile _point_backward_impl once more, for that literal
     return _point_backward_impl(params, work[:0], sizes, act, x_row, grad_x_out,
-                                grad_params_out, weight, want_params, work)
+                                grad_params_out, weight, bool(want_params), work)
 
 
-@njit
+@njit(inline="always")
 def mlp_point_backward_transposed(params, wt, sizes, act, x_row, grad_x_out, grad_params_out,
                                   weight, want_params, work):
     """:func:`mlp_point_backward` with the transposed weights ``wt =``
@@ -331,10 +348,10 @@ def mlp_point_backward_transposed(params, wt, sizes, act, x_row, grad_x_out, gra
     backward recursion becomes contiguous (faster for wide layers), the result is
     bit-identical."""
     return _point_backward_impl(params, wt, sizes, act, x_row, grad_x_out, grad_params_out,
-                                weight, want_params, work)
+                                weight, bool(want_params), work)
 
 
-@njit
+@njit(inline="always")
 def mlp_energy_point(params, sizes, act, x_row, work):
     """Energy of one point (forward pass only); ``work`` as in :func:`mlp_work_size`."""
     n_layers = sizes.shape[0] - 1
@@ -372,14 +389,17 @@ def mlp_energy_point(params, sizes, act, x_row, work):
     return energy
 
 
-@njit
+@njit(inline="always")
 def mlp_energy_and_grad_x_point(params, sizes, act, x_row, grad_out, work):
     """Energy of one point and its input gradient (written into ``grad_out``, length d)."""
-    # grad_out doubles as the (untouched) parameter-gradient argument: no allocation here
-    return mlp_point_backward(params, sizes, act, x_row, grad_out, grad_out, 0.0, False, work)
+    # grad_out doubles as the (untouched) parameter-gradient argument: no allocation here;
+    # bool(False) is a runtime value: a literal False would compile mlp_point_backward (and
+    # _point_backward_impl) once more, for that literal
+    return mlp_point_backward(params, sizes, act, x_row, grad_out, grad_out, 0.0, bool(False),
+                              work)
 
 
-@njit
+@njit(inline="always")
 def _work_size(sizes):
     total = 0
     max_width = 0
@@ -391,74 +411,75 @@ def _work_size(sizes):
     return 2 * total + 2 * max_width
 
 
-# Modes of _batch_range. The batch kernels pass them (and the chunk sizes) as np.int64,
-# not as literals, so that one compiled parallel region serves all four kernels.
-_MODE_ENERGY, _MODE_ENERGY_GRAD_X, _MODE_GRAD_PARAMS, _MODE_WEIGHTED = 0, 1, 2, 3
+# Compile time (the rules of febm_ref._jit): every path has its own entry function, so a
+# call compiles only what it runs (no mode argument selecting among all kernels; a parallel
+# region only for a batch large enough to use it); the serial entries are called from Python
+# directly (no driver layer); no int or bool constant is passed to a jitted callee.
+
+# --- per-point batch kernels (below BATCH_MAJOR_MIN_SAMPLES, and mlp_grad_params_batch)
+
+@njit
+def _energy_batch_serial(params, sizes, act, X):
+    """Energies of the rows of ``X`` by the per-point forward kernel."""
+    energies = np.empty(X.shape[0])
+    work = np.empty(_work_size(sizes))
+    for k in range(X.shape[0]):
+        energies[k] = mlp_energy_point(params, sizes, act, X[k], work)
+    return energies
 
 
 @njit
-def _batch_range(mode, params, wt, sizes, act, X, w, start, stop, energies, grads, out_params):
-    """Serial body shared by the batch kernels: samples ``start .. stop-1``.
+def _energy_grad_x_batch_serial(params, sizes, act, X):
+    """Energies and input gradients of the rows of ``X`` by the per-point backward kernel."""
+    energies = np.empty(X.shape[0])
+    grads = np.empty((X.shape[0], sizes[0]))
+    wt = mlp_transposed_weights(params, sizes)
+    work = np.empty(_work_size(sizes))
+    want_params = bool(False)  # a runtime value, not a literal (see above)
+    for k in range(X.shape[0]):
+        # grads[k] doubles as the (untouched) parameter-gradient argument
+        energies[k] = _point_backward_impl(params, wt, sizes, act, X[k], grads[k], grads[k],
+                                           1.0, want_params, work)
+    return energies, grads
 
-    ``mode`` 0: energies; 1: energies and ``grads``; 2: per-sample parameter gradients
-    into the rows of ``out_params``; 3: ``sum_k w_k dE(x_k)/dparams`` accumulated into
-    ``out_params[0]``.
-    """
+
+@njit
+def _grad_params_rows(params, wt, sizes, act, X, start, stop, out):
+    """Per-sample parameter gradients of rows ``start .. stop-1`` into the rows of ``out``."""
     work = np.empty(_work_size(sizes))
     gx = np.empty(sizes[0])
-    # runtime (non-literal) flag: one compiled copy of _point_backward_impl serves modes 1-3
-    want_params = mode >= _MODE_GRAD_PARAMS
-    weight = 1.0
+    want_params = bool(True)  # a runtime value, not a literal
     for k in range(start, stop):
-        if mode == _MODE_ENERGY:
-            energies[k] = mlp_energy_point(params, sizes, act, X[k], work)
-            continue
-        grad_x_out = gx
-        grad_params_out = gx
-        if mode == _MODE_ENERGY_GRAD_X:
-            grad_x_out = grads[k]
-        elif mode == _MODE_GRAD_PARAMS:
-            grad_params_out = out_params[k]
-        else:
-            grad_params_out = out_params[0]
-            weight = w[k]
-        energy = _point_backward_impl(params, wt, sizes, act, X[k], grad_x_out, grad_params_out,
-                                      weight, want_params, work)
-        if mode == _MODE_ENERGY_GRAD_X:
-            energies[k] = energy
+        _point_backward_impl(params, wt, sizes, act, X[k], gx, out[k], 1.0, want_params, work)
 
 
 @njit(parallel=True)
-def _batch_chunks_parallel(mode, params, wt, sizes, act, X, w, chunk, energies, grads,
-                           out_params):
-    """:func:`_batch_range` over the chunks ``[c * chunk, (c + 1) * chunk)`` in parallel
-    (one compiled parallel region serves all batch kernels). In mode 3 chunk ``c``
-    accumulates into ``out_params[c]``."""
+def _grad_params_parallel(params, wt, sizes, act, X, chunk, out):
+    """:func:`_grad_params_rows` over chunks of ``chunk`` samples in parallel (each row is
+    independent of the chunking: the same numbers as the serial call)."""
     n = X.shape[0]
     for c in prange((n + chunk - 1) // chunk):
-        stop = min(n, (c + 1) * chunk)
-        if mode == _MODE_WEIGHTED:
-            _batch_range(mode, params, wt, sizes, act, X, w, c * chunk, stop, energies, grads,
-                         out_params[c:c + 1])
-        else:
-            _batch_range(mode, params, wt, sizes, act, X, w, c * chunk, stop, energies, grads,
-                         out_params)
+        start = np.int64(c) * chunk  # (prange indices are unsigned)
+        _grad_params_rows(params, wt, sizes, act, X, start, min(n, start + chunk), out)
 
 
 @njit
-def _batch_chunks_serial(mode, params, wt, sizes, act, X, w, chunk, energies, grads,
-                         out_params):
-    """:func:`_batch_range` over the same chunks as :func:`_batch_chunks_parallel`, in
-    order, in the calling thread (identical results)."""
+def _weighted_grad_params_serial(params, sizes, act, X, w):
+    """``sum_k w_k dE(x_k)/dparams`` by per-point backward passes: chunk ``c`` of
+    :data:`WEIGHTED_CHUNK` samples accumulates its samples in order into ``partial[c]``, then
+    the chunks are added in order (:func:`_sum_rows`)."""
     n = X.shape[0]
-    for c in range((n + chunk - 1) // chunk):
-        stop = min(n, (c + 1) * chunk)
-        if mode == _MODE_WEIGHTED:
-            _batch_range(mode, params, wt, sizes, act, X, w, c * chunk, stop, energies, grads,
-                         out_params[c:c + 1])
-        else:
-            _batch_range(mode, params, wt, sizes, act, X, w, c * chunk, stop, energies, grads,
-                         out_params)
+    n_chunks = (n + WEIGHTED_CHUNK - 1) // WEIGHTED_CHUNK
+    partial = np.zeros((n_chunks, params.shape[0]))
+    wt = mlp_transposed_weights(params, sizes)
+    work = np.empty(_work_size(sizes))
+    gx = np.empty(sizes[0])
+    want_params = bool(True)  # a runtime value, not a literal
+    for c in range(n_chunks):
+        row = partial[c]
+        for k in range(c * WEIGHTED_CHUNK, min(n, (c + 1) * WEIGHTED_CHUNK)):
+            _point_backward_impl(params, wt, sizes, act, X[k], gx, row, w[k], want_params, work)
+    return _sum_rows(partial)
 
 
 @njit
@@ -471,48 +492,11 @@ def _sum_rows(partial):
     return out
 
 
-# Serial batch kernels: the whole call in compiled code (lowest overhead for small batches).
-
-@njit
-def _energy_batch_serial(params, sizes, act, X):
-    energies = np.empty(X.shape[0])
-    _batch_chunks_serial(np.int64(_MODE_ENERGY), params, np.empty(0), sizes, act, X, energies,
-                         np.int64(SAMPLE_CHUNK), energies, np.empty((0, 0)), np.empty((0, 0)))
-    return energies
-
-
-@njit
-def _energy_grad_x_batch_serial(params, sizes, act, X):
-    energies = np.empty(X.shape[0])
-    grads = np.empty((X.shape[0], sizes[0]))
-    _batch_chunks_serial(np.int64(_MODE_ENERGY_GRAD_X), params,
-                         mlp_transposed_weights(params, sizes), sizes, act, X, energies,
-                         np.int64(SAMPLE_CHUNK), energies, grads, np.empty((0, 0)))
-    return energies, grads
-
-
-@njit
-def _grad_params_batch_serial(params, sizes, act, X):
-    out = np.zeros((X.shape[0], params.shape[0]))
-    _batch_chunks_serial(np.int64(_MODE_GRAD_PARAMS), params,
-                         mlp_transposed_weights(params, sizes), sizes, act, X, np.empty(0),
-                         np.int64(SAMPLE_CHUNK), np.empty(0), np.empty((0, 0)), out)
-    return out
-
-
-@njit
-def _weighted_grad_params_serial(params, sizes, act, X, w):
-    partial = np.zeros(((X.shape[0] + WEIGHTED_CHUNK - 1) // WEIGHTED_CHUNK, params.shape[0]))
-    _batch_chunks_serial(np.int64(_MODE_WEIGHTED), params, mlp_transposed_weights(params, sizes),
-                         sizes, act, X, w, np.int64(WEIGHTED_CHUNK), np.empty(0),
-                         np.empty((0, 0)), partial)
-    return _sum_rows(partial)
-
-
-# Public batch kernels. They are plain Python functions that pick the serial kernel or
-# the parallel region: a parallel=True function must be entered from Python, because a
-# cached njit caller of it does not start Numba's thread pool (it crashed when loaded
-# from the cache).
+# --- batch-major kernels (from BATCH_MAJOR_MIN_SAMPLES samples on)
+# The public batch kernels are plain Python functions that pick the serial kernel or the
+# parallel region: a parallel=True function must be entered from Python, because a cached
+# njit caller of it does not start Numba's thread pool (it crashed when loaded from the
+# cache).
 
 BATCH_MAJOR_MIN_SAMPLES = 64
 """From this many samples on, the energy, energy + grad_x and weighted-gradient kernels run
@@ -521,101 +505,136 @@ below it the per-point kernels (less call overhead for a handful of samples)."""
 
 BATCH_MAJOR_BLOCK = 64
 """Rows per batch-major block: each ``dgemm`` stays below OpenBLAS's multithreading
-threshold, so it runs in the calling (Numba) thread."""
+threshold, so it runs in the calling (Numba) thread. A divisor of :data:`WEIGHTED_CHUNK`,
+so the serial kernels (blocks from row 0) and the parallel ones (blocks from the start of
+each chunk) cut a batch into the same blocks."""
+
+assert WEIGHTED_CHUNK % BATCH_MAJOR_BLOCK == 0
 
 
 @njit
-def _batch_major_range(mode, params, sizes, act, X, w, start, stop, energies, grads,
-                       partial_row):
-    """Samples ``start .. stop-1`` by blocks of :data:`BATCH_MAJOR_BLOCK` rows through the
-    batch-major core. ``mode`` 0: energies; 1: energies and ``grads``; 3:
-    ``sum_k w_k dE(x_k)/dparams`` added block by block (in order) to ``partial_row``."""
+def _energy_major(params, sizes, act, X, start, stop, energies):
+    """Energies of rows ``start .. stop-1`` into ``energies``, by blocks of
+    :data:`BATCH_MAJOR_BLOCK` rows through the batch-major forward pass."""
+    cache = np.empty(cache_length(sizes, BATCH_MAJOR_BLOCK))
+    for s in range(start, stop, BATCH_MAJOR_BLOCK):
+        m = min(stop - s, BATCH_MAJOR_BLOCK)
+        e = np.empty(m)
+        _forward_into(params, sizes, act, np.ascontiguousarray(X[s:s + m]),
+                      cache[:cache_length(sizes, m)], e)
+        for k in range(m):
+            energies[s + k] = e[k]
+
+
+@njit
+def _energy_grad_x_major(params, sizes, act, X, start, stop, energies, grads):
+    """Energies and input gradients of rows ``start .. stop-1``, by blocks of
+    :data:`BATCH_MAJOR_BLOCK` rows through the batch-major forward and backward passes."""
     d = sizes[0]
     cache = np.empty(cache_length(sizes, BATCH_MAJOR_BLOCK))
     for s in range(start, stop, BATCH_MAJOR_BLOCK):
         m = min(stop - s, BATCH_MAJOR_BLOCK)
-        xb = np.ascontiguousarray(X[s:s + m])
-        cb = cache[:cache_length(sizes, m)]
         e = np.empty(m)
-        if mode == _MODE_ENERGY_GRAD_X:
-            g = np.empty((m, d))
-            mlp_energy_grad_x_block(params, sizes, act, xb, e, g, cb)
-            grads[s:s + m] = g
-        else:
-            _forward_into(params, sizes, act, xb, cb, e)
-        if mode == _MODE_WEIGHTED:
-            partial_row += mlp_weighted_backward_cached(params, sizes, xb, cb,
-                                                        np.ascontiguousarray(w[s:s + m]))
-        else:
-            energies[s:s + m] = e
+        g = np.empty((m, d))
+        mlp_energy_grad_x_block(params, sizes, act, np.ascontiguousarray(X[s:s + m]), e, g,
+                                cache[:cache_length(sizes, m)])
+        for k in range(m):
+            energies[s + k] = e[k]
+            for i in range(d):
+                grads[s + k, i] = g[k, i]
 
 
 @njit
-def _batch_major_serial(mode, params, sizes, act, X, w, chunk, energies, grads, partial):
-    """:func:`_batch_major_range` over chunks of ``chunk`` samples, in order (chunk ``c``
-    accumulates into ``partial[c]`` in mode 3)."""
+def _weighted_major(params, sizes, act, X, w, chunk, c_start, c_stop, partial):
+    """Chunks ``c_start .. c_stop-1`` of ``chunk`` samples: chunk ``c`` adds
+    ``sum_k w_k dE(x_k)/dparams`` of its blocks of :data:`BATCH_MAJOR_BLOCK` rows, block by
+    block in order, to ``partial[c]`` (the batch-major weighted backward pass)."""
     n = X.shape[0]
-    for c in range((n + chunk - 1) // chunk):
-        _batch_major_range(mode, params, sizes, act, X, w, c * chunk, min(n, (c + 1) * chunk),
-                           energies, grads, partial[min(c, partial.shape[0] - 1)])
+    cache = np.empty(cache_length(sizes, BATCH_MAJOR_BLOCK))
+    for c in range(c_start, c_stop):
+        row = partial[c]
+        stop = min(n, (c + 1) * chunk)
+        for s in range(c * chunk, stop, BATCH_MAJOR_BLOCK):
+            m = min(stop - s, BATCH_MAJOR_BLOCK)
+            xb = np.ascontiguousarray(X[s:s + m])
+            cb = cache[:cache_length(sizes, m)]
+            e = np.empty(m)
+            _forward_into(params, sizes, act, xb, cb, e)
+            row += mlp_weighted_backward_cached(params, sizes, xb, cb,
+                                                np.ascontiguousarray(w[s:s + m]))
 
 
 @njit(parallel=True)
-def _batch_major_parallel(mode, params, sizes, act, X, w, chunk, energies, grads, partial):
-    """:func:`_batch_major_serial` with ``prange`` over the chunks (identical numbers)."""
+def _energy_major_parallel(params, sizes, act, X, chunk, energies):
+    """:func:`_energy_major` over chunks of ``chunk`` samples in parallel (same numbers)."""
     n = X.shape[0]
     for c in prange((n + chunk - 1) // chunk):
-        row = min(np.int64(c), partial.shape[0] - 1)  # (prange indices are unsigned)
-        _batch_major_range(mode, params, sizes, act, X, w, c * chunk, min(n, (c + 1) * chunk),
-                           energies, grads, partial[row])
+        start = np.int64(c) * chunk  # (prange indices are unsigned)
+        _energy_major(params, sizes, act, X, start, min(n, start + chunk), energies)
 
 
-def _batch_major(mode, params, sizes, act, X, w=None):
-    """Python entry of the batch-major kernels (a parallel region is entered from Python:
-    a cached njit caller of it did not start Numba's thread pool). Chunks of
-    :data:`WEIGHTED_CHUNK` samples, in parallel from :data:`PARALLEL_MIN_SAMPLES` on; the
-    chunking and the order of the partial sums are fixed, so results do not depend on the
-    thread count."""
+@njit(parallel=True)
+def _energy_grad_x_major_parallel(params, sizes, act, X, chunk, energies, grads):
+    """:func:`_energy_grad_x_major` over chunks of ``chunk`` samples in parallel."""
     n = X.shape[0]
-    n_chunks = (n + WEIGHTED_CHUNK - 1) // WEIGHTED_CHUNK
-    energies = np.empty(n if mode != _MODE_WEIGHTED else 0)
-    grads = np.empty((n if mode == _MODE_ENERGY_GRAD_X else 0, int(sizes[0])))
-    partial = np.zeros((n_chunks if mode == _MODE_WEIGHTED else 1, params.shape[0]))
-    w = np.empty(0) if w is None else w
-    run = _batch_major_parallel if n >= PARALLEL_MIN_SAMPLES else _batch_major_serial
-    run(mode, params, sizes, act, X, w, WEIGHTED_CHUNK, energies, grads, partial)
-    if mode == _MODE_WEIGHTED:
-        return _sum_rows(partial)
-    return (energies, grads) if mode == _MODE_ENERGY_GRAD_X else energies
+    for c in prange((n + chunk - 1) // chunk):
+        start = np.int64(c) * chunk
+        _energy_grad_x_major(params, sizes, act, X, start, min(n, start + chunk), energies,
+                             grads)
+
+
+@njit(parallel=True)
+def _weighted_major_parallel(params, sizes, act, X, w, chunk, partial):
+    """:func:`_weighted_major`, one chunk per parallel work item (same partial sums)."""
+    for c in prange(partial.shape[0]):
+        ci = np.int64(c)
+        _weighted_major(params, sizes, act, X, w, chunk, ci, ci + 1, partial)
 
 
 def mlp_energy_batch(params, sizes, act, X):
     """Energies ``(n,)`` of the rows of ``X``: per point below
-    :data:`BATCH_MAJOR_MIN_SAMPLES`, batch-major from there on (each energy is independent
-    of the thread count)."""
-    if X.shape[0] < BATCH_MAJOR_MIN_SAMPLES:
+    :data:`BATCH_MAJOR_MIN_SAMPLES`, batch-major from there on (in parallel from
+    :data:`PARALLEL_MIN_SAMPLES` on; each energy is independent of the thread count)."""
+    params, sizes = read_only(params), read_only(sizes)
+    n = X.shape[0]
+    if n < BATCH_MAJOR_MIN_SAMPLES:
         return _energy_batch_serial(params, sizes, act, X)
-    return _batch_major(_MODE_ENERGY, params, sizes, act, X)
+    energies = np.empty(n)
+    if n >= PARALLEL_MIN_SAMPLES:
+        _energy_major_parallel(params, sizes, act, X, WEIGHTED_CHUNK, energies)
+    else:
+        _energy_major(params, sizes, act, X, 0, n, energies)
+    return energies
 
 
 def mlp_energy_grad_x_batch(params, sizes, act, X):
     """Energies ``(n,)`` and input gradients ``(n, d)`` (fused forward + backward): per point
-    below :data:`BATCH_MAJOR_MIN_SAMPLES` samples, batch-major from there on (results do not
-    depend on the thread count)."""
-    if X.shape[0] < BATCH_MAJOR_MIN_SAMPLES:
+    below :data:`BATCH_MAJOR_MIN_SAMPLES` samples, batch-major from there on (in parallel from
+    :data:`PARALLEL_MIN_SAMPLES` on; results do not depend on the thread count)."""
+    params, sizes = read_only(params), read_only(sizes)
+    n = X.shape[0]
+    if n < BATCH_MAJOR_MIN_SAMPLES:
         return _energy_grad_x_batch_serial(params, sizes, act, X)
-    return _batch_major(_MODE_ENERGY_GRAD_X, params, sizes, act, X)
+    energies = np.empty(n)
+    grads = np.empty((n, int(sizes[0])))
+    if n >= PARALLEL_MIN_SAMPLES:
+        _energy_grad_x_major_parallel(params, sizes, act, X, WEIGHTED_CHUNK, energies, grads)
+    else:
+        _energy_grad_x_major(params, sizes, act, X, 0, n, energies, grads)
+    return energies, grads
 
 
 def mlp_grad_params_batch(params, sizes, act, X):
     """Per-sample parameter gradients ``(n, P_full)`` (full kernel layout; per-point kernel,
     samples in parallel from :data:`PARALLEL_MIN_SAMPLES` on)."""
-    if X.shape[0] < PARALLEL_MIN_SAMPLES:
-        return _grad_params_batch_serial(params, sizes, act, X)
-    out = np.zeros((X.shape[0], params.shape[0]))
-    _batch_chunks_parallel(_MODE_GRAD_PARAMS, params, mlp_transposed_weights(params, sizes),
-                           sizes, act, X, np.empty(0), SAMPLE_CHUNK, np.empty(0),
-                           np.empty((0, 0)), out)
+    params, sizes = read_only(params), read_only(sizes)
+    n = X.shape[0]
+    out = np.zeros((n, params.shape[0]))
+    wt = mlp_transposed_weights(params, sizes)
+    if n >= PARALLEL_MIN_SAMPLES:
+        _grad_params_parallel(params, wt, sizes, act, X, SAMPLE_CHUNK, out)
+    else:
+        _grad_params_rows(params, wt, sizes, act, X, 0, n, out)
     return out
 
 
@@ -628,9 +647,18 @@ def mlp_weighted_grad_params(params, sizes, act, X, w):
     :data:`WEIGHTED_CHUNK` samples (in parallel from :data:`PARALLEL_MIN_SAMPLES` on), whose
     partial sums are added in chunk order: the result does not depend on the thread count.
     """
-    if X.shape[0] < BATCH_MAJOR_MIN_SAMPLES:
+    params, sizes = read_only(params), read_only(sizes)
+    n = X.shape[0]
+    if n < BATCH_MAJOR_MIN_SAMPLES:
         return _weighted_grad_params_serial(params, sizes, act, X, w)
-    return _batch_major(_MODE_WEIGHTED, params, sizes, act, X, np.ascontiguousarray(w))
+    w = np.ascontiguousarray(w)
+    n_chunks = (n + WEIGHTED_CHUNK - 1) // WEIGHTED_CHUNK
+    partial = np.zeros((n_chunks, params.shape[0]))
+    if n >= PARALLEL_MIN_SAMPLES:
+        _weighted_major_parallel(params, sizes, act, X, w, WEIGHTED_CHUNK, partial)
+    else:
+        _weighted_major(params, sizes, act, X, w, WEIGHTED_CHUNK, 0, n_chunks, partial)
+    return _sum_rows(partial)
 
 
 # --------------------------------------------------------------------------- numpy twins

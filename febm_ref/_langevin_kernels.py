@@ -53,7 +53,7 @@ import math
 import numpy as np
 from numba import prange
 
-from febm_ref._batched_mlp import cache_length, mlp_energy_grad_x_block
+from febm_ref._batched_mlp import cache_size, mlp_energy_grad_x_block
 from febm_ref._jit import njit
 from febm_ref._kernels import (mlp_energy_and_grad_x_point, mlp_energy_grad_x_batch_numpy,
                                mlp_work_size)
@@ -75,28 +75,23 @@ def chains_per_block(n_chains: int) -> int:
 
 
 @njit
-def _block_energy_grad(params, sizes, act, xb, energy, grad, work, cache, use_blas):
-    """Energies and input gradients of the rows of the block ``xb``: the batch-major core
-    (:func:`febm_ref._batched_mlp.mlp_energy_grad_x_block`) or, with ``use_blas=False``, the
-    per-point kernel row by row."""
-    if use_blas:
-        mlp_energy_grad_x_block(params, sizes, act, xb, energy, grad, cache)
-    else:
-        for r in range(xb.shape[0]):
-            energy[r] = mlp_energy_and_grad_x_point(params, sizes, act, xb[r], grad[r], work)
-
-
-@njit
 def _langevin_block(params, sizes, act, x, noise, pre_scale, drift, post_scale, grad_clip, box_lo,
-                    box_hi, use_box, partial_e, partial_g, b, block, work_len, bad_step,
-                    bad_value, use_blas):
+                    box_hi, use_box, partial_e, partial_g, b, block, point_work_len,
+                    blas_cache_per_chain, bad_step, bad_value):
     """All ``K`` steps of the chains of block ``b``; per step ``k`` and chain:
     ``x' = x + pre_scale z_k`` (skipped if ``pre_scale == 0``), ``g = grad E(x')`` (clipped to
     ``[-grad_clip, grad_clip]`` if ``grad_clip > 0``),
     ``x <- x' - drift g + post_scale z_k`` (last term skipped if ``post_scale == 0``), then
     ``clip(x, box_lo, box_hi)`` if ``use_box``. ULA (D15): ``(0, eps/2, sqrt(eps))``; D16:
     ``(sigma, lambda, 0)``. Sums of E and |grad E| over the block's chains into
-    ``partial_*[k, b]`` (chain order); the block stops at its first non-finite step."""
+    ``partial_*[k, b]`` (chain order); the block stops at its first non-finite step.
+
+    The MLP is evaluated by the batch-major core
+    (:func:`febm_ref._batched_mlp.mlp_energy_grad_x_block`, scratch of
+    ``blas_cache_per_chain`` per chain) or, if ``blas_cache_per_chain`` is None, by the
+    per-point kernel row by row (scratch of ``point_work_len``, None on the BLAS path).
+    Exactly one of the two is None: Numba drops an ``if arg is not None`` block at compile
+    time when ``arg`` is None, so each path compiles only its own MLP evaluation."""
     n_steps = noise.shape[0]
     d = x.shape[1]
     c0 = b * block
@@ -105,8 +100,10 @@ def _langevin_block(params, sizes, act, x, noise, pre_scale, drift, post_scale, 
     xb = np.ascontiguousarray(x[c0:c1])
     energy = np.empty(nb)
     grad = np.empty((nb, d))
-    work = np.empty(work_len)
-    cache = np.empty(cache_length(sizes, nb))
+    if blas_cache_per_chain is not None:
+        cache = np.empty(nb * blas_cache_per_chain)
+    if point_work_len is not None:
+        work = np.empty(point_work_len)
     for c in range(c0, c1):
         bad_step[c] = -1
     for k in range(n_steps):
@@ -114,7 +111,11 @@ def _langevin_block(params, sizes, act, x, noise, pre_scale, drift, post_scale, 
             for r in range(nb):
                 for i in range(d):
                     xb[r, i] = xb[r, i] + pre_scale * noise[k, c0 + r, i]
-        _block_energy_grad(params, sizes, act, xb, energy, grad, work, cache, use_blas)
+        if blas_cache_per_chain is not None:
+            mlp_energy_grad_x_block(params, sizes, act, xb, energy, grad, cache)
+        if point_work_len is not None:
+            for r in range(nb):
+                energy[r] = mlp_energy_and_grad_x_point(params, sizes, act, xb[r], grad[r], work)
         stop = False
         for r in range(nb):
             e = energy[r]
@@ -145,7 +146,9 @@ def _langevin_block(params, sizes, act, x, noise, pre_scale, drift, post_scale, 
                     stop = True
         if stop:
             break
-    x[c0:c1] = xb
+    for r in range(nb):  # (an element loop: a slice assignment compiles Numba's shape-error text)
+        for i in range(d):
+            x[c0 + r, i] = xb[r, i]
 
 
 @njit
@@ -161,62 +164,64 @@ def _reduce_blocks(partial_e, partial_g, energy_sum, grad_norm_sum):
         grad_norm_sum[k] = sg
 
 
-@njit
-def _langevin_serial(params, sizes, act, x, noise, pre_scale, drift, post_scale, grad_clip,
-                     box_lo, box_hi, use_box, energy_sum, grad_norm_sum, bad_step, bad_value,
-                     use_blas, work_len, block):
-    """:func:`_langevin_block` over the blocks in order, one thread."""
-    n_blocks = (x.shape[0] + block - 1) // block
-    partial_e = np.zeros((noise.shape[0], n_blocks))
-    partial_g = np.zeros((noise.shape[0], n_blocks))
-    for b in range(n_blocks):
-        _langevin_block(params, sizes, act, x, noise, pre_scale, drift, post_scale, grad_clip,
-                        box_lo, box_hi, use_box, partial_e, partial_g, b, block, work_len,
-                        bad_step, bad_value, use_blas)
-    _reduce_blocks(partial_e, partial_g, energy_sum, grad_norm_sum)
-
-
 @njit(parallel=True)
-def _langevin_parallel(params, sizes, act, x, noise, pre_scale, drift, post_scale, grad_clip,
-                       box_lo, box_hi, use_box, energy_sum, grad_norm_sum, bad_step, bad_value,
-                       use_blas, work_len, block):
-    """:func:`_langevin_serial` with ``prange`` over blocks (identical numbers). Entered from
-    Python only (a cached njit caller of a parallel function does not start the pool)."""
+def _langevin_blocks_parallel(params, sizes, act, x, noise, pre_scale, drift, post_scale,
+                              grad_clip, box_lo, box_hi, use_box, partial_e, partial_g, block,
+                              point_work_len, blas_cache_per_chain, bad_step, bad_value):
+    """:func:`_langevin_block` for every block, ``prange`` over blocks (the same numbers as
+    the blocks in order). Entered from Python only (a cached njit caller of a parallel
+    function does not start the pool)."""
+    for b in prange(partial_e.shape[1]):
+        _langevin_block(params, sizes, act, x, noise, pre_scale, drift, post_scale, grad_clip,
+                        box_lo, box_hi, use_box, partial_e, partial_g, np.int64(b), block,
+                        point_work_len, blas_cache_per_chain, bad_step, bad_value)
+
+
+def _run(parallel, params, sizes, act, x, noise, pre_scale, drift, post_scale, grad_clip,
+         box_lo, box_hi, use_box, energy_sum, grad_norm_sum, bad_step, bad_value, use_blas):
+    """Every block of chains (in order in this thread, or in parallel), then the per-step sums
+    over blocks in block order. The serial loop over blocks is Python: one jitted function
+    less to compile, and at most a few dozen calls per run."""
+    block = chains_per_block(x.shape[0])
     n_blocks = (x.shape[0] + block - 1) // block
     partial_e = np.zeros((noise.shape[0], n_blocks))
     partial_g = np.zeros((noise.shape[0], n_blocks))
-    for b in prange(n_blocks):
-        _langevin_block(params, sizes, act, x, noise, pre_scale, drift, post_scale, grad_clip,
-                        box_lo, box_hi, use_box, partial_e, partial_g, b, block, work_len,
-                        bad_step, bad_value, use_blas)
+    point_work_len = None if use_blas else mlp_work_size(sizes)
+    blas_cache_per_chain = cache_size(sizes, 1) if use_blas else None
+    args = (params, sizes, act, x, noise, float(pre_scale), float(drift), float(post_scale),
+            float(grad_clip), float(box_lo), float(box_hi), bool(use_box), partial_e, partial_g)
+    scratch = (point_work_len, blas_cache_per_chain, bad_step, bad_value)
+    if parallel:
+        _langevin_blocks_parallel(*args, block, *scratch)
+    else:
+        for b in range(n_blocks):
+            _langevin_block(*args, b, block, *scratch)
     _reduce_blocks(partial_e, partial_g, energy_sum, grad_norm_sum)
 
 
-def _ula(run, params, sizes, act, x, noise, step_size, energy_sum, grad_norm_sum, bad_step,
+def _ula(parallel, params, sizes, act, x, noise, step_size, energy_sum, grad_norm_sum, bad_step,
          bad_value, use_blas):
-    run(params, sizes, act, x, noise, 0.0, 0.5 * step_size, math.sqrt(step_size), 0.0, 0.0, 0.0,
-        False, energy_sum, grad_norm_sum, bad_step, bad_value, bool(use_blas),
-        mlp_work_size(sizes), chains_per_block(x.shape[0]))
+    _run(parallel, params, sizes, act, x, noise, 0.0, 0.5 * step_size, math.sqrt(step_size),
+         0.0, 0.0, 0.0, False, energy_sum, grad_norm_sum, bad_step, bad_value, use_blas)
 
 
-def _decoupled(run, params, sizes, act, x, noise, step_size, noise_scale, grad_clip, box_lo,
+def _decoupled(parallel, params, sizes, act, x, noise, step_size, noise_scale, grad_clip, box_lo,
                box_hi, use_box, energy_sum, grad_norm_sum, bad_step, bad_value, use_blas):
-    run(params, sizes, act, x, noise, float(noise_scale), float(step_size), 0.0,
-        float(grad_clip), float(box_lo), float(box_hi), bool(use_box), energy_sum, grad_norm_sum,
-        bad_step, bad_value, bool(use_blas), mlp_work_size(sizes), chains_per_block(x.shape[0]))
+    _run(parallel, params, sizes, act, x, noise, noise_scale, step_size, 0.0, grad_clip, box_lo,
+         box_hi, use_box, energy_sum, grad_norm_sum, bad_step, bad_value, use_blas)
 
 
 def ula_mlp_loop_serial(params, sizes, act, x, noise, step_size, energy_sum, grad_norm_sum,
                         bad_step, bad_value, use_blas):
     """D15 loop, one thread (see the module docstring)."""
-    _ula(_langevin_serial, params, sizes, act, x, noise, step_size, energy_sum, grad_norm_sum,
+    _ula(False, params, sizes, act, x, noise, step_size, energy_sum, grad_norm_sum,
          bad_step, bad_value, use_blas)
 
 
 def ula_mlp_loop_parallel(params, sizes, act, x, noise, step_size, energy_sum, grad_norm_sum,
                           bad_step, bad_value, use_blas):
     """D15 loop, ``prange`` over blocks of chains (same numbers as the serial loop)."""
-    _ula(_langevin_parallel, params, sizes, act, x, noise, step_size, energy_sum, grad_norm_sum,
+    _ula(True, params, sizes, act, x, noise, step_size, energy_sum, grad_norm_sum,
          bad_step, bad_value, use_blas)
 
 
@@ -224,7 +229,7 @@ def decoupled_mlp_loop_serial(params, sizes, act, x, noise, step_size, noise_sca
                               box_lo, box_hi, use_box, energy_sum, grad_norm_sum, bad_step,
                               bad_value, use_blas):
     """D16 loop, one thread."""
-    _decoupled(_langevin_serial, params, sizes, act, x, noise, step_size, noise_scale, grad_clip,
+    _decoupled(False, params, sizes, act, x, noise, step_size, noise_scale, grad_clip,
                box_lo, box_hi, use_box, energy_sum, grad_norm_sum, bad_step, bad_value, use_blas)
 
 
@@ -232,7 +237,7 @@ def decoupled_mlp_loop_parallel(params, sizes, act, x, noise, step_size, noise_s
                                 box_lo, box_hi, use_box, energy_sum, grad_norm_sum, bad_step,
                                 bad_value, use_blas):
     """D16 loop, ``prange`` over blocks of chains (same numbers as the serial loop)."""
-    _decoupled(_langevin_parallel, params, sizes, act, x, noise, step_size, noise_scale,
+    _decoupled(True, params, sizes, act, x, noise, step_size, noise_scale,
                grad_clip, box_lo, box_hi, use_box, energy_sum, grad_norm_sum, bad_step,
                bad_value, use_blas)
 
