@@ -464,10 +464,10 @@ def _grad_params_parallel(params, wt, sizes, act, X, chunk, out):
 
 
 @njit
-def _weighted_grad_params_serial(params, sizes, act, X, w):
-    """``sum_k w_k dE(x_k)/dparams`` by per-point backward passes: chunk ``c`` of
-    :data:`WEIGHTED_CHUNK` samples accumulates its samples in order into ``partial[c]``, then
-    the chunks are added in order (:func:`_sum_rows`)."""
+def _weighted_grad_params_chunks(params, sizes, act, X, w):
+    """Per-point backward passes: row ``c`` of the result is ``sum_k w_k dE(x_k)/dparams``
+    over chunk ``c`` (:data:`WEIGHTED_CHUNK` samples, added in order); :func:`_sum_rows` adds
+    the chunks."""
     n = X.shape[0]
     n_chunks = (n + WEIGHTED_CHUNK - 1) // WEIGHTED_CHUNK
     partial = np.zeros((n_chunks, params.shape[0]))
@@ -479,16 +479,15 @@ def _weighted_grad_params_serial(params, sizes, act, X, w):
         row = partial[c]
         for k in range(c * WEIGHTED_CHUNK, min(n, (c + 1) * WEIGHTED_CHUNK)):
             _point_backward_impl(params, wt, sizes, act, X[k], gx, row, w[k], want_params, work)
-    return _sum_rows(partial)
+    return partial
 
 
-@njit
 def _sum_rows(partial):
-    """``partial.sum(axis=0)`` with the rows added in index order (a fixed order)."""
+    """``partial.sum(axis=0)`` with the rows added one after the other in index order, from
+    zero (NumPy's own sum adds pairwise): a fixed order, whatever the thread count."""
     out = np.zeros(partial.shape[1])
-    for c in range(partial.shape[0]):
-        for p in range(partial.shape[1]):
-            out[p] += partial[c, p]
+    for row in partial:
+        out += row
     return out
 
 
@@ -650,7 +649,7 @@ def mlp_weighted_grad_params(params, sizes, act, X, w):
     params, sizes = read_only(params), read_only(sizes)
     n = X.shape[0]
     if n < BATCH_MAJOR_MIN_SAMPLES:
-        return _weighted_grad_params_serial(params, sizes, act, X, w)
+        return _sum_rows(_weighted_grad_params_chunks(params, sizes, act, X, w))
     w = np.ascontiguousarray(w)
     n_chunks = (n + WEIGHTED_CHUNK - 1) // WEIGHTED_CHUNK
     partial = np.zeros((n_chunks, params.shape[0]))

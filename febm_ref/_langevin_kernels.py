@@ -151,17 +151,13 @@ def _langevin_block(params, sizes, act, x, noise, pre_scale, drift, post_scale, 
             x[c0 + r, i] = xb[r, i]
 
 
-@njit
-def _reduce_blocks(partial_e, partial_g, energy_sum, grad_norm_sum):
-    """Per-step sums over blocks, in block order (deterministic whatever the thread count)."""
-    for k in range(partial_e.shape[0]):
-        se = 0.0
-        sg = 0.0
-        for b in range(partial_e.shape[1]):
-            se += partial_e[k, b]
-            sg += partial_g[k, b]
-        energy_sum[k] = se
-        grad_norm_sum[k] = sg
+def _sum_blocks(partial):
+    """Per-step sums over blocks ``(K,)`` of ``partial`` ``(K, n_blocks)``: the blocks added
+    one after the other in block order, from zero (deterministic whatever the thread count)."""
+    out = np.zeros(partial.shape[0])
+    for b in range(partial.shape[1]):
+        out += partial[:, b]
+    return out
 
 
 @njit(parallel=True)
@@ -196,7 +192,8 @@ def _run(parallel, params, sizes, act, x, noise, pre_scale, drift, post_scale, g
     else:
         for b in range(n_blocks):
             _langevin_block(*args, b, block, *scratch)
-    _reduce_blocks(partial_e, partial_g, energy_sum, grad_norm_sum)
+    energy_sum[:] = _sum_blocks(partial_e)
+    grad_norm_sum[:] = _sum_blocks(partial_g)
 
 
 def _ula(parallel, params, sizes, act, x, noise, step_size, energy_sum, grad_norm_sum, bad_step,
