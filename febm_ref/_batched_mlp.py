@@ -508,7 +508,9 @@ def mlp_weighted_backward_cached(params, sizes, X, cache, w):
     h = sizes[n_layers - 1]
     po = p_end - h - 1
     A_last = cache[c_end - 2 * n * h:c_end - n * h].reshape((n, h))
-    grad[po:po + h] = np.dot(w, A_last)
+    g_out = np.dot(w, A_last)
+    for j in range(h):  # an element loop: slice assignment compiles Numba's shape-error text
+        grad[po + j] = g_out[j]
     grad[po + h] = np.sum(w)
     w_out = params[po:po + h]
     p_end = po

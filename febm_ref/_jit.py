@@ -38,9 +38,79 @@ follow:
 
 from __future__ import annotations
 
+import hashlib
+import os
+from pathlib import Path
+
 import numba
 
 JIT_OPTIONS = {"cache": True, "error_model": "numpy", "fastmath": False, "nogil": True}
+
+KERNEL_MODULES = ("_jit.py", "_batched_mlp.py", "_kernels.py", "_langevin_kernels.py")
+"""The modules of :mod:`febm_ref` that define jitted functions (a test keeps this list
+complete). Their sources together key the on-disk caches, see :func:`discard_stale_caches`."""
+
+_STAMP_NAME = "febm_ref_kernel_sources.sha256"
+
+
+def kernel_source_fingerprint() -> str:
+    """SHA-256 of the sources of :data:`KERNEL_MODULES`, in that order."""
+    digest = hashlib.sha256()
+    package = Path(__file__).resolve().parent
+    for name in KERNEL_MODULES:
+        digest.update(name.encode())
+        digest.update((package / name).read_bytes())
+    return digest.hexdigest()
+
+
+def numba_cache_dirs(source_dir) -> list:
+    """Where Numba keeps the caches of functions defined in ``source_dir``: its ``__pycache__``
+    and, when ``NUMBA_CACHE_DIR`` is set, the mirror of ``source_dir`` below it."""
+    source_dir = Path(source_dir).resolve()
+    dirs = [source_dir / "__pycache__"]
+    if numba.config.CACHE_DIR:
+        relative = os.path.splitdrive(str(source_dir))[1].lstrip(os.sep)
+        dirs.append(Path(numba.config.CACHE_DIR) / relative)
+    return dirs
+
+
+def discard_stale_caches(source_dir) -> int:
+    """Delete Numba's cached machine code of the functions defined in ``source_dir`` if it may
+    contain an older version of a kernel; return the number of files deleted.
+
+    Numba checks a cached function against the modification time of *its own* source file
+    only, but the cached code contains every jitted callee compiled in: after an edit of,
+    say, :func:`febm_ref._batched_mlp.tanh_and_derivative`, the cached Langevin loops of
+    :mod:`febm_ref._langevin_kernels` (and jitted test helpers that call the kernels) would
+    still run the old tanh. So each cache directory carries a stamp with
+    :func:`kernel_source_fingerprint`; when it differs (or is missing) the directory's
+    ``*.nbi``/``*.nbc`` files are deleted and the stamp rewritten. Called for the package at
+    import (a few milliseconds) and for ``tests/`` by ``tests/conftest.py``. Directories that
+    cannot be written are left alone (an installed, read-only package is not edited).
+    """
+    if numba.config.DISABLE_JIT:
+        return 0
+    fingerprint = kernel_source_fingerprint()
+    deleted = 0
+    for cache_dir in numba_cache_dirs(source_dir):
+        stamp = cache_dir / _STAMP_NAME
+        try:
+            if stamp.read_text() == fingerprint:
+                continue
+        except OSError:
+            pass
+        try:
+            if cache_dir.is_dir():
+                for path in list(cache_dir.glob("*.nbi")) + list(cache_dir.glob("*.nbc")):
+                    path.unlink(missing_ok=True)
+                    deleted += 1
+            cache_dir.mkdir(parents=True, exist_ok=True)
+            tmp = cache_dir / f"{_STAMP_NAME}.{os.getpid()}.tmp"
+            tmp.write_text(fingerprint)
+            os.replace(tmp, stamp)
+        except OSError:
+            continue
+    return deleted
 
 
 def njit(*args, **kwargs):
@@ -57,3 +127,6 @@ def njit(*args, **kwargs):
     if args and callable(args[0]) and len(args) == 1:
         return numba.njit(**options)(args[0])
     return numba.njit(*args, **options)
+
+
+discard_stale_caches(Path(__file__).resolve().parent)

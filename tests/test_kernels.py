@@ -311,3 +311,48 @@ def test_transposed_backward_is_bit_identical_to_row_backward():
     assert np.array_equal(g, g_ref) and np.array_equal(G, G_ref)
     wt = K.mlp_transposed_weights(params, sizes)
     assert np.array_equal(wt[:2 * 9].reshape(9, 2), params[:18].reshape(2, 9).T)
+
+
+# --------------------------------------------------------------------------- stale caches
+
+def test_kernel_modules_list_every_module_that_defines_jitted_functions():
+    """KERNEL_MODULES (the sources that key the cache stamp) names every module of the package
+    that imports the jit decorator, so an edit of any kernel invalidates the caches."""
+    from febm_ref import _jit
+
+    package = Path(_jit.__file__).resolve().parent
+    users = {str(p.relative_to(package)) for p in package.rglob("*.py")
+             if "from febm_ref._jit import njit" in p.read_text()}
+    assert users | {"_jit.py"} == set(_jit.KERNEL_MODULES)
+
+
+def test_stale_caches_are_discarded_when_the_kernel_sources_change(tmp_path, monkeypatch):
+    """discard_stale_caches deletes *.nbi/*.nbc (not other files) when the stamp is missing or
+    differs from the fingerprint of the kernel sources, writes the stamp, and leaves a
+    directory with the current stamp alone."""
+    import numba
+
+    from febm_ref import _jit
+
+    if numba.config.DISABLE_JIT:
+        assert _jit.discard_stale_caches(tmp_path) == 0
+        return
+    monkeypatch.setattr(numba.config, "CACHE_DIR", "")
+    cache = tmp_path / "__pycache__"
+    cache.mkdir()
+    for name in ("m.f-1.py311.nbi", "m.f-1.py311.1.nbc", "m.cpython-311.pyc"):
+        (cache / name).write_text("x")
+    assert _jit.discard_stale_caches(tmp_path) == 2
+    assert sorted(p.name for p in cache.iterdir()) == sorted(
+        ["m.cpython-311.pyc", _jit._STAMP_NAME])
+    assert (cache / _jit._STAMP_NAME).read_text() == _jit.kernel_source_fingerprint()
+    (cache / "m.g-2.py311.nbi").write_text("x")
+    assert _jit.discard_stale_caches(tmp_path) == 0  # current stamp: kept
+    (cache / _jit._STAMP_NAME).write_text("an older fingerprint")
+    assert _jit.discard_stale_caches(tmp_path) == 1
+    # with NUMBA_CACHE_DIR, the mirror of the source directory below it is handled as well
+    monkeypatch.setattr(numba.config, "CACHE_DIR", str(tmp_path / "numba_cache"))
+    mirror = _jit.numba_cache_dirs(tmp_path)[1]
+    mirror.mkdir(parents=True)
+    (mirror / "m.f-1.py311.nbi").write_text("x")
+    assert _jit.discard_stale_caches(tmp_path) == 1 and (mirror / _jit._STAMP_NAME).exists()
