@@ -59,12 +59,16 @@ from febm_ref._kernels import (mlp_energy_and_grad_x_point, mlp_energy_grad_x_ba
                                mlp_work_size)
 
 SMALL_BLOCK = 32
-LARGE_BLOCK = 128
+LARGE_BLOCK = 64
 LARGE_BLOCK_FROM = 1024
 """Chains per block (:func:`chains_per_block`): :data:`SMALL_BLOCK` below
-:data:`LARGE_BLOCK_FROM` chains (enough blocks for both threads from 64 chains on),
-:data:`LARGE_BLOCK` from there (longer ``dgemm`` calls: measured 8-12 % fewer CPU seconds per
-chain-step than 32-chain blocks at N = 1024, one thread, three interleaved runs)."""
+:data:`LARGE_BLOCK_FROM` chains (two blocks, one per thread, from 64 chains on),
+:data:`LARGE_BLOCK` from there: longer ``dgemm`` calls, measured 2-7 % fewer CPU seconds per
+chain-step than 32-chain blocks at N = 1024 (one thread, three interleaved runs). 64 is the largest
+block whose ``64 x 64 x 64`` products stay at OpenBLAS's single-thread size limit
+(``m n k <= 2^18``): 128-chain blocks were another 3-8 % faster on one thread, but inside the
+``prange`` loop each product then started OpenBLAS threads of its own, and the parallel loop
+fell from 3.5M to 1.6M chain-steps/s (N = 1024, 2 cores)."""
 
 
 def chains_per_block(n_chains: int) -> int:

@@ -396,14 +396,14 @@ def test_mlp_loop_overflow_stops_naming_step_and_value():
 @pytest.mark.skipif(numba.config.DISABLE_JIT,
                     reason="pure Python: 300 steps x 70 chains x a 64-wide MLP x 8 runs takes hours; "
                            "test_langevin_kernels_under_numba_disable_jit covers the no-JIT path")
-@pytest.mark.parametrize("n_chains, large_block_from", [(70, None), (300, 256)],
+@pytest.mark.parametrize("n_chains, large_block_from", [(70, None), (150, 128)],
                          ids=["3-small-blocks", "3-large-blocks"])
 def test_mlp_loops_equal_numpy_twin_and_are_thread_count_invariant(monkeypatch, n_chains,
                                                                    large_block_from):
     """Numba ULA/D16 loops (BLAS and per-point paths, serial and parallel) = NumPy twin to 1e-10
     over 300 steps; the parallel build gives bit-identical numbers with 1 and 2 threads. Both
     block sizes of ``chains_per_block``: 70 chains = 3 blocks of 32, and (with the switch moved
-    down to 256 chains) 300 chains = 3 blocks of 128; the last block partial in both."""
+    down to 128 chains) 150 chains = 3 blocks of 64; the last block partial in both."""
     import numba
 
     from febm_ref import _langevin_kernels as LK
