@@ -11,8 +11,10 @@ pre-drawn noise ``(K, N, 2)`` drives every implementation, measured in the same 
 * ``jax``            JAX CPU, ``jit`` + ``lax.scan`` over the steps, x64 enabled (if installed),
                      with its default thread pool;
 * ``jax-1thread``    the same in a subprocess with XLA's intra-op parallelism off
-                     (``XLA_FLAGS=--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1``),
-                     the like-for-like peer of the one-thread ``numba`` column.
+                     (``XLA_FLAGS=--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1``)
+                     and, on Linux, pinned to one CPU (``sched_setaffinity``: with the flags
+                     alone jax 0.10 still kept both cores busy, CPU time > wall time), the
+                     like-for-like peer of the one-thread ``numba`` column.
 
 Each entry is the best of ``--repeats`` timed calls after a warm-up call (so JIT compilation is
 excluded; it is reported separately: Numba's first call in a fresh process with an empty cache
@@ -148,10 +150,17 @@ def model_under_test() -> MLPEnergy:
 
 
 def jax_single_thread_rate(n: int, k: int, repeats: int) -> float:
-    """Chain-steps/s of the JAX runner in a fresh process with one intra-op thread."""
+    """Chain-steps/s of the JAX runner in a fresh process with one intra-op thread, pinned to
+    one CPU where the OS allows it."""
     env = dict(os.environ, XLA_FLAGS="--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
+    pin = None
+    if hasattr(os, "sched_setaffinity"):
+        one_cpu = {min(os.sched_getaffinity(0))}
+
+        def pin():
+            os.sched_setaffinity(0, one_cpu)
     res = subprocess.run([sys.executable, __file__, "--jax-only", str(n), str(k), "--repeats", str(repeats)],
-                         env=env, check=True, capture_output=True, text=True)
+                         env=env, check=True, capture_output=True, text=True, preexec_fn=pin)
     return float(res.stdout.split()[-1])
 
 
