@@ -311,18 +311,7 @@ def _forward_into(params, sizes, act, X, cache, energy):
         b = params[p_off + n_in * n_out:p_off + (n_in + 1) * n_out]
         A = cache[c_off:c_off + n * n_out].reshape((n, n_out))
         D = cache[c_off + n * n_out:c_off + 2 * n * n_out].reshape((n, n_out))
-        if n_in < BLAS_MIN_FAN_IN:
-            for k in range(n):
-                ar = A[k]
-                for j in range(n_out):
-                    ar[j] = 0.0
-                for i in range(n_in):
-                    a_i = prev[k, i]
-                    w_row = W[i]
-                    for j in range(n_out):
-                        ar[j] += a_i * w_row[j]
-        else:
-            np.dot(prev, W, A)
+        _hidden_product(prev, W, A)
         _activate_layer(act, A, b, D)
         prev = A
         c_off += 2 * n * n_out
@@ -410,8 +399,8 @@ def mlp_energy_grad_x_block(params, sizes, act, X, energy, grad, cache):
 @njit
 def _hidden_product(prev, W, A):
     """``A <- prev W`` for one hidden layer: axpy loops over the rows of ``W`` below
-    :data:`BLAS_MIN_FAN_IN`, a ``dgemm`` from there on (the same operations as in
-    :func:`_forward_into`, hence the same numbers)."""
+    :data:`BLAS_MIN_FAN_IN`, a ``dgemm`` from there on (every forward pass of this module
+    forms its hidden products here, hence the same numbers)."""
     n = prev.shape[0]
     n_in = W.shape[0]
     n_out = W.shape[1]
