@@ -30,11 +30,23 @@ binned Gaussian kernel density estimate on the same grid (bandwidth ``kde_bandwi
 ``1e-6`` weight of the uniform law on ``B`` so that its logarithm is finite), and compared with the
 target and with the learned model. The same estimator applied to ``n`` exact target draws gives the
 *floor* (the estimator's own error at this ``n``), reported next to it.
+
+Checkpoints and resume
+----------------------
+Everything a run carries from one iteration to the next is in the trainer's checkpoint
+(``<out_dir>/<run>.ckpt.npz``): besides parameters, optimiser and generator states, the replay
+buffer and iteration counter of :class:`LangevinNegatives` and the metric curve of the
+:class:`Evaluator`, through the trainer's state protocol (``state_arrays`` /
+``load_state_arrays``, :mod:`febm_ref.training`). ``run_experiment(..., resume=True)`` therefore
+continues an interrupted run and reproduces the uninterrupted run bit for bit. The checkpoint's
+fingerprint holds the whole :class:`Experiment2DConfig` (as the sampler's description), so a
+resume with other settings is refused, naming them.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import time
 from dataclasses import dataclass, field
@@ -240,8 +252,9 @@ class LangevinNegatives:
     :class:`EnergyRunawayError` naming the training iteration (the number of calls so far plus
     ``start_iteration``).
 
-    The buffer is state outside the trainer's checkpoint: a resumed run would restart it empty
-    (``fit2d`` therefore does not offer resume; see the module docstring of ``commands.fit2d``).
+    Its state (the buffer, the call counter ``iteration`` and ``last_mean_energy``) follows the
+    trainer's state protocol, :meth:`state_arrays` / :meth:`load_state_arrays`, so it is part of
+    the checkpoint and a resumed run continues with the same buffer.
     """
 
     def __init__(self, config: Experiment2DConfig, box, *, start_iteration: int = 0):
@@ -252,6 +265,33 @@ class LangevinNegatives:
                                    restart_prob=config.restart_prob)
         self.iteration = start_iteration
         self.last_mean_energy = math.nan
+
+    def state_arrays(self) -> dict:
+        """The complete state: the buffer's arrays (:meth:`ReplayBuffer.state_arrays`) as
+        ``buffer.<name>``, ``iteration`` and ``last_mean_energy`` (0-d arrays)."""
+        out = {f"buffer.{k}": v for k, v in self.buffer.state_arrays().items()}
+        out["iteration"] = np.array(self.iteration, dtype=np.int64)
+        out["last_mean_energy"] = np.array(self.last_mean_energy, dtype=np.float64)
+        return out
+
+    def load_state_arrays(self, arrays: dict) -> None:
+        """Restore a state from :meth:`state_arrays` (``ValueError`` if it does not fit)."""
+        arrays = dict(arrays)
+        expected = {"iteration", "last_mean_energy"}
+        missing = expected - set(arrays)
+        if missing:
+            raise ValueError(f"a LangevinNegatives state needs the arrays {sorted(missing)}")
+        iteration, mean_energy = np.asarray(arrays.pop("iteration")), np.asarray(arrays.pop("last_mean_energy"))
+        if iteration.shape != () or iteration.dtype.kind not in "iu" or int(iteration) < 0:
+            raise ValueError(f"iteration must be a non-negative integer scalar, got {iteration!r}")
+        if mean_energy.shape != () or mean_energy.dtype.kind != "f":
+            raise ValueError(f"last_mean_energy must be a float scalar, got {mean_energy!r}")
+        foreign = [k for k in arrays if not k.startswith("buffer.")]
+        if foreign:
+            raise ValueError(f"unknown LangevinNegatives state arrays {sorted(foreign)}")
+        self.buffer.load_state_arrays({k[len("buffer."):]: v for k, v in arrays.items()})
+        self.iteration = int(iteration)
+        self.last_mean_energy = float(mean_energy)
 
     def run_chains(self, rng, energy, x0) -> np.ndarray:
         """``langevin_steps`` steps of the configured sampler from ``x0``; result inside the box."""
@@ -296,9 +336,17 @@ def make_models(config: Experiment2DConfig):
     return energy, (critic if config.method == "febm" else None)
 
 
+CURVE_METRICS = (*EVAL_DIVERGENCES, "log_z", "edge_mass")
+"""The entries of each point of :attr:`Evaluator.curve`, in order."""
+
+
 @dataclass
 class Evaluator:
-    """Exact metrics of a model against the target on the grid; keeps the curve over training."""
+    """Exact metrics of a model against the target on the grid; keeps the curve over training.
+
+    The curve is state across iterations: it follows the trainer's state protocol
+    (:meth:`state_arrays` / :meth:`load_state_arrays`) and travels in the checkpoint.
+    """
 
     grid: Grid2D
     log_p: np.ndarray
@@ -325,13 +373,53 @@ class Evaluator:
         self.curve.append(m)
         return m["kl"]
 
+    def state_arrays(self) -> dict:
+        """``curve``: array ``(len(curve), len(CURVE_METRICS))`` of the metrics, in that order."""
+        return {"curve": np.array([[m[k] for k in CURVE_METRICS] for m in self.curve],
+                                  dtype=np.float64).reshape(len(self.curve), len(CURVE_METRICS))}
+
+    def load_state_arrays(self, arrays: dict) -> None:
+        """Restore the curve from :meth:`state_arrays` (``ValueError`` if it does not fit)."""
+        if set(arrays) != {"curve"}:
+            raise ValueError(f"an Evaluator state has the single array 'curve', got {sorted(arrays)}")
+        curve = np.asarray(arrays["curve"])
+        if curve.ndim != 2 or curve.shape[1] != len(CURVE_METRICS) or curve.dtype != np.float64:
+            raise ValueError(f"curve must be a float64 array (n, {len(CURVE_METRICS)}), got {curve.dtype} "
+                             f"{curve.shape}")
+        self.curve = [dict(zip(CURVE_METRICS, (float(v) for v in row))) for row in curve]
+
 
 def run_experiment(config: Experiment2DConfig, *, out_dir=None, show_progress: Optional[bool] = None,
-                   checkpoint_every: int = 250) -> dict:
+                   checkpoint_every: int = 250, resume: bool = False, stop_after: Optional[int] = None) -> dict:
     """Train one configuration and evaluate it (module docstring). Returns a JSON-able dict.
 
-    On divergence the dict has ``status = "diverged"``, the iteration, the quantity, the message and
-    the iteration of the last good checkpoint (kept on disk under ``out_dir``); nothing is raised.
+    Parameters
+    ----------
+    config : Experiment2DConfig
+    out_dir : path, optional
+        Directory of the checkpoint ``<run>.ckpt.npz``, written every ``checkpoint_every``
+        iterations. Without ``resume`` an existing checkpoint of the run is deleted first.
+    show_progress : bool, optional
+    checkpoint_every : int
+    resume : bool
+        Continue from the checkpoint in ``out_dir`` (which must exist and belong to ``config``);
+        the result equals that of an uninterrupted run bit for bit, except ``seconds``, the
+        wall time of this call only. The dict then also has ``resumed_from`` (the iteration).
+    stop_after : int, optional
+        Stop (and checkpoint) after this many iterations in total; the dict then has
+        ``status = "stopped"`` and ``iterations`` (continue with ``resume=True``).
+
+    Returns
+    -------
+    dict
+        On divergence ``status = "diverged"``, the iteration, the quantity, the message and the
+        iteration of the last good checkpoint (kept on disk under ``out_dir``); nothing is raised.
+
+    Raises
+    ------
+    ValueError
+        ``resume`` without ``out_dir`` or without a checkpoint there, or a checkpoint of another
+        configuration.
     """
     from febm_ref._batched_mlp import limit_blas_threads
 
@@ -348,15 +436,23 @@ def run_experiment(config: Experiment2DConfig, *, out_dir=None, show_progress: O
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         ckpt = out_dir / f"{config.run_name()}.ckpt.npz"
-        if ckpt.exists():
-            ckpt.unlink()  # a fresh run: the replay buffer cannot be resumed
+        if resume and not ckpt.exists():
+            raise ValueError(f"resume: no checkpoint at {ckpt}")
+        if not resume and ckpt.exists():
+            ckpt.unlink()  # a fresh run
+    elif resume:
+        raise ValueError("resume needs out_dir (the checkpoint lives there)")
+    resumed_from = int(load_checkpoint(ckpt)["meta"]["iteration"]) if resume else None
     out = {"config": config.as_dict(), "target": target.describe(),
            "target_grid_mass": grid.mass(log_p), "target_mass_outside_box": target.mass_outside_box()}
+    if resume:
+        out["resumed_from"] = resumed_from
     t0 = time.perf_counter()
     try:
         result = train(config.training_config(), target, energy, critic, sample_negatives=negatives,
-                       sampler_name=f"{config.sampler}+replay", exact_divergence=evaluator,
-                       checkpoint_path=ckpt, checkpoint_every=checkpoint_every, show_progress=show_progress,
+                       sampler_name=sampler_description(config), exact_divergence=evaluator,
+                       checkpoint_path=ckpt, checkpoint_every=checkpoint_every, resume=resume,
+                       stop_after=stop_after, show_progress=show_progress,
                        desc=f"{config.target} {config.label} s{config.seed}")
     except TrainingDivergedError as exc:
         last = None
@@ -367,6 +463,10 @@ def run_experiment(config: Experiment2DConfig, *, out_dir=None, show_progress: O
                    seconds=time.perf_counter() - t0, curve=_curve(evaluator, config))
         return out
     seconds = time.perf_counter() - t0
+    if not result.completed:
+        out.update(status="stopped", iterations=result.iterations_done, seconds=seconds,
+                   checkpoint=str(ckpt) if ckpt is not None else None, curve=_curve(evaluator, config))
+        return out
     final = evaluator.curve[-1]
     # sample quality of the sampler: negatives drawn as in training, KDE on the grid
     rng = np.random.default_rng([config.seed, 2])
@@ -389,6 +489,12 @@ def run_experiment(config: Experiment2DConfig, *, out_dir=None, show_progress: O
         langevin_samples=x_langevin[:2000],
     )
     return out
+
+
+def sampler_description(config: Experiment2DConfig) -> dict:
+    """The sampler's entry of the checkpoint fingerprint: its name and the whole configuration
+    (Langevin settings, buffer, energy limit, grid of the evaluator: everything a resume must keep)."""
+    return {"name": f"{config.sampler}+replay", "experiment": json.loads(json.dumps(config.as_dict()))}
 
 
 def _curve(evaluator: Evaluator, config: Experiment2DConfig) -> dict:

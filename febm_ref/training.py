@@ -25,6 +25,29 @@ history, plus a *fingerprint* of the configuration, target and models; resuming 
 checkpoint with a different fingerprint is a ``ValueError`` naming the differences. A
 resumed run reproduces the uninterrupted run bit for bit.
 
+Stateful samplers and evaluators (the state protocol)
+-----------------------------------------------------
+``sample_negatives`` and ``exact_divergence`` are plain callables. When one of them also carries
+state that the next calls depend on (a replay buffer, persistent chains, an evaluator's curve),
+it makes that state part of the checkpoint by defining both methods
+
+``state_arrays() -> dict[str, numpy.ndarray]``
+    Its complete state as named arrays (names of letters, digits, ``_`` and ``.``; numeric or
+    boolean dtypes, no objects). The trainer copies them, so views of live buffers are fine.
+``load_state_arrays(arrays: dict[str, numpy.ndarray]) -> None``
+    Restore exactly that state (raising ``ValueError`` on arrays that do not fit the object).
+
+The checkpoint stores them as ``sampler.<name>`` and ``exact_divergence.<name>`` and lists the
+names in its metadata; on resume they are loaded back after the fingerprint check, so a
+stateful sampler resumes bit for bit. The rule is strict both ways: a checkpoint written with
+a role's state cannot be resumed with an object lacking the protocol, a checkpoint written
+without it cannot be resumed with an object that has it, and the names must agree; each case is
+a ``ValueError``. An object defining only one of the two methods is a ``TypeError``. Callables
+without the protocol (the default exact sampler, plain functions) are handled as before and
+their checkpoints are unchanged. On ``KeyboardInterrupt`` the sampler's state is saved as it was
+at the start of the interrupted step (a copy taken each iteration while checkpointing), so the
+interrupted step is redone exactly.
+
 NaN/inf guard: a non-finite loss, gradient or parameter, or an invalid energy parameter
 (``sigma <= 0``), stops training with :class:`TrainingDivergedError` naming the iteration
 and the quantity; the last checkpoint on disk is the last good one (nothing is written
@@ -37,6 +60,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,7 +77,7 @@ from febm_ref.objective import (COVARIANCE_ESTIMATORS, _stack_batches, contrasti
 from febm_ref.optimizers import OPTIMIZERS, SCHEDULES, learning_rate, make_optimizer
 
 __all__ = ["TrainingConfig", "TrainingResult", "TrainingDivergedError", "train", "load_checkpoint",
-           "METHODS", "UPDATES"]
+           "has_state_protocol", "METHODS", "UPDATES", "STATE_ROLES"]
 
 METHODS = ("febm", "cd")
 UPDATES = ("alternating", "simultaneous")
@@ -230,6 +254,70 @@ def load_checkpoint(path) -> dict:
     return out
 
 
+STATE_ROLES = ("sampler", "exact_divergence")
+"""The arguments of :func:`train` whose state travels in the checkpoint (module docstring)."""
+_STATE_NAME = re.compile(r"^[A-Za-z0-9_.]+$")
+
+
+def has_state_protocol(obj, role: str = "object") -> bool:
+    """True when ``obj`` defines both ``state_arrays`` and ``load_state_arrays`` (module docstring).
+
+    Raises
+    ------
+    TypeError
+        When it defines only one of the two.
+    """
+    has_get = callable(getattr(obj, "state_arrays", None))
+    has_load = callable(getattr(obj, "load_state_arrays", None))
+    if has_get != has_load:
+        present, missing = ("state_arrays", "load_state_arrays") if has_get else ("load_state_arrays",
+                                                                                 "state_arrays")
+        raise TypeError(f"{role} {type(obj).__name__} defines {present} but not {missing}: a stateful "
+                        "callable needs both (see the module docstring of febm_ref.training)")
+    return has_get
+
+
+def _state_copy(obj, role: str) -> dict:
+    """Copies of ``obj.state_arrays()``, checked against the protocol."""
+    arrays = obj.state_arrays()
+    if not isinstance(arrays, dict):
+        raise TypeError(f"{role} {type(obj).__name__}.state_arrays() must return a dict of arrays, "
+                        f"got {type(arrays).__name__}")
+    out = {}
+    for name, value in arrays.items():
+        if not isinstance(name, str) or not _STATE_NAME.match(name):
+            raise TypeError(f"{role} state name {name!r} must be a non-empty string of letters, digits, "
+                            "'_' and '.'")
+        a = np.array(value, copy=True)
+        if a.dtype.kind not in "biuf":
+            raise TypeError(f"{role} state array {name!r} has dtype {a.dtype}; only boolean, integer and "
+                            "float arrays can be checkpointed")
+        out[name] = a
+    return out
+
+
+def _check_checkpoint_state(ck: dict, role: str, obj, stateful: bool, path) -> Optional[dict]:
+    """The arrays of ``role`` in checkpoint ``ck`` (None for a stateless role), after checking that
+    the checkpoint and the object agree on having state and on its names."""
+    names = ck["meta"].get("state", {}).get(role)
+    kind = type(obj).__name__
+    if names is None and stateful:
+        raise ValueError(f"cannot resume: the checkpoint at {path} holds no {role} state, but the {role} "
+                         f"{kind} carries state (state_arrays/load_state_arrays); resuming would restart "
+                         "that state and break the continuation. Start a fresh run")
+    if names is not None and not stateful:
+        raise ValueError(f"cannot resume: the checkpoint at {path} holds the state of a stateful {role} "
+                         f"({', '.join(names) or 'no arrays'}), but the {role} {kind} has no "
+                         f"load_state_arrays to take it. Resume with the {role} of the original run")
+    if names is None:
+        return None
+    current = sorted(obj.state_arrays())
+    if sorted(names) != current:
+        raise ValueError(f"cannot resume: the {role} state in the checkpoint at {path} has arrays "
+                         f"{sorted(names)}, the {role} {kind} has {current}")
+    return {name: ck[f"{role}.{name}"] for name in names}
+
+
 def _default_sampler(rng, energy, n):
     from febm_ref.samplers.exact import sample
 
@@ -253,15 +341,21 @@ def train(config: TrainingConfig, target, energy, critic=None, *,
     critic : EnergyModel or None
         Initial ``H_omega`` (required for ``method="febm"``).
     sample_negatives : callable ``(rng, energy, n) -> (n, d)``, optional
-        Any sampler of ``q_theta``; exact sampling by default (Gaussian energies).
-    sampler_name : str
-        Recorded in the fingerprint.
+        Any sampler of ``q_theta``; exact sampling by default (Gaussian energies). A sampler with
+        state of its own (a replay buffer, persistent chains) defines ``state_arrays()`` and
+        ``load_state_arrays(arrays)`` (the state protocol, module docstring) and its state is
+        checkpointed and restored with the rest.
+    sampler_name : str or dict
+        Recorded in the fingerprint (a dict, e.g. the sampler's settings, must be JSON-able; a
+        resume compares it field by field).
     exact_divergence : callable ``energy -> float``, optional
         The exact ``D_f(P||Q_theta)`` (quadrature), recorded every ``eval_every`` iterations.
+        It may follow the state protocol too (e.g. an evaluator that keeps a curve of metrics).
     checkpoint_path : path, optional
     checkpoint_every : int
     resume : bool
-        Continue from ``checkpoint_path`` (which must exist and match the fingerprint).
+        Continue from ``checkpoint_path`` (which must exist, match the fingerprint and hold
+        state for exactly the stateful ones of ``sample_negatives`` and ``exact_divergence``).
     stop_after : int, optional
         Stop (and checkpoint) once this many iterations are done in total; the run can
         be resumed later.
@@ -277,7 +371,10 @@ def train(config: TrainingConfig, target, energy, critic=None, *,
     TrainingDivergedError
         On a non-finite loss, gradient or parameter (names the iteration and quantity).
     ValueError
-        Bad configuration, or a checkpoint of a different configuration.
+        Bad configuration, a checkpoint of a different configuration, or a checkpoint whose
+        sampler (evaluator) state does not match the given sampler (evaluator).
+    TypeError
+        A sampler or evaluator that defines only one of the two state-protocol methods.
     """
     if not isinstance(config, TrainingConfig):
         raise TypeError(f"config must be a TrainingConfig, got {type(config).__name__}")
@@ -292,6 +389,10 @@ def train(config: TrainingConfig, target, energy, critic=None, *,
     if stop_after is not None:
         stop_after = check_positive_int(stop_after, "stop_after")
     sampler = sample_negatives if sample_negatives is not None else _default_sampler
+    stateful = {"sampler": has_state_protocol(sampler, "sample_negatives"),
+                "exact_divergence": exact_divergence is not None and has_state_protocol(exact_divergence,
+                                                                                        "exact_divergence")}
+    state_owner = {"sampler": sampler, "exact_divergence": exact_divergence}
     div = resolve_divergence(config.divergence, alpha=config.alpha) if febm else None
     lam = float(config.l2_weight)  # validated by TrainingConfig
     fingerprint = _fingerprint(config, target, energy, critic, sampler_name)
@@ -320,6 +421,8 @@ def train(config: TrainingConfig, target, energy, critic=None, *,
             raise ValueError("cannot resume: the checkpoint at " f"{checkpoint_path} belongs to a different "
                              "configuration (" + "; ".join(differences) + "). Use a new --out directory "
                              "or the original settings")
+        saved_state = {role: _check_checkpoint_state(ck, role, state_owner[role], stateful[role],
+                                                     checkpoint_path) for role in STATE_ROLES}
         start = int(ck["meta"]["iteration"])
         theta = ck["theta"].copy()
         energy = energy.with_params(theta)
@@ -333,16 +436,29 @@ def train(config: TrainingConfig, target, energy, critic=None, *,
             hist[key] = ck["hist_" + key].copy()
         avg = ck["avg"].copy()
         avg_count = int(ck["meta"]["avg_count"])
+        for role in STATE_ROLES:
+            if saved_state[role] is not None:
+                state_owner[role].load_state_arrays(saved_state[role])
         last_checkpoint = start
 
-    def save(iteration: int, rng_state=None) -> None:
+    def save(iteration: int, rng_state=None, role_state: Optional[dict] = None) -> None:
+        """Checkpoint ``iteration``; ``rng_state`` and ``role_state[role]`` replace the current
+        generator and sampler/evaluator states (the states at the start of an interrupted step)."""
         nonlocal last_checkpoint
         if checkpoint_path is None:
             return
+        role_state = role_state or {}
+        states = {role: (role_state[role] if role_state.get(role) is not None
+                         else _state_copy(state_owner[role], role))
+                  for role in STATE_ROLES if stateful[role]}
         meta = {"fingerprint": fingerprint, "iteration": iteration,
                 "rng_state": rng_state if rng_state is not None else rng.bit_generator.state,
                 "avg_count": avg_count}
+        if states:  # absent for stateless runs: their checkpoints are as before
+            meta["state"] = {role: (sorted(states[role]) if role in states else None) for role in STATE_ROLES}
         arrays = {"meta_json": np.array(json.dumps(meta)), "theta": theta, "avg": avg}
+        for role, named in states.items():
+            arrays.update({f"{role}.{name}": value for name, value in named.items()})
         if febm:
             arrays["omega"] = omega
             arrays.update({"opt_h_" + k: v for k, v in opt_h.state_dict().items()})
@@ -355,24 +471,36 @@ def train(config: TrainingConfig, target, energy, critic=None, *,
         if exact_divergence is None:
             return
         value = float(exact_divergence(energy))
-        hist["exact_iteration"] = np.append(hist["exact_iteration"], iteration)
-        hist["exact_divergence"] = np.append(hist["exact_divergence"], value)
+        new_iterations = np.append(hist["exact_iteration"], iteration)
+        new_values = np.append(hist["exact_divergence"], value)
+        hist["exact_iteration"], hist["exact_divergence"] = new_iterations, new_values
+
+    def exact_recorded_at(iteration: int) -> bool:
+        return hist["exact_iteration"].size > 0 and int(hist["exact_iteration"][-1]) == iteration
 
     def fail(t: int, quantity: str, detail: str = ""):
         raise TrainingDivergedError(t, quantity, detail, last_checkpoint)
 
     t0 = time.perf_counter()
     end = T if stop_after is None else min(T, stop_after)
-    if start == 0 and exact_divergence is not None and config.eval_every and hist["exact_iteration"].size == 0:
-        record_exact(0)
+    # the evaluation due at `start` (at 0, or one that an interrupt cut short before the checkpoint)
+    if (exact_divergence is not None and config.eval_every and start % config.eval_every == 0
+            and not exact_recorded_at(start)):
+        record_exact(start)
     committed = start
     t = start
-    rng_at_step_start = rng.bit_generator.state
+    # (generator state, sampler state) at the start of the step being drawn, None between steps;
+    # the sampler state is copied only when it can be checkpointed
+    step_start = None
+    snapshot_sampler = stateful["sampler"] and checkpoint_path is not None
+    # the evaluator's state before an evaluation in progress (restored if it is interrupted)
+    exact_before = None
     bar = progress(range(start, end), total=T, initial=start, desc=desc or config.divergence,
                    enabled=show_progress)
     try:
         for t in bar:
-            rng_at_step_start = rng.bit_generator.state
+            step_start = (rng.bit_generator.state,
+                          _state_copy(sampler, "sampler") if snapshot_sampler else None)
             lr_e = learning_rate(config.schedule, config.lr_energy, t, T, final_fraction=config.final_lr_fraction)
             lr_h = learning_rate(config.schedule, config.lr_critic, t, T, final_fraction=config.final_lr_fraction)
             x_pos = target.sample(rng, config.batch_size)
@@ -446,14 +574,24 @@ def train(config: TrainingConfig, target, energy, critic=None, *,
                 avg_count += 1
                 avg += (theta - avg) / avg_count
             committed = t + 1
+            step_start = None
             if config.eval_every and committed % config.eval_every == 0:
+                if stateful["exact_divergence"] and checkpoint_path is not None:
+                    exact_before = _state_copy(exact_divergence, "exact_divergence")
                 record_exact(committed)
+                exact_before = None
             if checkpoint_path is not None and committed % checkpoint_every == 0:
                 save(committed)
     except KeyboardInterrupt:
-        # keep everything but the interrupted step: the generator is rewound to its state
-        # at the start of that step, so a resumed run equals an uninterrupted one
-        save(committed, None if committed == t + 1 else rng_at_step_start)
+        # keep everything but the interrupted step: the generator and the sampler's state are
+        # rewound to the start of that step, an evaluation cut short is undone (and redone on
+        # resume), so a resumed run equals an uninterrupted one
+        rng_state, role_state = None, {}
+        if step_start is not None:
+            rng_state, role_state["sampler"] = step_start
+        if exact_before is not None and not exact_recorded_at(committed):
+            role_state["exact_divergence"] = exact_before
+        save(committed, rng_state, role_state)
         raise
     finally:
         bar.close()

@@ -4,17 +4,25 @@ replay buffer, judged by exact grid divergences (issue 8; :mod:`febm_ref.experim
 One run::
 
     febm-ref fit2d --target eight_gaussians --divergence kl [--method febm|cd] [--iters N] [--seed S]
-                   [--sampler d16|ula] [--json] [--out DIR]
+                   [--sampler d16|ula] [--json] [--out DIR [--resume]]
 
 The results table (every target x (kl, reverse_kl, jensen_shannon, squared_hellinger, cd) x seeds)::
 
-    febm-ref fit2d --all --out results2d [--seeds 3]
+    febm-ref fit2d --all --out results2d [--seeds 3] [--resume]
 
 ``--all`` writes one JSON per run to ``DIR/runs/`` atomically and skips runs whose JSON already
 exists, so an interrupted table resumes where it stopped; then ``DIR/table.md`` and
 ``DIR/summary.json``. Per run, the trainer writes a checkpoint (``DIR/<run>.ckpt.npz``) every 250
-iterations; a diverged run is reported with its iteration and the last good checkpoint is kept.
-A run is not resumable (the replay buffer is not part of the trainer's checkpoint): it restarts.
+iterations (and when interrupted by Ctrl-C); a diverged run is reported with its iteration and the
+last good checkpoint is kept.
+
+The checkpoint holds everything the run carries between iterations, the replay buffer and the
+metric curve included (:mod:`febm_ref.experiments2d`), so ``--resume`` continues a run from it and
+gives the numbers of an uninterrupted run bit for bit (its ``seconds`` are those of the resumed
+part only). A single run with ``--resume`` needs ``--out`` and its checkpoint there; ``--all
+--resume`` continues the unfinished runs that have a checkpoint and starts the others (without
+``--resume`` an unfinished run restarts from iteration 0). A checkpoint of other settings is
+refused, naming the differences.
 """
 
 from __future__ import annotations
@@ -56,6 +64,8 @@ def add_parser(subparsers):
     p.add_argument("--targets", nargs="+", choices=TARGETS_2D, default=None, help="restrict --all to targets")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument("--out", default=None, help="output directory (checkpoints, run JSON, npz)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from the checkpoint in --out (with --all: the unfinished runs that have one)")
     p.set_defaults(func=run)
     return p
 
@@ -96,11 +106,17 @@ def run(args) -> int:
 
     if args.seeds < 1:
         raise ValueError(f"--seeds must be >= 1, got {args.seeds}")
+    if args.resume and not args.out:
+        raise ValueError("--resume needs --out DIR (the checkpoint lives there)")
     if args.all:
         return run_table(args)
     cfg = _config(args)
     out_dir = Path(args.out) if args.out else None
-    result = run_experiment(cfg, out_dir=out_dir)
+    if args.resume:
+        ckpt = out_dir / f"{cfg.run_name()}.ckpt.npz"
+        if not ckpt.exists():
+            raise ValueError(f"--resume: no checkpoint at {ckpt}")
+    result = run_experiment(cfg, out_dir=out_dir, resume=args.resume)
     if out_dir is not None:
         _save_run(out_dir, dict(result))
     printable = {k: v for k, v in result.items() if k not in ("theta", "langevin_samples")}
@@ -137,7 +153,9 @@ def run_table(args) -> int:
                 if path.exists():
                     continue
                 cfg = _config(args, target=target, divergence=div, method=method, seed=seed)
-                result = run_experiment(cfg, out_dir=out_dir)
+                # --all --resume continues the runs that have a checkpoint and starts the others
+                resume = args.resume and (out_dir / f"{cfg.run_name()}.ckpt.npz").exists()
+                result = run_experiment(cfg, out_dir=out_dir, resume=resume)
                 _save_run(out_dir, dict(result))
                 print(_summary_line(result), flush=True)
     wall = time.perf_counter() - t0

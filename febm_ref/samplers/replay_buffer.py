@@ -14,6 +14,12 @@ clipped to ``[0, 1]``, and restored with uniform dequantisation ``lo + (hi - lo)
 to it: an explicit choice, documented here, never applied without ``quantize_8bit=True``.
 (The published code uses ``floor(255 clip(x, 0, 1))`` and ``k/256 + U/256``, which shrinks the
 range by 1/256; we use the consistent 256-bin form.)
+
+Checkpointing: the buffer follows the trainer's state protocol (:mod:`febm_ref.training`).
+:meth:`ReplayBuffer.state_arrays` returns its complete state, the stored rows in their storage
+dtype (float64, or the uint8 bin indices of an 8-bit buffer; only the filled rows), the position
+of the next write and the capacity; :meth:`ReplayBuffer.load_state_arrays` restores it exactly,
+so that the restarts drawn after a resume are those of an uninterrupted run.
 """
 
 from __future__ import annotations
@@ -85,6 +91,49 @@ class ReplayBuffer:
 
     def __len__(self) -> int:
         return self._size
+
+    def state_arrays(self) -> dict:
+        """The complete state (module docstring): ``points`` (the ``len(self)`` stored rows, in
+        storage order and dtype), ``next`` (index of the next row to overwrite) and ``capacity``.
+
+        ``points`` is a view of the live store; copy it to keep it (the trainer does)."""
+        return {"points": self._store[:self._size], "next": np.array(self._next, dtype=np.int64),
+                "capacity": np.array(self.capacity, dtype=np.int64)}
+
+    def load_state_arrays(self, arrays: dict) -> None:
+        """Restore a state from :meth:`state_arrays` (of a buffer with the same capacity, dimension
+        and storage).
+
+        Raises
+        ------
+        ValueError
+            Missing or extra arrays, another capacity, dimension or storage dtype, or a write
+            position that does not fit the number of rows (which a buffer filled by :meth:`add`
+            always satisfies: ``next == len`` until the buffer is full).
+        """
+        if not isinstance(arrays, dict) or set(arrays) != {"points", "next", "capacity"}:
+            got = sorted(arrays) if isinstance(arrays, dict) else type(arrays).__name__
+            raise ValueError(f"a ReplayBuffer state has the arrays ['capacity', 'next', 'points'], got {got}")
+        capacity = np.asarray(arrays["capacity"])
+        nxt = np.asarray(arrays["next"])
+        points = np.asarray(arrays["points"])
+        if capacity.shape != () or capacity.dtype.kind not in "iu" or int(capacity) != self.capacity:
+            raise ValueError(f"the saved buffer has capacity {capacity!r}, this one {self.capacity}")
+        if points.ndim != 2 or points.shape[1] != self.dim or points.shape[0] > self.capacity:
+            raise ValueError(f"saved points must have shape (k <= {self.capacity}, {self.dim}), got {points.shape}")
+        if points.dtype != self._store.dtype:
+            raise ValueError(f"saved points have dtype {points.dtype}, this buffer stores {self._store.dtype} "
+                             f"({'8-bit' if self.quantize else 'float64'} storage)")
+        if nxt.shape != () or nxt.dtype.kind not in "iu":
+            raise ValueError(f"next must be an integer scalar, got {nxt!r}")
+        size, nxt = points.shape[0], int(nxt)
+        full = size == self.capacity
+        if not (0 <= nxt < self.capacity) or (not full and nxt != size):
+            raise ValueError(f"write position next = {nxt} does not fit {size} stored rows of capacity "
+                             f"{self.capacity}")
+        store = np.zeros_like(self._store)
+        store[:size] = points
+        self._store, self._size, self._next = store, size, nxt
 
     def _reset_draws(self, rng, n):
         x = as_float_array(self.reset(rng, n), "reset(rng, n)", ndim=2)
