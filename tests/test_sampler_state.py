@@ -132,6 +132,64 @@ def test_stateful_sampler_resumes_bit_for_bit(tmp_path):
     assert resumed_sampler.calls == full_sampler.calls == 30
 
 
+class PersistentLangevinSampler:
+    """PCD-style negatives: persistent chains (some restarted each call) moved by two ULA
+    steps (D15) on the energy; all state lives in a PersistentChains."""
+
+    def __init__(self, n=25):
+        from febm_ref.samplers import PersistentChains
+
+        self.chains = PersistentChains(np.linspace(-2.0, 2.0, n)[:, None], _normal_reset, reinit_prob=0.2)
+
+    def __call__(self, rng, energy, n):
+        x = self.chains.starting_points(rng)
+        for _ in range(2):
+            x = x - 0.05 * energy.grad_x(x) + np.sqrt(0.1) * rng.standard_normal(x.shape)
+        self.chains.update(x)
+        return x
+
+    def state_arrays(self):
+        return self.chains.state_arrays()
+
+    def load_state_arrays(self, arrays):
+        self.chains.load_state_arrays(arrays)
+
+
+def _normal_reset(rng, n):
+    return rng.standard_normal((n, 1))
+
+
+def test_persistent_chains_resume_bit_for_bit(tmp_path):
+    """A sampler built on PersistentChains, stopped at iteration 9 and resumed, equals the
+    uninterrupted run (parameters, losses and the chains themselves)."""
+    full_sampler = PersistentLangevinSampler()
+    full = _train_1d(full_sampler)
+    ck = tmp_path / "ck.npz"
+    _train_1d(PersistentLangevinSampler(), checkpoint_path=ck, checkpoint_every=4, stop_after=9)
+    resumed_sampler = PersistentLangevinSampler()
+    rest = _train_1d(resumed_sampler, checkpoint_path=ck, resume=True)
+    np.testing.assert_array_equal(rest.energy.params, full.energy.params)
+    np.testing.assert_array_equal(rest.history["loss"], full.history["loss"])
+    np.testing.assert_array_equal(resumed_sampler.chains.x, full_sampler.chains.x)
+    assert not np.array_equal(full_sampler.chains.x, PersistentLangevinSampler().chains.x)
+
+
+def test_persistent_chains_state_round_trip_and_errors():
+    from febm_ref.samplers import PersistentChains
+
+    a = PersistentChains(np.arange(6.0).reshape(3, 2))
+    b = PersistentChains(np.zeros((3, 2)))
+    b.load_state_arrays(a.state_arrays())
+    np.testing.assert_array_equal(b.x, a.x)
+    with pytest.raises(ValueError, match="shape"):
+        PersistentChains(np.zeros((4, 2))).load_state_arrays(a.state_arrays())
+    with pytest.raises(ValueError, match="single array"):
+        b.load_state_arrays({"x": a.x, "extra": a.x})
+    with pytest.raises(ValueError, match="finite"):
+        b.load_state_arrays({"x": np.full((3, 2), np.nan)})
+    np.testing.assert_array_equal(b.x, a.x)  # the refused loads changed nothing
+
+
 def test_keyboard_interrupt_rewinds_the_sampler_state(tmp_path):
     full = _train_1d(ReusingSampler())
 

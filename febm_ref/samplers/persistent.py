@@ -1,6 +1,10 @@
 """Persistent chains: the state of ``n`` Langevin chains kept across training iterations
 (persistent contrastive divergence style). Composes with any sampler's ``run`` and, if wanted,
 with a :class:`~febm_ref.samplers.replay_buffer.ReplayBuffer` (restart some chains each time).
+
+Like the replay buffer, it implements the sampler-state protocol of
+:func:`febm_ref.training.train` (``state_arrays`` / ``load_state_arrays``), so a sampler
+object built on it can hand its chains to the trainer's checkpoints and resume bit for bit.
 """
 
 from __future__ import annotations
@@ -54,3 +58,25 @@ class PersistentChains:
         if x.shape != self.x.shape:
             raise ValueError(f"update expects shape {self.x.shape}, got {x.shape}")
         self.x = x
+
+    def state_arrays(self) -> dict:
+        """The complete state: ``{"x": current points (n_chains, d)}`` (a view; the trainer
+        copies it). ``reset`` and ``reinit_prob`` are configuration, not state."""
+        return {"x": self.x}
+
+    def load_state_arrays(self, arrays: dict) -> None:
+        """Restore the points saved by :meth:`state_arrays` (same number of chains and
+        dimension); nothing changes if the check fails.
+
+        Raises
+        ------
+        ValueError
+            Other arrays than ``x``, another shape, or non-finite points.
+        """
+        if not isinstance(arrays, dict) or set(arrays) != {"x"}:
+            got = sorted(arrays) if isinstance(arrays, dict) else type(arrays).__name__
+            raise ValueError(f"a PersistentChains state has the single array 'x', got {got}")
+        x = as_chain_points(arrays["x"], "x")
+        if x.shape != self.x.shape:
+            raise ValueError(f"saved chains have shape {x.shape}, these chains {self.x.shape}")
+        self.x = x.copy()
