@@ -65,12 +65,16 @@ def kernel_source_fingerprint() -> str:
 
 def numba_cache_dirs(source_dir) -> list:
     """Where Numba keeps the caches of functions defined in ``source_dir``: its ``__pycache__``
-    and, when ``NUMBA_CACHE_DIR`` is set, the mirror of ``source_dir`` below it."""
+    and, when ``NUMBA_CACHE_DIR`` is set, the subdirectory that Numba's own locator derives
+    from ``source_dir`` there (``<dir name>_<sha1 of the path>`` in numba 0.68)."""
     source_dir = Path(source_dir).resolve()
     dirs = [source_dir / "__pycache__"]
     if numba.config.CACHE_DIR:
-        relative = os.path.splitdrive(str(source_dir))[1].lstrip(os.sep)
-        dirs.append(Path(numba.config.CACHE_DIR) / relative)
+        from numba.core import caching
+
+        locator = getattr(caching, "UserProvidedCacheLocator", None) or caching._UserProvidedCacheLocator
+        subpath = locator.get_suitable_cache_subpath(str(source_dir / "module.py"))
+        dirs.append(Path(numba.config.CACHE_DIR) / subpath)
     return dirs
 
 

@@ -504,11 +504,13 @@ below it the per-point kernels (less call overhead for a handful of samples)."""
 
 BATCH_MAJOR_BLOCK = 64
 """Rows per batch-major block: each ``dgemm`` stays below OpenBLAS's multithreading
-threshold, so it runs in the calling (Numba) thread. A divisor of :data:`WEIGHTED_CHUNK`,
+threshold (``m n k <= 2^18``) for hidden widths up to 64, so it runs in the calling (Numba)
+thread; with wider layers, set ``OPENBLAS_NUM_THREADS=1`` for the parallel kernels. A divisor of :data:`WEIGHTED_CHUNK`,
 so the serial kernels (blocks from row 0) and the parallel ones (blocks from the start of
 each chunk) cut a batch into the same blocks."""
 
-assert WEIGHTED_CHUNK % BATCH_MAJOR_BLOCK == 0
+if WEIGHTED_CHUNK % BATCH_MAJOR_BLOCK:  # not an assert: it must hold under python -O as well
+    raise ImportError("BATCH_MAJOR_BLOCK must divide WEIGHTED_CHUNK (same blocks serial and parallel)")
 
 
 @njit

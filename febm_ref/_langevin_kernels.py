@@ -68,7 +68,9 @@ chain-step than 32-chain blocks at N = 1024 (one thread, three interleaved runs)
 block whose ``64 x 64 x 64`` products stay at OpenBLAS's single-thread size limit
 (``m n k <= 2^18``): 128-chain blocks were another 3-8 % faster on one thread, but inside the
 ``prange`` loop each product then started OpenBLAS threads of its own, and the parallel loop
-fell from 3.5M to 1.6M chain-steps/s (N = 1024, 2 cores)."""
+fell from 3.5M to 1.6M chain-steps/s (N = 1024, 2 cores). The limit holds for hidden widths up
+to 64 (the 2-64-64-1 models of the paper's toys); with wider layers the products of a block
+exceed it, and the ``numba-parallel`` backend should run with ``OPENBLAS_NUM_THREADS=1``."""
 
 
 def chains_per_block(n_chains: int) -> int:

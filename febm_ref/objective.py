@@ -61,7 +61,6 @@ __all__ = [
     "covariance_weights",
     "febm_gradient",
     "febm_critic_gradient",
-    "febm_terms_checked",
     "febm_energy_gradient",
     "febm_objective_value",
     "contrastive_divergence_gradient",
@@ -291,6 +290,9 @@ def febm_terms_checked(div: Divergence, energy, critic, x_all: np.ndarray, n_pos
     want_diagnostics : bool
         False: ``diagnostics`` is an empty dict (saves the log-sum-exp of ``<e^{r-}>``).
     """
+    if x_all.ndim != 2 or not 0 < n_pos < x_all.shape[0]:
+        raise ValueError(f"febm_terms_checked needs x_all of shape (n+ + n-, d) with 0 < n_pos < n+ + n-, "
+                         f"got shape {x_all.shape} and n_pos={n_pos}; use febm_gradient for unchecked input")
     lam = l2_weight
     n_all = x_all.shape[0]
     n_neg = n_all - n_pos

@@ -350,9 +350,35 @@ def test_stale_caches_are_discarded_when_the_kernel_sources_change(tmp_path, mon
     assert _jit.discard_stale_caches(tmp_path) == 0  # current stamp: kept
     (cache / _jit._STAMP_NAME).write_text("an older fingerprint")
     assert _jit.discard_stale_caches(tmp_path) == 1
-    # with NUMBA_CACHE_DIR, the mirror of the source directory below it is handled as well
-    monkeypatch.setattr(numba.config, "CACHE_DIR", str(tmp_path / "numba_cache"))
-    mirror = _jit.numba_cache_dirs(tmp_path)[1]
-    mirror.mkdir(parents=True)
-    (mirror / "m.f-1.py311.nbi").write_text("x")
-    assert _jit.discard_stale_caches(tmp_path) == 1 and (mirror / _jit._STAMP_NAME).exists()
+
+
+@pytest.mark.parametrize("with_cache_dir", [False, True], ids=["in-tree", "NUMBA_CACHE_DIR"])
+def test_stale_cache_guard_finds_the_files_numba_really_writes(tmp_path, monkeypatch, with_cache_dir):
+    """A real cached function, compiled from a module in a temporary directory, writes its
+    index and machine code where numba_cache_dirs says (in __pycache__, or below
+    NUMBA_CACHE_DIR as Numba's own locator names it), and discard_stale_caches deletes them."""
+    import importlib.util
+
+    import numba
+
+    from febm_ref import _jit
+
+    if numba.config.DISABLE_JIT:
+        pytest.skip("nothing is cached without the JIT")
+    source = tmp_path / "src"
+    source.mkdir()
+    (source / "tiny_kernel.py").write_text(
+        "from febm_ref._jit import njit\n\n@njit\ndef twice(x):\n    return 2.0 * x\n")
+    cache_root = tmp_path / "numba_cache"
+    monkeypatch.setattr(numba.config, "CACHE_DIR", str(cache_root) if with_cache_dir else "")
+    spec = importlib.util.spec_from_file_location("tiny_kernel_for_cache_test", source / "tiny_kernel.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.twice(1.5) == 3.0
+    root = cache_root if with_cache_dir else source
+    written = sorted(p for p in root.rglob("*") if p.suffix in (".nbi", ".nbc"))
+    assert written, "Numba wrote no cache files"
+    expected_dir = _jit.numba_cache_dirs(source)[1 if with_cache_dir else 0]
+    assert {p.parent for p in written} == {expected_dir}
+    assert _jit.discard_stale_caches(source) == len(written)
+    assert not any(p.exists() for p in written)

@@ -327,3 +327,22 @@ def test_single_component_mixture_is_the_gaussian_target():
     t = GaussianMixture1D([1.0], [0.5], [1.69])
     x = np.linspace(-4, 4, 9)
     np.testing.assert_allclose(t.log_density(x), -TARGET.energy(x) - TARGET.log_normalizer(), rtol=1e-14, atol=1e-14)
+
+
+def test_checked_hot_path_still_refuses_batches_without_both_parts():
+    """febm_terms_checked (the trainer's pre-validated path) gives a clear ValueError, not a
+    ZeroDivisionError, when x_all holds no negatives or no positives."""
+    from febm_ref.objective import febm_terms_checked
+
+    x_all = np.linspace(-1.0, 1.0, 6)[:, None]
+    critic = MLPEnergy.random_init(np.random.default_rng(0), 1, (4,), "tanh")
+    for n_pos in (0, 6):
+        with pytest.raises(ValueError, match="0 < n_pos"):
+            febm_terms_checked(get_divergence("kl"), GaussianEnergy1D(), critic, x_all, n_pos,
+                               l2_weight=0.0, covariance="batch")
+    g = febm_terms_checked(get_divergence("kl"), GaussianEnergy1D(), critic, x_all, 3,
+                           l2_weight=0.0, covariance="batch")
+    # the loss of D13 on this batch: mean g_data(r+) - mean g_model(r-) with r = H + E
+    r = critic.energy(x_all) + GaussianEnergy1D().energy(x_all)
+    div = get_divergence("kl")
+    assert abs(g.loss - (np.mean(div.g_data(r[:3])) - np.mean(div.g_model(r[3:])))) <= 1e-14

@@ -19,8 +19,9 @@ from febm_ref.samplers._base import NonFiniteChainError, as_chain_points, check_
 from febm_ref.samplers.decoupled_langevin import check_box
 
 BACKENDS = ("numba", "numba-parallel", "numpy")
-"""``numba``: one thread; ``numba-parallel``: prange over blocks of chains (identical numbers);
-``numpy``: the vectorised twin."""
+"""``numba``: one thread; ``numba-parallel``: prange over blocks of chains (identical numbers;
+for hidden layers wider than 64, run it with ``OPENBLAS_NUM_THREADS=1``, see
+:data:`febm_ref._langevin_kernels.LARGE_BLOCK`); ``numpy``: the vectorised twin."""
 
 
 class MLPLangevinResult(NamedTuple):
