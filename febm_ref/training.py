@@ -45,8 +45,10 @@ without it cannot be resumed with an object that has it, and the names must agre
 a ``ValueError``. An object defining only one of the two methods is a ``TypeError``. Callables
 without the protocol (the default exact sampler, plain functions) are handled as before and
 their checkpoints are unchanged. On ``KeyboardInterrupt`` the sampler's state is saved as it was
-at the start of the interrupted step (a copy taken each iteration while checkpointing), so the
-interrupted step is redone exactly.
+at the start of the interrupted step, and so are the generator, the parameters, both optimiser
+states, the averages and the history (copies taken each iteration while checkpointing: an
+interrupt may come after an optimiser step of the critic or the energy), so the interrupted
+step is redone exactly.
 
 NaN/inf guard: a non-finite loss, gradient or parameter, or an invalid energy parameter
 (``sigma <= 0``), stops training with :class:`TrainingDivergedError` naming the iteration
@@ -318,6 +320,17 @@ def _check_checkpoint_state(ck: dict, role: str, obj, stateful: bool, path) -> O
     return {name: ck[f"{role}.{name}"] for name in names}
 
 
+@dataclass(frozen=True)
+class _StepStart:
+    """The state at the start of a training step, written instead of the live state when the step is
+    interrupted: the generator state, the sampler's state arrays (None when not checkpointed) and
+    the training state of ``train``'s ``training_state()`` (None when not checkpointing)."""
+
+    rng_state: dict
+    sampler_state: Optional[dict]
+    training_state: Optional[dict]
+
+
 def _default_sampler(rng, energy, n):
     from febm_ref.samplers.exact import sample
 
@@ -489,18 +502,42 @@ def train(config: TrainingConfig, target, energy, critic=None, *,
         record_exact(start)
     committed = start
     t = start
-    # (generator state, sampler state) at the start of the step being drawn, None between steps;
-    # the sampler state is copied only when it can be checkpointed
+    # the state at the start of the step being drawn (_StepStart), None between steps: the generator
+    # state always; when checkpointing also copies of all else the step changes before it commits
+    # (sampler state, optimiser states, parameters, averages, the step's history rows)
     step_start = None
-    snapshot_sampler = stateful["sampler"] and checkpoint_path is not None
+    snapshot_state = checkpoint_path is not None
+    snapshot_sampler = stateful["sampler"] and snapshot_state
+
+    def training_state() -> dict:
+        """What the step mutates besides the generator and the sampler (copies where mutated in place)."""
+        averaging = config.average_from is not None and t >= config.average_from
+        hist_rows = {"loss": hist["loss"][t], "mean_exp_r_neg": hist["mean_exp_r_neg"][t]}
+        if record_theta:
+            hist_rows["theta"] = hist["theta"][t].copy()
+        return {"theta": theta, "omega": omega, "opt_e": opt_e.state_dict(),
+                "opt_h": opt_h.state_dict() if febm else None,
+                "avg": avg.copy() if averaging else avg, "avg_count": avg_count, "hist_rows": hist_rows}
+
+    def rewind_training_state(state: dict) -> None:
+        """Put back :func:`training_state` (before writing the checkpoint of an interrupted step)."""
+        nonlocal theta, omega, avg, avg_count
+        theta, omega, avg, avg_count = state["theta"], state["omega"], state["avg"], state["avg_count"]
+        opt_e.load_state_dict(state["opt_e"])
+        if febm:
+            opt_h.load_state_dict(state["opt_h"])
+        for key, row in state["hist_rows"].items():
+            hist[key][t] = row
+
     # the evaluator's state before an evaluation in progress (restored if it is interrupted)
     exact_before = None
     bar = progress(range(start, end), total=T, initial=start, desc=desc or config.divergence,
                    enabled=show_progress)
     try:
         for t in bar:
-            step_start = (rng.bit_generator.state,
-                          _state_copy(sampler, "sampler") if snapshot_sampler else None)
+            step_start = _StepStart(rng.bit_generator.state,
+                                    _state_copy(sampler, "sampler") if snapshot_sampler else None,
+                                    training_state() if snapshot_state else None)
             lr_e = learning_rate(config.schedule, config.lr_energy, t, T, final_fraction=config.final_lr_fraction)
             lr_h = learning_rate(config.schedule, config.lr_critic, t, T, final_fraction=config.final_lr_fraction)
             x_pos = target.sample(rng, config.batch_size)
@@ -583,12 +620,15 @@ def train(config: TrainingConfig, target, energy, critic=None, *,
             if checkpoint_path is not None and committed % checkpoint_every == 0:
                 save(committed)
     except KeyboardInterrupt:
-        # keep everything but the interrupted step: the generator and the sampler's state are
-        # rewound to the start of that step, an evaluation cut short is undone (and redone on
-        # resume), so a resumed run equals an uninterrupted one
+        # keep everything but the interrupted step: the generator, the sampler's state, the
+        # optimiser states, the parameters, the averages and the history are rewound to the start
+        # of that step (if it had not committed yet), an evaluation cut short is undone (and redone
+        # on resume), so a resumed run equals an uninterrupted one
         rng_state, role_state = None, {}
-        if step_start is not None:
-            rng_state, role_state["sampler"] = step_start
+        if step_start is not None and committed == t:
+            rng_state, role_state["sampler"] = step_start.rng_state, step_start.sampler_state
+            if step_start.training_state is not None:
+                rewind_training_state(step_start.training_state)
         if exact_before is not None and not exact_recorded_at(committed):
             role_state["exact_divergence"] = exact_before
         save(committed, rng_state, role_state)

@@ -16,6 +16,7 @@ from febm_ref.cli import main
 from febm_ref.energies import GaussianEnergy1D, MLPEnergy
 from febm_ref.samplers import ReplayBuffer
 from febm_ref.targets import paper_mixture_1d
+import febm_ref.training as training
 from febm_ref.training import TrainingConfig, has_state_protocol, load_checkpoint, train
 
 TARGET_1D = paper_mixture_1d()
@@ -108,8 +109,8 @@ def _critic():
     return MLPEnergy.random_init(np.random.default_rng(0), 1, (6,), "tanh")
 
 
-def _train_1d(sampler, **kw):
-    return train(_small_1d(), TARGET_1D, GaussianEnergy1D(), _critic(), sample_negatives=sampler,
+def _train_1d(sampler, config=None, **kw):
+    return train(config or _small_1d(), TARGET_1D, GaussianEnergy1D(), _critic(), sample_negatives=sampler,
                  sampler_name="reusing", **kw)
 
 
@@ -190,24 +191,77 @@ def test_persistent_chains_state_round_trip_and_errors():
     np.testing.assert_array_equal(b.x, a.x)  # the refused loads changed nothing
 
 
-def test_keyboard_interrupt_rewinds_the_sampler_state(tmp_path):
-    full = _train_1d(ReusingSampler())
+_INTERRUPTED_ITERATION = 16
 
-    class InterruptedAfterDrawing(ReusingSampler):
-        def __call__(self, rng, energy, n):
-            x = super().__call__(rng, energy, n)  # state already advanced when we interrupt
-            if self.calls == 17:
-                raise KeyboardInterrupt
-            return x
+
+class InterruptedAfterDrawing(ReusingSampler):
+    """Raises KeyboardInterrupt in the sampler of iteration 16, after its state has advanced."""
+
+    def __call__(self, rng, energy, n):
+        x = super().__call__(rng, energy, n)
+        if self.calls == _INTERRUPTED_ITERATION + 1:
+            raise KeyboardInterrupt
+        return x
+
+
+def _interrupt_gradient(monkeypatch, kind, call):
+    """Make ``febm_terms_checked`` (as called by ``train``) raise KeyboardInterrupt on its ``call``-th
+    (1-based) call of ``kind``: "critic" (a critic gradient, ``want_theta=False``) or "energy"
+    (the energy gradient of the alternating update, after the critic's optimiser steps)."""
+    real = training.febm_terms_checked
+    calls = {"critic": 0, "energy": 0}
+
+    def wrapped(*args, want_omega=True, want_theta=True, **kw):
+        this = "critic" if not want_theta else "energy"
+        calls[this] += 1
+        if this == kind and calls[this] == call:
+            raise KeyboardInterrupt
+        return real(*args, want_omega=want_omega, want_theta=want_theta, **kw)
+
+    monkeypatch.setattr(training, "febm_terms_checked", wrapped)
+
+
+@pytest.mark.parametrize("where, critic_steps", [("sampler", 1), ("sampler", 2), ("energy_step", 1),
+                                                 ("energy_step", 2), ("critic_step_2", 2)])
+def test_keyboard_interrupt_rewinds_to_the_start_of_the_step(tmp_path, monkeypatch, where, critic_steps):
+    """An interrupt anywhere in a step (in the sampler, or after Adam steps of the critic) writes the
+    checkpoint of the step's start, equal to that of a run stopped there (alternating updates,
+    Polyak averaging on); the resumed run equals the uninterrupted one bit for bit."""
+    config = _small_1d(critic_steps=critic_steps, average_from=5)
+    assert config.optimizer == "adam" and config.update == "alternating"
+    full = _train_1d(ReusingSampler(), config)
+    stopped = tmp_path / "stopped.npz"
+    _train_1d(ReusingSampler(), config, checkpoint_path=stopped, stop_after=_INTERRUPTED_ITERATION)
 
     ck = tmp_path / "ck.npz"
+    sampler = ReusingSampler()
+    if where == "sampler":
+        sampler = InterruptedAfterDrawing()
+    elif where == "energy_step":
+        _interrupt_gradient(monkeypatch, "energy", _INTERRUPTED_ITERATION + 1)
+    else:  # in the gradient of the second critic step of iteration 16, after the first one's Adam step
+        _interrupt_gradient(monkeypatch, "critic", _INTERRUPTED_ITERATION * critic_steps + 2)
     with pytest.raises(KeyboardInterrupt):
-        _train_1d(InterruptedAfterDrawing(), checkpoint_path=ck, checkpoint_every=1000)
-    saved = load_checkpoint(ck)
-    assert saved["meta"]["iteration"] == 16 and int(saved["sampler.calls"]) == 16
-    rest = _train_1d(ReusingSampler(), checkpoint_path=ck, resume=True)
+        _train_1d(sampler, config, checkpoint_path=ck, checkpoint_every=1000)
+    monkeypatch.undo()
+
+    saved, expected = load_checkpoint(ck), load_checkpoint(stopped)
+    assert saved["meta"]["iteration"] == _INTERRUPTED_ITERATION and int(saved["sampler.calls"]) == 16
+    # the checkpoint is the state at the start of iteration 16, whatever the step had changed
+    assert saved["meta"] == expected["meta"]
+    assert sorted(saved) == sorted(expected)
+    for key in saved:
+        if key != "meta":
+            np.testing.assert_array_equal(saved[key], expected[key], err_msg=key)
+
+    rest = _train_1d(ReusingSampler(), config, checkpoint_path=ck, resume=True)
+    assert rest.completed and rest.iterations_done == full.iterations_done
     np.testing.assert_array_equal(rest.energy.params, full.energy.params)
-    np.testing.assert_array_equal(rest.history["loss"], full.history["loss"])
+    np.testing.assert_array_equal(rest.critic.params, full.critic.params)
+    assert full.averaged_theta is not None
+    np.testing.assert_array_equal(rest.averaged_theta, full.averaged_theta)
+    for key in full.history:
+        np.testing.assert_array_equal(rest.history[key], full.history[key], err_msg=key)
 
 
 def test_state_protocol_mismatch_is_a_clear_error(tmp_path):
