@@ -297,8 +297,11 @@ def _activate_layer(act, Z, b, D):
 
 
 @njit(inline="always")
-def _forward_into(params, sizes, act, X, cache, energy):
-    """Forward pass of the rows of ``X`` into ``energy`` (n,); fills ``cache``."""
+def _forward_into(params, sizes, act, X, cache, energy, derivatives):
+    """Forward pass of the rows of ``X`` into ``energy`` (n,); the hidden activations go to
+    the activation blocks of ``cache``. ``derivatives`` is ``cache`` again (``act'(z_l)`` into
+    its derivative blocks, for a backward pass) or ``None`` (values only: Numba removes the
+    other branch at compile time, and the values are the same bit for bit)."""
     n = X.shape[0]
     n_layers = sizes.shape[0] - 1
     p_off = 0
@@ -310,9 +313,12 @@ def _forward_into(params, sizes, act, X, cache, energy):
         W = params[p_off:p_off + n_in * n_out].reshape((n_in, n_out))
         b = params[p_off + n_in * n_out:p_off + (n_in + 1) * n_out]
         A = cache[c_off:c_off + n * n_out].reshape((n, n_out))
-        D = cache[c_off + n * n_out:c_off + 2 * n * n_out].reshape((n, n_out))
         _hidden_product(prev, W, A)
-        _activate_layer(act, A, b, D)
+        if derivatives is None:
+            _activate_values(act, A, b)
+        else:
+            D = derivatives[c_off + n * n_out:c_off + 2 * n * n_out].reshape((n, n_out))
+            _activate_layer(act, A, b, D)
         prev = A
         c_off += 2 * n * n_out
         p_off += (n_in + 1) * n_out
@@ -329,7 +335,7 @@ def mlp_forward_cached(params, sizes, act, X, cache):
     their derivatives stored in ``cache`` (length :func:`cache_size`, layout in the module
     docstring)."""
     energy = np.empty(X.shape[0])
-    _forward_into(params, sizes, act, X, cache, energy)
+    _forward_into(params, sizes, act, X, cache, energy, cache)
     return energy
 
 
@@ -392,7 +398,7 @@ def mlp_energy_grad_x_block(params, sizes, act, X, energy, grad, cache):
     the C-contiguous ``X`` (n, d), by matrix products; ``cache`` is scratch of length at
     least :func:`cache_size` ``(sizes, n)``. No allocation: the inner call of the blocked
     Langevin loops and of the large-batch kernels."""
-    _forward_into(params, sizes, act, X, cache, energy)
+    _forward_into(params, sizes, act, X, cache, energy, cache)
     mlp_grad_x_from_cache(params, sizes, X, cache, grad)
 
 
@@ -453,28 +459,8 @@ def mlp_forward_values(params, sizes, act, X, cache):
     the energies equal those of :func:`mlp_forward_cached` bit for bit. For evaluations that
     need no backward pass (the critic in the energy step of D13).
     """
-    n = X.shape[0]
-    n_layers = sizes.shape[0] - 1
-    p_off = 0
-    c_off = 0
-    prev = X
-    for l in range(n_layers - 1):
-        n_in = sizes[l]
-        n_out = sizes[l + 1]
-        W = params[p_off:p_off + n_in * n_out].reshape((n_in, n_out))
-        b = params[p_off + n_in * n_out:p_off + (n_in + 1) * n_out]
-        A = cache[c_off:c_off + n * n_out].reshape((n, n_out))
-        _hidden_product(prev, W, A)
-        _activate_values(act, A, b)
-        prev = A
-        c_off += 2 * n * n_out
-        p_off += (n_in + 1) * n_out
-    energy = np.empty(n)
-    n_in = sizes[n_layers - 1]
-    np.dot(prev, params[p_off:p_off + n_in], energy)
-    b_out = params[p_off + n_in]
-    for k in range(n):
-        energy[k] += b_out
+    energy = np.empty(X.shape[0])
+    _forward_into(params, sizes, act, X, cache, energy, None)
     return energy
 
 

@@ -522,7 +522,7 @@ def _energy_major(params, sizes, act, X, start, stop, energies):
         m = min(stop - s, BATCH_MAJOR_BLOCK)
         e = np.empty(m)
         _forward_into(params, sizes, act, np.ascontiguousarray(X[s:s + m]),
-                      cache[:cache_length(sizes, m)], e)
+                      cache[:cache_length(sizes, m)], e, None)  # values only
         for k in range(m):
             energies[s + k] = e[k]
 
@@ -560,7 +560,7 @@ def _weighted_major(params, sizes, act, X, w, chunk, c_start, c_stop, partial):
             xb = np.ascontiguousarray(X[s:s + m])
             cb = cache[:cache_length(sizes, m)]
             e = np.empty(m)
-            _forward_into(params, sizes, act, xb, cb, e)
+            _forward_into(params, sizes, act, xb, cb, e, cb)
             row += mlp_weighted_backward_cached(params, sizes, xb, cb,
                                                 np.ascontiguousarray(w[s:s + m]))
 
