@@ -81,8 +81,6 @@ from inner loops); :func:`check_mlp_spec` is the validation the wrappers use.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 from numba import prange
 

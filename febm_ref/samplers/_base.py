@@ -135,6 +135,23 @@ def gaussian_noise(rng_or_noise, shape: tuple, name: str = "noise") -> np.ndarra
     return z
 
 
+def gaussian_and_uniform(rng_or_noise, shape: tuple, normal_name: str) -> tuple[np.ndarray, np.ndarray]:
+    """The randomness of one Metropolis-adjusted step: standard normals of ``shape`` (the
+    proposal noise or momentum, called ``normal_name``) and one uniform per chain for the
+    accept test, drawn in that order from a Generator, or a pre-drawn pair checked."""
+    n = shape[0]
+    if isinstance(rng_or_noise, np.random.Generator):
+        return rng_or_noise.standard_normal(shape), rng_or_noise.random(n)
+    if not (isinstance(rng_or_noise, tuple) and len(rng_or_noise) == 2):
+        raise TypeError(f"rng_or_noise must be a numpy.random.Generator or a pair ({normal_name}, u) of "
+                        "pre-drawn normal (n, d) and uniform (n,) arrays")
+    normal = gaussian_noise(rng_or_noise[0], shape, normal_name)
+    u = as_float_array(rng_or_noise[1], "u", ndim=1)
+    if u.shape != (n,):
+        raise ValueError(f"pre-drawn u must have shape ({n},), got {u.shape}")
+    return normal, u
+
+
 class RunResult(NamedTuple):
     """Output of a ``run`` helper.
 

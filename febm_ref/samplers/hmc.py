@@ -20,9 +20,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-from febm_ref._validation import as_float_array, check_positive_int
+from febm_ref._validation import check_positive_int
 from febm_ref.samplers._base import (ChainState, NonFiniteChainError, RunResult, check_step_size,
-                                     evaluate, gaussian_noise, init_state, run_steps)
+                                     evaluate, gaussian_and_uniform, init_state, run_steps)
 
 
 class HMCInfo(NamedTuple):
@@ -84,18 +84,7 @@ def step(rng_or_noise, state: ChainState, energy, step_size: float,
     eps = check_step_size(step_size)
     n_leapfrog = check_positive_int(n_leapfrog, "n_leapfrog")
     x, e_x, g_x = state
-    n = x.shape[0]
-    if isinstance(rng_or_noise, np.random.Generator):
-        p0 = rng_or_noise.standard_normal(x.shape)
-        u = rng_or_noise.random(n)
-    else:
-        if not (isinstance(rng_or_noise, tuple) and len(rng_or_noise) == 2):
-            raise TypeError("rng_or_noise must be a numpy.random.Generator or a pair (p0, u) of "
-                            "pre-drawn normal (n, d) and uniform (n,) arrays")
-        p0 = gaussian_noise(rng_or_noise[0], x.shape, "p0")
-        u = as_float_array(rng_or_noise[1], "u", ndim=1)
-        if u.shape != (n,):
-            raise ValueError(f"pre-drawn u must have shape ({n},), got {u.shape}")
+    p0, u = gaussian_and_uniform(rng_or_noise, x.shape, "p0")
     y, p1, e_y, g_y = leapfrog(x, p0, g_x, energy, eps, n_leapfrog)
     finite_pos = np.all(np.isfinite(y), axis=1)
     if (finite_pos & np.isnan(e_y)).any():

@@ -20,9 +20,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from febm_ref._validation import as_float_array
 from febm_ref.samplers._base import (ChainState, NonFiniteChainError, RunResult, check_step_size,
-                                     evaluate, gaussian_noise, init_state, run_steps)
+                                     evaluate, gaussian_and_uniform, init_state, run_steps)
 
 
 class MALAInfo(NamedTuple):
@@ -53,18 +52,7 @@ def step(rng_or_noise, state: ChainState, energy, step_size: float) -> tuple[Cha
     """
     eps = check_step_size(step_size)
     x, e_x, g_x = state
-    n = x.shape[0]
-    if isinstance(rng_or_noise, np.random.Generator):
-        z = rng_or_noise.standard_normal(x.shape)
-        u = rng_or_noise.random(n)
-    else:
-        if not (isinstance(rng_or_noise, tuple) and len(rng_or_noise) == 2):
-            raise TypeError("rng_or_noise must be a numpy.random.Generator or a pair (z, u) of "
-                            "pre-drawn normal (n, d) and uniform (n,) arrays")
-        z = gaussian_noise(rng_or_noise[0], x.shape, "z")
-        u = as_float_array(rng_or_noise[1], "u", ndim=1)
-        if u.shape != (n,):
-            raise ValueError(f"pre-drawn u must have shape ({n},), got {u.shape}")
+    z, u = gaussian_and_uniform(rng_or_noise, x.shape, "z")
     y = x - 0.5 * eps * g_x + np.sqrt(eps) * z
     e_y, g_y = evaluate(energy, y)
     if np.isnan(e_y).any() or (np.isfinite(e_y)[:, None] & ~np.isfinite(g_y)).any():
