@@ -164,20 +164,33 @@ def jax_single_thread_rate(n: int, k: int, repeats: int) -> float:
     return float(res.stdout.split()[-1])
 
 
-def per_core_child(n: int, k: int, repeats: int) -> dict:
-    """Chain-steps per CPU-second, one thread, of every implementation (child process)."""
-    model = model_under_test()
-    x0, noise = problem(n, k)
+def all_runners(model, x0, noise):
+    """``({name: run() -> end points}, {peer: version})`` for every implementation available:
+    ours (numba one thread, numba-parallel, the per-point path, the NumPy twin) and the
+    installed peers (torch, jax), all on the same start points and pre-drawn noise."""
     runners = {
         "numba": lambda: mlp_langevin.ula(model, x0, EPS, noise=noise, backend="numba").x,
+        "numba-parallel": lambda: mlp_langevin.ula(model, x0, EPS, noise=noise,
+                                                   backend="numba-parallel").x,
         "numba-point": lambda: mlp_langevin.ula(model, x0, EPS, noise=noise, backend="numba",
                                                 use_blas=False).x,
         "numpy": lambda: mlp_langevin.ula(model, x0, EPS, noise=noise, backend="numpy").x,
     }
+    versions = {}
     for name, factory in (("torch", torch_runner), ("jax", jax_runner)):
-        run, _ = factory(model, x0, noise)
+        run, version = factory(model, x0, noise)
         if run is not None:
             runners[name] = run
+            versions[name] = version
+    return runners, versions
+
+
+def per_core_child(n: int, k: int, repeats: int) -> dict:
+    """Chain-steps per CPU-second, one thread, of every implementation (child process)."""
+    model = model_under_test()
+    x0, noise = problem(n, k)
+    runners, _ = all_runners(model, x0, noise)
+    del runners["numba-parallel"]  # one thread here
     if "torch" in runners:
         __import__("torch").set_num_threads(1)
     rates = {name: n * k / cpu_median(run, runs=repeats) for name, run in runners.items()}
@@ -219,19 +232,8 @@ def main(argv=None) -> int:
     for n in args.chains:
         k = int(np.clip(args.steps_budget // n, 20, 2000))
         x0, noise = problem(n, k)
-        runners = {
-            "numba": lambda: mlp_langevin.ula(model, x0, EPS, noise=noise, backend="numba").x,
-            "numba-parallel": lambda: mlp_langevin.ula(model, x0, EPS, noise=noise,
-                                                       backend="numba-parallel").x,
-            "numba-point": lambda: mlp_langevin.ula(model, x0, EPS, noise=noise, backend="numba",
-                                                    use_blas=False).x,
-            "numpy": lambda: mlp_langevin.ula(model, x0, EPS, noise=noise, backend="numpy").x,
-        }
-        for name, factory in (("torch", torch_runner), ("jax", jax_runner)):
-            run, version = factory(model, x0, noise)
-            if run is not None:
-                runners[name] = run
-                versions[name] = version
+        runners, run_versions = all_runners(model, x0, noise)
+        versions.update(run_versions)
         reference = runners["numpy"]()
         rate = {}
         diff = {}
