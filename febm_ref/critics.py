@@ -76,7 +76,7 @@ class QuadraticCritic(EnergyModel):
     def _validate_params(self, theta):
         expected = self.n_params_for(self.dim)
         if theta.shape != (expected,) or not np.all(np.isfinite(theta)):
-            raise ValueError(f"params of a QuadraticCritic in {self.dim}-D must be {expected} finite numbers "
+            raise ValueError(f"params: a QuadraticCritic in {self.dim}-D needs {expected} finite parameters "
                              f"[w0, b ({self.dim}), upper triangle of C], got shape {theta.shape}")
 
     def coefficients(self, params=None):

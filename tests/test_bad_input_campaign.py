@@ -483,7 +483,8 @@ def sampler_cases():
     DS = d16.init(Z3)
     add_scalar("d16.step", lambda v: lambda: d16.step(RNG, DS, G1, v, 0.1), "step_size", POSITIVE_BAD)
     add_scalar("d16.step", lambda v: lambda: d16.step(RNG, DS, G1, 0.1, v), "noise_scale", NONNEG_BAD)
-    add_scalar("d16.step", lambda v: lambda: d16.step(RNG, DS, G1, 0.1, 0.1, grad_clip=v), "grad_clip", POSITIVE_BAD)
+    add_scalar("d16.step", lambda v: lambda: d16.step(RNG, DS, G1, 0.1, 0.1, grad_clip=v), "grad_clip",
+               [b for b in POSITIVE_BAD if b[0] != "None"])  # None: no clipping
     add_scalar("d16.step", lambda v: lambda: d16.step(RNG, DS, v, 0.1, 0.1), "energy", [("None", None, T)])
     add_scalar("d16.check_box", lambda v: lambda: d16.check_box(v), "box",
                [("wrong-shape", (0.0,), T), ("wrong-shape", (0.0, 1.0, 2.0), T), ("out-of-range", (1.0, 0.0), V),
@@ -491,10 +492,10 @@ def sampler_cases():
                 ("wrong-type", 3.0, T)])
     add_array("d16.step", lambda v: lambda: d16.step(v, DS, G1, 0.1, 0.1), "noise",
               array_bad([np.zeros((3, 2)), np.zeros(3)]), pattern=r"noise")
-    add_array("d16.init", lambda v: lambda: d16.init(v), "x", x_bad)
+    add_array("d16.init", lambda v: lambda: d16.init(v), "x", x_bad[:-2] + x_bad[-1:])  # (3, 2) is valid here
     add_scalar("d16.run", lambda v: lambda: d16.run(RNG, Z3, G1, 0.1, 0.1, v), "n_steps", INT_BAD)
     add_scalar("d16.run", lambda v: lambda: d16.run(RNG, Z3, G1, 0.1, 0.1, 2, grad_clip=v), "grad_clip",
-               POSITIVE_BAD[:5] + [("out-of-range", 0.0, V)])
+               POSITIVE_BAD[:2] + POSITIVE_BAD[3:5] + [("out-of-range", 0.0, V)])
     # MLP Langevin
     X0 = np.zeros((3, 2))
     for kind, fn in (("ula", lambda **kw: ml.ula(kw.pop("energy", MLP2_NUMBA), kw.pop("x0", X0), kw.pop("step_size", 0.1), **kw)),
@@ -504,11 +505,13 @@ def sampler_cases():
         add_scalar(pre, lambda v, fn=fn: lambda: fn(step_size=v, rng=RNG, n_steps=2), "step_size", POSITIVE_BAD)
         add_array(pre, lambda v, fn=fn: lambda: fn(x0=v, rng=RNG, n_steps=2), "x0",
                   array_bad([np.zeros((3, 3)), np.zeros(3)], empty=np.zeros((0, 2))))
-        add_array(pre, lambda v, fn=fn: lambda: fn(noise=v), "noise",
-                  array_bad([np.zeros((2, 3, 3)), np.zeros((3, 2)), np.zeros((2, 4, 2))], empty=np.zeros((0, 3, 2))))
+        add_array(pre, lambda v, fn=fn: lambda: fn(noise=v), "noise",  # (noise=None: draw from rng)
+                  [b for b in array_bad([np.zeros((2, 3, 3)), np.zeros((3, 2)), np.zeros((2, 4, 2))],
+                                        empty=np.zeros((0, 3, 2))) if b[0] != "None"])
         add_scalar(pre, lambda v, fn=fn: lambda: fn(rng=RNG, n_steps=2, backend=v), "backend",
                    [("out-of-range", "cuda", V), ("None", None, V)])
-        add_rng(pre, lambda v, fn=fn: lambda: fn(rng=v, n_steps=2))
+        add_scalar(pre, lambda v, fn=fn: lambda: fn(rng=v, n_steps=2), "rng", RNG_BAD[1:],  # rng=None: pre-drawn noise
+                   pattern=r"rng.*Generator")
         add_scalar(pre, lambda v, fn=fn: lambda: fn(rng=RNG, n_steps=v), "n_steps", INT_BAD[:1] + INT_BAD[2:])
         add_scalar(pre, lambda v, fn=fn: lambda: fn(energy=v, rng=RNG, n_steps=2), "energy",
                    [("None", None, T), ("wrong-type", G1, T)])
@@ -632,7 +635,8 @@ def experiments2d_cases():
     add_scalar("Experiment2DConfig", lambda v: lambda: cfg(activation=v), "activation", [("out-of-range", "relu", V)])
     add_scalar("Experiment2DConfig", lambda v: lambda: cfg(noise_scale=v), "noise_scale", POSITIVE_BAD)
     add_scalar("Experiment2DConfig", lambda v: lambda: cfg(step_size=v), "step_size", POSITIVE_BAD[:1] + POSITIVE_BAD[4:])
-    add_scalar("Experiment2DConfig", lambda v: lambda: cfg(eval_every=v), "eval_every", INT_BAD[:4])
+    add_scalar("Experiment2DConfig", lambda v: lambda: cfg(eval_every=v), "eval_every",
+               INT_BAD[:3] + [("out-of-range", -1, V)])  # 0: no evaluation
     add_scalar("Experiment2DConfig", lambda v: lambda: cfg(grid_size=v), "grid_size", [("out-of-range", 4, V)])
     add_scalar("Experiment2DConfig", lambda v: lambda: cfg(target=v), "target", [("out-of-range", "moons", V)],
                pattern=r"target")

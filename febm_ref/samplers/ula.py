@@ -21,8 +21,8 @@ import numpy as np
 import scipy.linalg
 
 from febm_ref._validation import as_float_array, check_real_scalar
-from febm_ref.samplers._base import (ChainState, RunResult, check_finite_state, check_step_size,
-                                     evaluate, gaussian_noise, init_state, run_steps)
+from febm_ref.samplers._base import (ChainState, RunResult, check_chain_state, check_energy, check_finite_state,
+                                     check_step_size, evaluate, gaussian_noise, init_state, run_steps)
 
 
 class ULAInfo(NamedTuple):
@@ -55,8 +55,17 @@ def step(rng_or_noise, state: ChainState, energy, step_size: float) -> tuple[Cha
     ------
     NonFiniteChainError
         If a new point, its energy or its gradient is NaN/inf.
+    TypeError, ValueError
+        For a ``state`` that is not a consistent finite :class:`ChainState` (e.g. a raw array),
+        an ``energy`` without the energy protocol, or a bad step size or noise.
     """
-    eps = check_step_size(step_size)
+    check_chain_state(state)
+    check_energy(energy)
+    return _step(rng_or_noise, state, energy, check_step_size(step_size))
+
+
+def _step(rng_or_noise, state: ChainState, energy, eps: float) -> tuple[ChainState, ULAInfo]:
+    """:func:`step` on a validated state, energy and step size (the loop of :func:`run`)."""
     z = gaussian_noise(rng_or_noise, state.x.shape)
     x_new = state.x - (0.5 * eps) * state.grad_x + np.sqrt(eps) * z
     check_finite_state(x_new, np.zeros(0), None)
@@ -77,7 +86,7 @@ def run(rng: np.random.Generator, x0, energy, step_size: float, n_steps: int, *,
     """Run ``n_steps`` ULA steps (D15) from ``x0`` (n_chains, d); see :class:`RunResult`."""
     eps = check_step_size(step_size)
     state = init(x0, energy)
-    return run_steps(lambda r, s: step(r, s, energy, eps), rng, state, n_steps,
+    return run_steps(lambda r, s: _step(r, s, energy, eps), rng, state, n_steps,
                      keep_samples=keep_samples, thin=thin)
 
 
@@ -107,7 +116,7 @@ def stationary_covariance(precision, step_size: float) -> np.ndarray:
         If ``P`` is not a symmetric positive definite ``(d, d)`` matrix or the spectral radius
         of ``A`` is >= 1 (no stationary law: reduce the step size below ``4 / lambda_max(P)``).
     """
-    P = as_float_array(precision, "precision", ndim=2)
+    P = as_float_array(precision, "precision", ndim=2, nonempty=True)
     eps = check_step_size(step_size)
     d = P.shape[0]
     if P.shape != (d, d):
