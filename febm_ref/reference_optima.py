@@ -91,6 +91,14 @@ def _check_target(target) -> GaussianMixture1D:
     return target
 
 
+def _check_mu_sigma(mu, sigma) -> Tuple[float, float]:
+    mu = check_real_scalar(mu, "mu")
+    sigma = check_real_scalar(sigma, "sigma")
+    if not sigma > 0:
+        raise ValueError(f"need sigma > 0, got mu={mu}, sigma={sigma}")
+    return mu, sigma
+
+
 def finite_variance_interval(div: Divergence, target: GaussianMixture1D) -> Tuple[float, float]:
     """The open interval ``(lo, hi)`` of ``sigma^2`` on which ``D_f(P||N(mu, sigma^2)) < inf``
     (independent of ``mu``; see the module docstring). ``div`` is a Divergence or its name."""
@@ -141,8 +149,7 @@ def divergence_value(div, target: GaussianMixture1D, mu: float, sigma: float, *,
     """
     d = resolve_divergence(div, alpha=alpha)
     _check_target(target)
-    mu = check_real_scalar(mu, "mu")
-    sigma = check_real_scalar(sigma, "sigma", positive=True)
+    mu, sigma = _check_mu_sigma(mu, sigma)
     var_q = sigma * sigma
     lo, hi = finite_variance_interval(d, target)
     if not lo < var_q < hi:
@@ -178,8 +185,7 @@ def divergence_gradient(div, target, mu: float, sigma: float, *, h: float = 1e-5
     """Central differences ``(dD/dmu, dD/dsigma)`` of :func:`divergence_value` (step ``h > 0``)."""
     d = resolve_divergence(div, alpha=alpha)
     _check_target(target)
-    mu = check_real_scalar(mu, "mu")
-    sigma = check_real_scalar(sigma, "sigma", positive=True)
+    mu, sigma = _check_mu_sigma(mu, sigma)
     h = check_real_scalar(h, "h", positive=True)
     g_mu = (divergence_value(d, target, mu + h, sigma) - divergence_value(d, target, mu - h, sigma)) / (2 * h)
     g_s = (divergence_value(d, target, mu, sigma + h) - divergence_value(d, target, mu, sigma - h)) / (2 * h)

@@ -735,3 +735,76 @@ def test_negative_controls_of_the_classifier():
         check_positive_int(0, "n")  # raised in the package, with a clear message
     assert classify(Case("c", "x", clear_one, V, r"\bn\b"))[0] == "clear"
     assert _CONTRADICTION.search("x must be (0, 0) for a mean of length 0, got (0, 0)")
+
+
+# ------------------------------------------------------------------ regressions of the fixes (numerical claims)
+def test_ula_stationary_covariance_is_exact_where_the_spectral_radius_rounds_to_one():
+    """``Sigma_ii = 1 / (lam_i (1 - eps lam_i / 4))`` for a diagonal precision (closed form, D15).
+
+    Before the fix these raised "unstable ... use step_size < 4e-200" for step_size 1e-201
+    (a message contradicting its input): ``1 - eps lam / 2`` rounds to 1 for ``eps lam < 2^-53``.
+    The closed form involves one division and one ``1 - small`` per entry: relative error below
+    a few ulps, so the tolerance is 4 unit roundoffs.
+    """
+    u = np.finfo(float).eps / 2
+    for lam, eps in (([1e200, 1e-200], 1e-201), ([1e-300, 1e-300], 1.0), ([3.0, 1e-12], 1.0)):
+        lam = np.asarray(lam)
+        exact_diag = 1.0 / (lam * (1.0 - eps * lam / 4.0))
+        got = ula.stationary_covariance(np.diag(lam), eps)
+        assert np.all(np.abs(np.diag(got) - exact_diag) <= 4 * u * exact_diag), (got, exact_diag)
+        assert got[0, 1] == 0.0 and got[1, 0] == 0.0
+    with pytest.raises(ValueError, match="eps lambda_max"):
+        ula.stationary_covariance(np.diag([1e200, 1e-200]), 4e-200)
+
+
+def test_ula_stationary_covariance_agrees_with_a_lyapunov_solver():
+    """Independent check of the closed form against scipy's discrete Lyapunov solver on a dense,
+    well-conditioned precision (both backward stable; cond(P) = 14, tolerance 1e-12 relative)."""
+    import scipy.linalg
+
+    rng = np.random.default_rng(3)
+    q, _ = np.linalg.qr(rng.standard_normal((3, 3)))
+    P = q @ np.diag([0.5, 2.0, 7.0]) @ q.T
+    P = 0.5 * (P + P.T)
+    for eps in (0.01, 0.3):
+        A = np.eye(3) - 0.5 * eps * P
+        reference = scipy.linalg.solve_discrete_lyapunov(A, eps * np.eye(3))
+        got = ula.stationary_covariance(P, eps)
+        assert np.max(np.abs(got - reference)) <= 1e-12 * np.max(np.abs(reference))
+
+
+def test_objective_value_equals_the_estimator_loss_and_raises_like_it():
+    """``febm_objective_value`` and ``febm_gradient(...).loss`` are the same D8 batch mean (two
+    code paths, same float operations up to summation order: 1e-14 relative), and on an
+    overflowing ratio both raise the same FloatingPointError (formerly the value was -inf/nan)."""
+    rng = np.random.default_rng(4)
+    xp, xn = rng.normal(size=(64, 1)), rng.normal(size=(64, 1))
+    critic = critics.QuadraticCritic(1, [0.1, -0.2, 0.05])
+    for name in ("kl", "reverse_kl", "jensen_shannon", "squared_hellinger"):
+        value = ob.febm_objective_value(name, G1, critic, xp, xn)
+        loss = ob.febm_gradient(name, G1, critic, xp, xn).loss
+        assert abs(value - loss) <= 1e-14 * max(1.0, abs(loss)), (name, value, loss)
+    big = critics.QuadraticCritic(1, [800.0, 0.0, 0.0])
+    messages = []
+    for fn in (ob.febm_objective_value, ob.febm_gradient):
+        with pytest.raises(FloatingPointError) as info:
+            fn("kl", G1, big, X1, X1)
+        messages.append(str(info.value))
+    assert messages[0] == messages[1]
+
+
+def test_mala_and_hmc_accept_exactly_when_u_is_below_the_acceptance_probability():
+    """Pre-drawn ``u`` in [0, 1) keep their meaning (accept iff ``u < min(1, alpha)``); the
+    boundary values 0 and 1 - 2^-53 are valid, 1 and -0.0 - tiny are not."""
+    z = np.full((3, 1), 0.7)
+    _, info = mala.step((z, np.zeros(3)), ST1, G1, 0.5)
+    prob = info.acceptance_probability
+    u = np.array([0.0, np.nextafter(1.0, 0.0), 0.5])
+    _, info2 = mala.step((z, u), ST1, G1, 0.5)
+    np.testing.assert_array_equal(info2.acceptance_probability, prob)
+    assert info2.acceptance_rate == float(np.mean(u < prob))
+    for bad in (np.array([1.0, 0.5, 0.5]), np.array([-1e-300, 0.5, 0.5])):
+        with pytest.raises(ValueError, match=r"\[0, 1\)"):
+            mala.step((z, bad), ST1, G1, 0.5)
+        with pytest.raises(ValueError, match=r"\[0, 1\)"):
+            hmc.step((z, bad), ST1, G1, 0.5, 3)
