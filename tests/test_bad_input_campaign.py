@@ -134,9 +134,9 @@ def optimizer_cases():
     add_scalar("SGD", lambda v: lambda: op.SGD(v), "n_params", INT_BAD)
     add_scalar("SGD", lambda v: lambda: op.SGD(3, momentum=v), "momentum",
                SCALAR_BAD + [("out-of-range", -0.1, V), ("out-of-range", 1.0, V)])
+    p3, g3 = np.zeros(3), np.ones(3)
     for name, make in (("SGD", lambda: op.SGD(3)), ("SGDm", lambda: op.SGD(3, momentum=0.5)),
                        ("Adam", lambda: op.Adam(3))):
-        p3, g3 = np.zeros(3), np.ones(3)
         add_array(f"{name}.step", lambda v, make=make: lambda: make().step(np.zeros(3), v, 0.1), "grad",
                   array_bad([np.ones(1), np.ones(2), np.ones((3, 1)), np.ones(4)], empty=np.ones(0)))
         add_array(f"{name}.step", lambda v, make=make: lambda: make().step(v, g3, 0.1), "params",
@@ -196,7 +196,7 @@ def energy_cases():
     for k, ls in enumerate((800.0, -800.0, 400.0, -400.0)):
         add(f"GaussianEnergy1D.with_params:log_sigma:{k}", "out-of-range",
             lambda ls=ls: G1LOG.with_params([0.0, ls]), V, r"log sigma")
-    add(f"GaussianEnergy1D.with_params:sigma:neg", "out-of-range", lambda: G1.with_params([0.0, -1.0]), V, r"sigma")
+    add("GaussianEnergy1D.with_params:sigma:neg", "out-of-range", lambda: G1.with_params([0.0, -1.0]), V, r"sigma")
     add_rng("GaussianEnergy1D.sample", lambda v: lambda: G1.sample(v, 3))
     add_scalar("GaussianEnergy1D.sample", lambda v: lambda: G1.sample(RNG, v), "n",
                [("non-numeric", "3", T), ("out-of-range", -1, V), ("non-numeric", 2.5, T)])
@@ -216,7 +216,7 @@ def energy_cases():
     add_rng("QuadraticEnergy.random_init", lambda v: lambda: QE.random_init(v, 2))
     add_scalar("QuadraticEnergy.random_init", lambda v: lambda: QE.random_init(RNG, v), "dim", INT_BAD[:4])
     add_scalar("QuadraticEnergy.random_init", lambda v: lambda: QE.random_init(RNG, 2, scale=v), "scale", POSITIVE_BAD)
-    add(f"QuadraticEnergy.with_params:logdiag", "out-of-range",
+    add("QuadraticEnergy.with_params:logdiag", "out-of-range",
         lambda: Q2.with_params([0.0, 0.0, 800.0, 0.0, 0.0]), V, r"log-diagonal")
     add_rng("QuadraticEnergy.sample", lambda v: lambda: Q2.sample(v, 3))
     # MLPEnergy
@@ -282,6 +282,14 @@ def objective_cases():
                    [("out-of-range", "kullback", V), ("None", None, (T, V))], pattern=r"divergence")
     for name, fn in grads[:3]:
         add_scalar(name, lambda v, fn=fn: lambda: fn("kl", G1, C1, X1, X1, l2_weight=v), "l2_weight", NONNEG_BAD)
+    # the alpha family: alpha must be a finite real (alpha = 0 and 1 are the KL limits, valid)
+    for name, fn in grads:
+        add_scalar(name, lambda v, fn=fn: lambda: fn("alpha", G1, C1, X1, X1, alpha=v), "alpha",
+                   [b for b in SCALAR_BAD if b[0] != "None"])
+    add_scalar("ExactObjective", lambda v: lambda: eo.ExactObjective("alpha", RULE1, -G1.energy(RULE1.nodes), alpha=v),
+               "alpha", SCALAR_BAD[:2] + SCALAR_BAD[4:5])
+    add_scalar("divergence_value", lambda v: lambda: ro.divergence_value("alpha", MIX1, 0.0, 1.0, alpha=v), "alpha",
+               SCALAR_BAD[:2] + SCALAR_BAD[4:6])
     add_scalar("febm_gradient", lambda v: lambda: ob.febm_gradient("kl", G1, C1, X1, X1, covariance=v), "covariance",
                [("out-of-range", "unbiased", V), ("None", None, V)], pattern=r"covariance")
     # inf - inf: the objective value must raise like the gradient (the same FloatingPointError)
@@ -498,6 +506,7 @@ def sampler_cases():
                POSITIVE_BAD[:2] + POSITIVE_BAD[3:5] + [("out-of-range", 0.0, V)])
     # MLP Langevin
     X0 = np.zeros((3, 2))
+    params, sizes, act = MLP2_NUMBA.kernel_args()
     for kind, fn in (("ula", lambda **kw: ml.ula(kw.pop("energy", MLP2_NUMBA), kw.pop("x0", X0), kw.pop("step_size", 0.1), **kw)),
                      ("decoupled", lambda **kw: ml.decoupled(kw.pop("energy", MLP2_NUMBA), kw.pop("x0", X0),
                                                              kw.pop("step_size", 0.1), kw.pop("noise_scale", 0.1), **kw))):
@@ -515,7 +524,6 @@ def sampler_cases():
         add_scalar(pre, lambda v, fn=fn: lambda: fn(rng=RNG, n_steps=v), "n_steps", INT_BAD[:1] + INT_BAD[2:])
         add_scalar(pre, lambda v, fn=fn: lambda: fn(energy=v, rng=RNG, n_steps=2), "energy",
                    [("None", None, T), ("wrong-type", G1, T)])
-        params, sizes, act = MLP2_NUMBA.kernel_args()
         add_array(pre, lambda v, fn=fn: lambda: fn(energy=(v, sizes, act), rng=RNG, n_steps=2), "params",
                   array_bad([params[:-1]]))
         add_scalar(pre, lambda v, fn=fn: lambda: fn(energy=(params, v, act), rng=RNG, n_steps=2), "sizes",
