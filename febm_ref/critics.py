@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from febm_ref._validation import as_float_array, check_positive_int
+from febm_ref._validation import as_float_array, check_positive_int, check_real_scalar
 from febm_ref.energies import EnergyModel
 
 __all__ = ["QuadraticCritic"]
@@ -50,13 +50,16 @@ class QuadraticCritic(EnergyModel):
     @classmethod
     def from_coefficients(cls, w0, b, C) -> "QuadraticCritic":
         """From the constant ``w0``, the vector ``b (d,)`` and a symmetric matrix ``C (d, d)``."""
-        b = as_float_array(b, "b", ndim=1)
+        w0 = check_real_scalar(w0, "w0")
+        b = as_float_array(b, "b", ndim=1, nonempty=True)
         C = as_float_array(C, "C", ndim=2)
         d = b.shape[0]
-        if C.shape != (d, d) or not np.allclose(C, C.T, rtol=1e-13, atol=1e-300):
-            raise ValueError(f"C must be a symmetric ({d}, {d}) matrix, got shape {C.shape}")
+        if C.shape != (d, d):
+            raise ValueError(f"C must have shape ({d}, {d}) to match b of length {d}, got {C.shape}")
+        if not np.allclose(C, C.T, rtol=1e-13, atol=1e-300):
+            raise ValueError("C must be symmetric (C == C.T)")
         iu = np.triu_indices(d)
-        return cls(d, np.concatenate([[float(w0)], b, C[iu]]))
+        return cls(d, np.concatenate([[w0], b, C[iu]]))
 
     @classmethod
     def negative_of_gaussian_energy(cls, mean, precision) -> "QuadraticCritic":
@@ -65,12 +68,15 @@ class QuadraticCritic(EnergyModel):
         ``w0 = -m^T P m / 2``)."""
         m = np.atleast_1d(as_float_array(mean, "mean", ndim=(0, 1)))
         P = np.atleast_2d(as_float_array(precision, "precision", ndim=(0, 2)))
+        if P.shape != (m.shape[0], m.shape[0]):
+            raise ValueError(f"precision must have shape ({m.shape[0]}, {m.shape[0]}) to match mean of "
+                             f"length {m.shape[0]}, got {P.shape}")
         return cls.from_coefficients(-0.5 * m @ P @ m, P @ m, -0.5 * P)
 
     def _validate_params(self, theta):
         expected = self.n_params_for(self.dim)
         if theta.shape != (expected,) or not np.all(np.isfinite(theta)):
-            raise ValueError(f"QuadraticCritic in {self.dim}-D needs {expected} finite parameters "
+            raise ValueError(f"params: a QuadraticCritic in {self.dim}-D needs {expected} finite parameters "
                              f"[w0, b ({self.dim}), upper triangle of C], got shape {theta.shape}")
 
     def coefficients(self, params=None):
@@ -113,9 +119,12 @@ class OffsetEnergy(EnergyModel):
     DESIGN section 5). ``params = [base params, b]``; ``dE/db = 1``."""
 
     def __init__(self, base, offset: float = 0.0):
+        if not isinstance(base, EnergyModel):
+            raise TypeError(f"base must be an EnergyModel (febm_ref.energies), got {type(base).__name__}")
+        offset = check_real_scalar(offset, "offset")
         self.base = base
         self.dim = base.dim
-        self._set_params(np.concatenate([base.params, [float(offset)]]))
+        self._set_params(np.concatenate([base.params, [offset]]))
 
     def _validate_params(self, theta):
         if theta.shape != (self.base.n_params + 1,) or not np.all(np.isfinite(theta)):

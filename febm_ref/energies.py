@@ -37,13 +37,17 @@ import numpy as np
 from scipy.linalg import solve_triangular
 
 from febm_ref import _kernels as K
-from febm_ref._validation import (as_float_array, check_generator, check_positive_int,
+from febm_ref._validation import (as_float_array, check_choice, check_generator, check_positive_int,
                                   check_real_scalar)
 
 __all__ = ["EnergyModel", "GaussianEnergy1D", "QuadraticEnergy", "MLPEnergy", "BACKENDS"]
 
 BACKENDS = ("numba", "numpy")
 LOG_2PI = math.log(2.0 * math.pi)
+LOG_SIGMA_LIMIT = 100.0 * math.log(10.0)
+"""``|log sigma|`` bound of :class:`GaussianEnergy1D` (``1e-100 <= sigma <= 1e100``): inside it
+``sigma^3`` and ``sigma^-3`` (the gradients) are normal float64 numbers, so every method is exact
+to rounding; outside it the model is rejected at construction instead of overflowing later."""
 
 
 class EnergyModel:
@@ -179,8 +183,11 @@ class GaussianEnergy1D(EnergyModel):
         if not self.log_sigma and not theta[1] > 0:
             raise ValueError(f"sigma must be > 0, got {theta[1]} (use log_sigma=True for an "
                              "unconstrained parametrisation)")
-        if self.log_sigma and not 0.0 < math.exp(min(theta[1], 709.0)) < math.inf:
-            raise ValueError(f"log sigma = {theta[1]} under/overflows exp; pass |log sigma| < 700")
+        log_sigma = theta[1] if self.log_sigma else math.log(theta[1])
+        if not abs(log_sigma) <= LOG_SIGMA_LIMIT:
+            what = f"log sigma = {theta[1]}" if self.log_sigma else f"sigma = {theta[1]} (log sigma = {log_sigma:.6g})"
+            raise ValueError(f"{what} is outside |log sigma| <= {LOG_SIGMA_LIMIT:.4f} (1e-100 <= sigma <= 1e100), "
+                             "where sigma^3 and 1/sigma^3 overflow; rescale x instead")
 
     @property
     def mu(self) -> float:
@@ -249,10 +256,10 @@ class QuadraticEnergy(EnergyModel):
     """
 
     def __init__(self, mean, precision_factor):
-        mean = as_float_array(mean, "mean", ndim=1)
+        mean = as_float_array(mean, "mean", ndim=1, nonempty=True)
         L = as_float_array(precision_factor, "precision_factor", ndim=2)
         d = mean.shape[0]
-        if d == 0 or L.shape != (d, d):
+        if L.shape != (d, d):
             raise ValueError(f"precision_factor must be ({d}, {d}) for a mean of length {d}, "
                              f"got {L.shape}")
         if np.any(np.triu(L, 1) != 0):
@@ -268,10 +275,13 @@ class QuadraticEnergy(EnergyModel):
     def from_covariance(cls, mean, cov) -> "QuadraticEnergy":
         """The energy of ``N(mean, cov)``: ``L = U^{-T}`` with ``cov = U U^T``, ``U``
         upper-triangular (reverse Cholesky), so only a triangular inverse is formed."""
+        mean = as_float_array(mean, "mean", ndim=1, nonempty=True)
         cov = as_float_array(cov, "cov", ndim=2)
-        d = cov.shape[0]
-        if cov.shape != (d, d) or not np.allclose(cov, cov.T, rtol=1e-12, atol=0):
-            raise ValueError(f"cov must be a symmetric square matrix, got shape {cov.shape}")
+        d = mean.shape[0]
+        if cov.shape != (d, d):
+            raise ValueError(f"cov must have shape ({d}, {d}) for a mean of length {d}, got {cov.shape}")
+        if not np.allclose(cov, cov.T, rtol=1e-12, atol=0):
+            raise ValueError("cov must be symmetric")
         try:
             C = np.linalg.cholesky(cov[::-1, ::-1])
         except np.linalg.LinAlgError as exc:
@@ -285,6 +295,7 @@ class QuadraticEnergy(EnergyModel):
         """``m ~ N(0, scale^2 I)``, ``log L_ii ~ N(0, 0.3^2)``, ``L_ij ~ N(0, 0.3^2)``."""
         rng = check_generator(rng)
         d = check_positive_int(dim, "dim")
+        scale = check_real_scalar(scale, "scale", positive=True)
         L = np.tril(0.3 * rng.standard_normal((d, d)), -1) + np.diag(np.exp(0.3 * rng.standard_normal(d)))
         return cls(scale * rng.standard_normal(d), L)
 
@@ -369,6 +380,19 @@ class QuadraticEnergy(EnergyModel):
 
 # =========================================================================== MLP
 
+def _check_hidden(hidden) -> tuple:
+    """Hidden-layer widths: an int or a non-empty sequence of positive ints."""
+    if isinstance(hidden, (int, np.integer)) and not isinstance(hidden, bool):
+        hidden = (hidden,)
+    if isinstance(hidden, (str, bytes)) or not isinstance(hidden, (tuple, list, np.ndarray)):
+        raise TypeError(f"hidden must be a sequence of hidden-layer widths, e.g. (64, 64); got {hidden!r}")
+    widths = tuple(check_positive_int(h, "hidden width") for h in hidden)
+    if not widths:
+        raise ValueError("hidden must list at least one hidden-layer width, e.g. (64, 64); "
+                         "got an empty layer list")
+    return widths
+
+
 class MLPEnergy(EnergyModel):
     """MLP energy ``d -> h_1 -> ... -> h_k -> 1`` with a smooth activation.
 
@@ -399,18 +423,11 @@ class MLPEnergy(EnergyModel):
     def __init__(self, dim, hidden, activation="tanh", *, params, output_bias: bool = True,
                  backend: str = "numba"):
         self.dim = check_positive_int(dim, "dim")
-        if isinstance(hidden, (int, np.integer)):
-            hidden = (hidden,)
-        hidden = tuple(check_positive_int(h, "hidden width") for h in hidden)
-        if not hidden:
-            raise ValueError("hidden must list at least one hidden-layer width, e.g. (64, 64); "
-                             "got an empty layer list")
+        hidden = _check_hidden(hidden)
         self.activation = activation
         self.act_code = K.activation_code(activation)
         self.is_holomorphic = activation in K.HOLOMORPHIC_ACTIVATIONS
-        if backend not in BACKENDS:
-            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
-        self.backend = backend
+        self.backend = check_choice(backend, "backend", BACKENDS)
         self.output_bias = bool(output_bias)
         self.sizes = np.array((self.dim, *hidden, 1), dtype=np.int64)
         self.sizes.setflags(write=False)
@@ -422,10 +439,7 @@ class MLPEnergy(EnergyModel):
                     backend: str = "numba", bias_scale: float = 0.0) -> "MLPEnergy":
         """LeCun-normal weights ``W_l ~ N(0, 1/fan_in)``, biases ``N(0, bias_scale^2)``."""
         rng = check_generator(rng)
-        sizes = [check_positive_int(dim, "dim")] + [check_positive_int(h, "hidden width")
-                                                    for h in np.atleast_1d(hidden)] + [1]
-        if len(sizes) < 3:
-            raise ValueError("hidden must list at least one hidden-layer width; got an empty layer list")
+        sizes = [check_positive_int(dim, "dim")] + list(_check_hidden(hidden)) + [1]
         bias_scale = check_real_scalar(bias_scale, "bias_scale", nonnegative=True)
         blocks = []
         for n_in, n_out in zip(sizes[:-1], sizes[1:]):
@@ -439,8 +453,7 @@ class MLPEnergy(EnergyModel):
 
     def with_backend(self, backend: str) -> "MLPEnergy":
         """The same model evaluated by the other backend."""
-        if backend not in BACKENDS:
-            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        check_choice(backend, "backend", BACKENDS)
         new = copy.copy(self)
         new.backend = backend
         return new

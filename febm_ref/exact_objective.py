@@ -42,7 +42,7 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 from scipy.special import logsumexp
 
-from febm_ref._validation import as_float_array, check_positive_int, check_real_scalar
+from febm_ref._validation import as_float_array, check_model, check_positive_int, check_real_scalar
 from febm_ref.divergences import Divergence, resolve_divergence
 
 __all__ = [
@@ -76,6 +76,17 @@ class QuadratureRule:
     log_weights: np.ndarray
     edge: np.ndarray
 
+    def __post_init__(self):
+        nodes = np.ascontiguousarray(as_float_array(self.nodes, "nodes", ndim=2, nonempty=True))
+        n = nodes.shape[0]
+        log_weights = as_float_array(self.log_weights, "log_weights (one per node)", shape=(n,))
+        edge = np.asarray(self.edge)
+        if edge.dtype != bool or edge.shape != (n,):
+            raise ValueError(f"edge must be a boolean array of shape ({n},), got {edge.dtype} {edge.shape}")
+        object.__setattr__(self, "nodes", nodes)
+        object.__setattr__(self, "log_weights", log_weights)
+        object.__setattr__(self, "edge", edge)
+
     @property
     def dim(self) -> int:
         return int(self.nodes.shape[1])
@@ -85,8 +96,8 @@ class QuadratureRule:
         return int(self.nodes.shape[0])
 
     def integrate(self, values) -> float:
-        """``sum_i w_i values_i`` for values at the nodes (shape ``(n,)``)."""
-        values = np.asarray(values, dtype=np.float64)
+        """``sum_i w_i values_i`` for values at the nodes (shape ``(n,)``, finite)."""
+        values = as_float_array(values, "values", shape=(self.size,))
         return float(np.dot(np.exp(self.log_weights), values))
 
 
@@ -115,6 +126,8 @@ def gauss_legendre_box(bounds: Sequence[Sequence[float]], n_panels, order: int =
     enough that the integrands are negligible outside it (checked by
     :class:`ExactObjective` through :attr:`QuadratureRule.edge`).
     """
+    if isinstance(bounds, (str, bytes)) or not hasattr(bounds, "__iter__"):
+        raise TypeError(f"bounds must be a sequence of (lo, hi) pairs, one per axis, got {bounds!r}")
     bounds = [tuple(check_real_scalar(v, "bound") for v in b) for b in bounds]
     if not bounds or any(len(b) != 2 or not b[0] < b[1] for b in bounds):
         raise ValueError(f"bounds must be a non-empty list of (lo, hi) with lo < hi, got {bounds}")
@@ -144,6 +157,10 @@ def gauss_legendre_panels(edges_per_axis: Sequence[Sequence[float]], order: int 
     the mass, wide in the tails) keeps 2-D tensor rules small.
     """
     order = check_positive_int(order, "order")
+    if isinstance(edges_per_axis, (str, bytes)) or not hasattr(edges_per_axis, "__len__"):
+        raise TypeError(f"edges_per_axis must be a sequence of panel-edge arrays, one per axis, got {edges_per_axis!r}")
+    if len(edges_per_axis) == 0:
+        raise ValueError("edges_per_axis must list the panel edges of at least one axis, got an empty sequence")
     t, w = np.polynomial.legendre.leggauss(order)
     axes_x, axes_w, axes_e = [], [], []
     for edges in edges_per_axis:
@@ -252,6 +269,9 @@ class ExactObjective:
             raise ValueError(f"log_p must give one value per node ({rule.size}), got shape {values.shape}")
         if np.any(np.isnan(values)) or np.any(values == np.inf):
             raise ValueError("log_p is nan or +inf at some node; pass a finite log density (-inf allowed)")
+        if not np.any(np.isfinite(values)):
+            raise ValueError("log_p is -inf at every node (zero density on the whole rule): the target cannot "
+                             "be normalised; check log_p or move the quadrature box")
         self.log_p_unnormalised = values
         self.log_normaliser_p = float(logsumexp(rule.log_weights + values))
         self.p_weights = _normalised_weights(rule.log_weights, values)
@@ -265,6 +285,8 @@ class ExactObjective:
     @classmethod
     def from_energy(cls, divergence, rule: QuadratureRule, target_energy, **kwargs) -> "ExactObjective":
         """The objective whose data density is ``p ∝ exp(-target_energy)`` (normalised on the rule)."""
+        if isinstance(rule, QuadratureRule):
+            check_model(target_energy, "target_energy", rule.dim)
         return cls(divergence, rule, -target_energy.energy(rule.nodes), **kwargs)
 
     # ------------------------------------------------------------------ densities
@@ -275,10 +297,12 @@ class ExactObjective:
 
     def model_log_normaliser(self, energy) -> float:
         """``log Z_theta = log int exp(-E_theta)`` on the rule."""
+        self._check_model(energy, "energy")
         return float(logsumexp(self.rule.log_weights - energy.energy(self.rule.nodes)))
 
     def model_weights(self, energy) -> np.ndarray:
         """Normalised quadrature masses of ``q_theta`` at the nodes (``sum = 1``)."""
+        self._check_model(energy, "energy")
         return _normalised_weights(self.rule.log_weights, -energy.energy(self.rule.nodes))
 
     # ------------------------------------------------------------------ objective
@@ -292,9 +316,8 @@ class ExactObjective:
             or an integrand is not negligible on the edge of the box.
         """
         x = self.rule.nodes
-        for name, model in (("energy", energy), ("critic", critic)):
-            if model.dim != self.rule.dim:
-                raise ValueError(f"{name} has dim {model.dim} but the quadrature rule is {self.rule.dim}-D")
+        self._check_model(energy, "energy")
+        self._check_model(critic, "critic")
         div = self.divergence
         e = energy.energy(x)
         r = critic.energy(x) + e
@@ -334,6 +357,7 @@ class ExactObjective:
 
     def f_divergence(self, energy) -> float:
         """``D_f(P || Q_theta) = int q f(p/q)`` (D2) on the rule, from log densities (stable)."""
+        self._check_model(energy, "energy")
         log_q = -energy.energy(self.rule.nodes) - self.model_log_normaliser(energy)
         integrand = self.divergence.perspective(self.log_p, log_q)
         self._check_finite(float(np.dot(np.exp(self.rule.log_weights), integrand)))
@@ -342,9 +366,16 @@ class ExactObjective:
 
     def optimal_log_ratio(self, energy) -> np.ndarray:
         """``log(p/q_theta)`` at the nodes: the ``r`` of the optimal critic (D8 remark)."""
+        self._check_model(energy, "energy")
         return self.log_p + energy.energy(self.rule.nodes) + self.model_log_normaliser(energy)
 
     # ------------------------------------------------------------------ checks
+    def _check_model(self, model, name: str) -> None:
+        """An energy model on the rule's dimension (TypeError/ValueError naming ``name``)."""
+        check_model(model, name)
+        if model.dim != self.rule.dim:
+            raise ValueError(f"{name} has dim {model.dim} but the quadrature rule is {self.rule.dim}-D")
+
     @staticmethod
     def _check_finite(*values) -> None:
         for v in values:

@@ -56,9 +56,11 @@ from typing import Optional
 import numpy as np
 from scipy.special import logsumexp
 
-from febm_ref._validation import check_positive_int, check_real_scalar
+from febm_ref import _kernels
+from febm_ref._validation import (as_float_array, check_in_interval, check_interval, check_positive_int,
+                                  check_real_scalar)
 from febm_ref.divergences import get_divergence
-from febm_ref.energies import MLPEnergy
+from febm_ref.energies import MLPEnergy, _check_hidden
 from febm_ref.samplers import mlp_langevin
 from febm_ref.samplers.replay_buffer import ReplayBuffer
 from febm_ref.targets import TARGETS_2D, get_target
@@ -132,8 +134,13 @@ class Experiment2DConfig:
         check_real_scalar(self.kde_bandwidth, "kde_bandwidth", positive=True)
         if self.step_size is not None:
             check_real_scalar(self.step_size, "step_size", positive=True)
-        if not 0.0 <= self.restart_prob <= 1.0:
-            raise ValueError(f"restart_prob must be in [0, 1], got {self.restart_prob}")
+        check_in_interval(self.restart_prob, "restart_prob", 0.0, 1.0)
+        for name in ("hidden", "critic_hidden"):
+            try:
+                _check_hidden(getattr(self, name))
+            except (TypeError, ValueError) as exc:
+                raise type(exc)(f"{name}: {exc}") from None
+        _kernels.activation_code(self.activation)
         self.training_config()  # validates the trainer settings
 
     @property
@@ -176,9 +183,7 @@ class Grid2D:
     """
 
     def __init__(self, box, n: int):
-        lo, hi = (float(box[0]), float(box[1]))
-        if not lo < hi:
-            raise ValueError(f"box must have lo < hi, got {box}")
+        lo, hi = check_interval(box, "box")
         self.n = check_positive_int(n, "n")
         self.box = (lo, hi)
         self.h = (hi - lo) / self.n
@@ -192,7 +197,12 @@ class Grid2D:
 
     def log_normalizer(self, neg_log_unnormalized) -> float:
         """``log sum_ij exp(-E_ij) h^2`` from the energies ``E_ij`` at the cell centres."""
-        return float(logsumexp(-np.asarray(neg_log_unnormalized, dtype=np.float64)) + math.log(self.cell_area))
+        e = self._check_cells(neg_log_unnormalized, "neg_log_unnormalized")
+        return float(logsumexp(-e) + math.log(self.cell_area))
+
+    def _check_cells(self, values, name: str) -> np.ndarray:
+        """One value per cell, shape ``(n*n,)`` (no broadcasting), not NaN (``+-inf`` allowed)."""
+        return as_float_array(values, name, shape=(self.n * self.n,), allow_inf=True)
 
     def model_log_density(self, energy) -> tuple[np.ndarray, float]:
         """``(log q_theta at the cell centres, log Z_B)`` of ``q ∝ exp(-E) 1_B``."""
@@ -202,25 +212,30 @@ class Grid2D:
 
     def mass(self, log_density) -> float:
         """``sum_ij exp(log_density_ij) h^2``."""
+        log_density = self._check_cells(log_density, "log_density")
         return float(np.exp(logsumexp(log_density) + math.log(self.cell_area)))
 
     def edge_mass(self, log_density) -> float:
         """Mass in the outermost ring of cells (a model that piles up against the box shows here)."""
-        return float(np.exp(logsumexp(np.asarray(log_density)[self._edge]) + math.log(self.cell_area)))
+        log_density = self._check_cells(log_density, "log_density")
+        return float(np.exp(logsumexp(log_density[self._edge]) + math.log(self.cell_area)))
 
     def divergence(self, name: str, log_p, log_q) -> float:
         """``D_f(P||Q) ≈ sum_ij q f(p/q) h^2`` (D2) with the catalogue's stable perspective."""
+        log_p = self._check_cells(log_p, "log_p")
+        log_q = self._check_cells(log_q, "log_q")
         return float(np.sum(get_divergence(name).perspective(log_p, log_q)) * self.cell_area)
 
     def divergences(self, log_p, log_q, names=EVAL_DIVERGENCES) -> dict:
         return {name: self.divergence(name, log_p, log_q) for name in names}
 
     def bin_index(self, x) -> np.ndarray:
-        """Flat cell index of each point (points outside the box are an error)."""
-        x = np.asarray(x, dtype=np.float64)
+        """Flat cell index of each point ``x (m, 2)`` (points outside the box are an error)."""
+        x = as_float_array(x, "x", shape=(None, 2))
         lo, hi = self.box
         if np.any(x < lo) or np.any(x > hi):
-            raise ValueError("points outside the grid box cannot be binned; clip or project them first")
+            raise ValueError(f"x has points outside the grid box [{lo}, {hi}]^2, which cannot be binned; "
+                             "clip or project them first")
         ij = np.minimum(((x - lo) / self.h).astype(np.int64), self.n - 1)
         return ij[:, 0] * self.n + ij[:, 1]
 
@@ -228,9 +243,14 @@ class Grid2D:
 def kde_on_grid(grid: Grid2D, x, bandwidth: float, *, uniform_weight: float = KDE_UNIFORM_WEIGHT) -> np.ndarray:
     """Log density (at the cell centres) of a binned Gaussian KDE of ``x`` with standard deviation
     ``bandwidth``, normalised on the grid and mixed with ``uniform_weight`` of the uniform law on the
-    box (so the logarithm is finite everywhere)."""
+    box (so the logarithm is finite everywhere); ``0 < uniform_weight <= 1``."""
     from scipy.ndimage import gaussian_filter
 
+    if not isinstance(grid, Grid2D):
+        raise TypeError(f"grid must be a Grid2D, got {type(grid).__name__}")
+    x = as_float_array(x, "x", shape=(None, 2), nonempty=True)
+    bandwidth = check_real_scalar(bandwidth, "bandwidth", positive=True)
+    uniform_weight = check_in_interval(uniform_weight, "uniform_weight", 0.0, 1.0, closed="(]")
     counts = np.bincount(grid.bin_index(x), minlength=grid.n ** 2).reshape(grid.n, grid.n).astype(np.float64)
     smooth = gaussian_filter(counts, sigma=bandwidth / grid.h, mode="constant", truncate=8.0).ravel()
     density = smooth / (smooth.sum() * grid.cell_area)

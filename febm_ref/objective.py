@@ -49,7 +49,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from febm_ref._validation import as_float_array, check_real_scalar
+from febm_ref._validation import as_float_array, check_choice, check_model, check_real_scalar
 from febm_ref.divergences import Divergence, resolve_divergence
 from febm_ref.energies import EnergyModel
 
@@ -114,6 +114,7 @@ class ModelPass:
     """
 
     def __init__(self, model, x, *, backward: bool = True):
+        check_model(model, "model")
         self.model = model
         self.x = x
         self._batched = None
@@ -165,14 +166,22 @@ def _stack_batches(x_pos, x_neg, dim: int, *, finite_checked: bool = False):
     return x_pos, x_neg, np.ascontiguousarray(np.concatenate([x_pos, x_neg], axis=0))
 
 
-def covariance_weights(g: np.ndarray, estimator: str = "batch") -> np.ndarray:
+def covariance_weights(g, estimator: str = "batch") -> np.ndarray:
     """Weights ``c`` with ``sum_i c_i dE_i`` the estimate of ``Cov_q(g, dE)``.
 
     ``batch``: ``c_i = (g_i - <g>) / n`` (D13 as written, expectation ``(1 - 1/n) Cov``);
     ``bessel``: ``(g_i - <g>) / (n - 1)``;
     ``halves``: for ``i`` in half ``A``, ``(g_i - <g>_B) / (2 n_A)`` and symmetrically
     (first ``floor(n/2)`` samples form ``A``; unbiased because the halves are independent).
+
+    ``g`` must be a non-empty finite 1-D array (ValueError/TypeError otherwise).
     """
+    g = as_float_array(g, "g", ndim=1, nonempty=True)
+    return _covariance_weights(g, check_choice(estimator, "covariance estimator", COVARIANCE_ESTIMATORS))
+
+
+def _covariance_weights(g: np.ndarray, estimator: str) -> np.ndarray:
+    """:func:`covariance_weights` on a validated batch (the estimator's hot path)."""
     n = g.shape[0]
     if estimator == "batch":
         return (g - _batch_mean(g)) / n
@@ -244,15 +253,21 @@ def _check_finite(name: str, values) -> None:
             "g(r) overflows); lower the learning rate or add the l2 terms (D14)")
 
 
+def _check_models(energy, critic) -> None:
+    """Both arguments are energy models (``dim``, ``energy(x)``) of one input dimension."""
+    check_model(energy, "energy")
+    check_model(critic, "critic")
+    if energy.dim != critic.dim:
+        raise ValueError(f"energy (dim {energy.dim}) and critic (dim {critic.dim}) must share the input dimension")
+
+
 def _febm_terms(divergence, energy, critic, x_pos, x_neg, *, l2_weight, covariance, alpha,
                 critic_pass, want_theta: bool, want_omega: bool) -> FEBMGradient:
     """Validate the arguments of the public estimators, then :func:`febm_terms_checked`."""
     div: Divergence = resolve_divergence(divergence, alpha=alpha)
     lam = _check_lam(l2_weight)
-    if covariance not in COVARIANCE_ESTIMATORS:
-        raise ValueError(f"unknown covariance estimator {covariance!r}; choose one of {COVARIANCE_ESTIMATORS}")
-    if energy.dim != critic.dim:
-        raise ValueError(f"energy (dim {energy.dim}) and critic (dim {critic.dim}) must share the input dimension")
+    check_choice(covariance, "covariance estimator", COVARIANCE_ESTIMATORS)
+    _check_models(energy, critic)
     x_pos, _, x_all = _stack_batches(x_pos, x_neg, energy.dim)
     return febm_terms_checked(div, energy, critic, x_all, x_pos.shape[0], l2_weight=lam, covariance=covariance,
                               critic_pass=critic_pass, want_theta=want_theta, want_omega=want_omega)
@@ -314,7 +329,7 @@ def febm_terms_checked(div: Divergence, energy, critic, x_all: np.ndarray, n_pos
     if want_theta:
         # D13: the same pathwise weights plus the covariance (score) term on the negatives
         w_theta = w_omega.copy()
-        w_theta[n_pos:] += covariance_weights(gm, covariance)
+        w_theta[n_pos:] += _covariance_weights(gm, covariance)
         if lam > 0.0:
             e_pos, e_neg = e_all[:n_pos], e_all[n_pos:]
             reg_e = float(np.mean(e_pos ** 2) + np.mean(e_neg ** 2))
@@ -391,13 +406,26 @@ def febm_energy_gradient(divergence, energy, critic, x_pos, x_neg, *, l2_weight:
 
 def febm_objective_value(divergence, energy, critic, x_pos, x_neg, *, alpha=None) -> float:
     """``L_hat = <g_data(r+)> - <g_model(r-)>`` (D8) on a batch; a lower bound (D5) on
-    ``D_f(P||Q_theta)`` in expectation for every critic."""
+    ``D_f(P||Q_theta)`` in expectation for every critic.
+
+    Raises
+    ------
+    FloatingPointError
+        If ``g_data(r+)`` or ``g_model(r-)`` is not finite: the same check and message as
+        :func:`febm_gradient` (never an ``inf - inf = nan`` value).
+    """
     div = resolve_divergence(divergence, alpha=alpha)
+    _check_models(energy, critic)
     x_pos, x_neg, _ = _stack_batches(x_pos, x_neg, energy.dim)
     r_pos = critic.energy(x_pos) + energy.energy(x_pos)
     r_neg = critic.energy(x_neg) + energy.energy(x_neg)
     with np.errstate(over="ignore", invalid="ignore"):
-        return float(np.mean(div.g_data(r_pos)) - np.mean(div.g_model(r_neg)))
+        gd, gm = div.g_data(r_pos), div.g_model(r_neg)
+    _check_finite("g_data(r+)", gd)
+    _check_finite("g_model(r-)", gm)
+    value = float(np.mean(gd) - np.mean(gm))
+    _check_finite("L_hat = <g_data(r+)> - <g_model(r-)>", value)
+    return value
 
 
 def contrastive_divergence_gradient(energy, x_pos, x_neg, *, l2_weight: float = 0.0) -> FEBMGradient:
@@ -407,6 +435,7 @@ def contrastive_divergence_gradient(energy, x_pos, x_neg, *, l2_weight: float = 
     ``loss`` is ``<E+> - <E->``; ``grad_omega`` is empty (there is no critic).
     """
     lam = _check_lam(l2_weight)
+    check_model(energy, "energy")
     x_pos, x_neg, x_all = _stack_batches(x_pos, x_neg, energy.dim)
     n_pos, n_neg = x_pos.shape[0], x_neg.shape[0]
     e_all = energy.energy(x_all)

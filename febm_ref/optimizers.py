@@ -18,7 +18,8 @@ import math
 
 import numpy as np
 
-from febm_ref._validation import as_float_array, check_positive_int, check_real_scalar
+from febm_ref._validation import (as_float_array, check_choice, check_nonnegative_int,
+                                  check_positive_int, check_real_scalar, check_vector)
 
 __all__ = ["SGD", "Adam", "make_optimizer", "OPTIMIZERS", "SCHEDULES", "learning_rate"]
 
@@ -40,7 +41,11 @@ class SGD:
         self.t = 0
 
     def step(self, params: np.ndarray, grad: np.ndarray, lr: float) -> np.ndarray:
-        """Return the updated parameters (the inputs are not modified)."""
+        """Return the updated parameters (the inputs are not modified).
+
+        Raises ValueError/TypeError unless ``params`` and ``grad`` are finite real arrays of
+        shape ``(n_params,)`` and ``lr > 0`` (the optimiser state is then unchanged)."""
+        params, grad, lr = _check_step(self, params, grad, lr)
         self.t += 1
         if self.momentum > 0.0:
             self.velocity = self.momentum * self.velocity + grad
@@ -51,11 +56,13 @@ class SGD:
         return {"velocity": self.velocity.copy(), "t": np.array(self.t)}
 
     def load_state_dict(self, state: dict) -> None:
-        v = as_float_array(state["velocity"], "velocity", ndim=1)
+        _check_state_dict(state, ("velocity", "t"), "SGD")
+        v = as_float_array(state["velocity"], "SGD state velocity", ndim=1)
         if v.shape != (self.n_params,):
-            raise ValueError(f"SGD state has {v.shape[0]} parameters, expected {self.n_params}")
+            raise ValueError(f"SGD state velocity has {v.shape[0]} parameters, expected {self.n_params}")
+        t = _load_step_count(state)
         self.velocity = v.copy()
-        self.t = int(state["t"])
+        self.t = t
 
     def config(self) -> dict:
         return {"name": self.name, "momentum": self.momentum}
@@ -81,7 +88,11 @@ class Adam:
         self.t = 0
 
     def step(self, params: np.ndarray, grad: np.ndarray, lr: float) -> np.ndarray:
-        """Return the updated parameters (the inputs are not modified)."""
+        """Return the updated parameters (the inputs are not modified).
+
+        Raises ValueError/TypeError unless ``params`` and ``grad`` are finite real arrays of
+        shape ``(n_params,)`` and ``lr > 0`` (the optimiser state is then unchanged)."""
+        params, grad, lr = _check_step(self, params, grad, lr)
         self.t += 1
         b1, b2 = self.beta1, self.beta2
         if b1 > 0.0:
@@ -97,20 +108,48 @@ class Adam:
         return {"m": self.m.copy(), "v": self.v.copy(), "t": np.array(self.t)}
 
     def load_state_dict(self, state: dict) -> None:
+        _check_state_dict(state, ("m", "v", "t"), "Adam")
         for key in ("m", "v"):
-            arr = as_float_array(state[key], key, ndim=1)
+            arr = as_float_array(state[key], f"Adam state {key}", ndim=1)
             if arr.shape != (self.n_params,):
                 raise ValueError(f"Adam state {key!r} has {arr.shape[0]} parameters, expected {self.n_params}")
+        if np.any(np.asarray(state["v"]) < 0):
+            raise ValueError("Adam state v (running mean of squared gradients) must be >= 0")
+        t = _load_step_count(state)
         self.m = np.array(state["m"], dtype=np.float64)
         self.v = np.array(state["v"], dtype=np.float64)
-        self.t = int(state["t"])
+        self.t = t
 
     def config(self) -> dict:
         return {"name": self.name, "beta1": self.beta1, "beta2": self.beta2, "eps": self.eps}
 
 
+def _check_step(opt, params, grad, lr):
+    """Validate the arguments of ``opt.step`` (shapes exactly ``(n_params,)``: no broadcasting)."""
+    params = check_vector(params, "params", opt.n_params)
+    grad = check_vector(grad, "grad", opt.n_params)
+    return params, grad, check_real_scalar(lr, "lr", positive=True)
+
+
+def _load_step_count(state: dict) -> int:
+    t = state["t"]
+    if isinstance(t, np.ndarray) and t.shape == () and t.dtype.kind in "iu":
+        t = t.item()
+    return check_nonnegative_int(t, "optimizer state t")
+
+
+def _check_state_dict(state, keys, kind: str) -> None:
+    if not isinstance(state, dict):
+        raise TypeError(f"an {kind} state must be a dict with the entries {sorted(keys)} (from state_dict()), "
+                        f"got {type(state).__name__}")
+    if not set(keys) <= set(state):
+        got = sorted(state)
+        raise ValueError(f"an {kind} state must be a dict with the entries {sorted(keys)}, got {got}")
+
+
 def make_optimizer(name: str, n_params: int, **options):
     """``"sgd"`` (option ``momentum``) or ``"adam"`` (options ``beta1, beta2, eps``)."""
+    check_choice(name, "optimizer", OPTIMIZERS)
     if name == "sgd":
         return SGD(n_params, **options)
     if name == "adam":
@@ -123,7 +162,17 @@ def learning_rate(schedule: str, base: float, iteration: int, total: int, *, fin
 
     ``constant``: ``base``. ``cosine``: ``base (f + (1 - f)(1 + cos(pi t/T))/2)`` with
     ``f = final_fraction``. ``inverse_sqrt``: ``base / sqrt(1 + t / (T/100))``.
+
+    Raises ValueError/TypeError unless ``base > 0``, ``total >= 1``, ``0 <= iteration <= total``
+    and ``final_fraction >= 0``.
     """
+    check_choice(schedule, "learning-rate schedule", SCHEDULES)
+    base = check_real_scalar(base, "base", positive=True)
+    total = check_positive_int(total, "total")
+    iteration = check_nonnegative_int(iteration, "iteration")
+    if iteration > total:
+        raise ValueError(f"iteration must be in [0, total] = [0, {total}], got {iteration}")
+    final_fraction = check_real_scalar(final_fraction, "final_fraction", nonnegative=True)
     if schedule == "constant":
         return base
     if schedule == "cosine":

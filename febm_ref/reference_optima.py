@@ -42,6 +42,7 @@ import numpy as np
 from scipy import optimize
 from scipy.special import expit, logit
 
+from febm_ref._validation import check_choice, check_positive_int, check_real_scalar
 from febm_ref.divergences import Divergence, resolve_divergence
 from febm_ref.exact_objective import gauss_legendre_box
 from febm_ref.gaussians import f_divergence_quadrature_1d, power_exponent
@@ -83,9 +84,26 @@ class ReferenceOptimum(NamedTuple):
     evaluations: int
 
 
+def _check_target(target) -> GaussianMixture1D:
+    if not isinstance(target, GaussianMixture1D):
+        raise TypeError(f"target must be a febm_ref.targets.GaussianMixture1D (e.g. paper_mixture_1d()), "
+                        f"got {type(target).__name__}")
+    return target
+
+
+def _check_mu_sigma(mu, sigma) -> Tuple[float, float]:
+    mu = check_real_scalar(mu, "mu")
+    sigma = check_real_scalar(sigma, "sigma")
+    if not sigma > 0:
+        raise ValueError(f"need sigma > 0, got mu={mu}, sigma={sigma}")
+    return mu, sigma
+
+
 def finite_variance_interval(div: Divergence, target: GaussianMixture1D) -> Tuple[float, float]:
     """The open interval ``(lo, hi)`` of ``sigma^2`` on which ``D_f(P||N(mu, sigma^2)) < inf``
-    (independent of ``mu``; see the module docstring)."""
+    (independent of ``mu``; see the module docstring). ``div`` is a Divergence or its name."""
+    div = resolve_divergence(div)
+    _check_target(target)
     a = power_exponent(div)
     v = target.max_variance
     if a is None or 0.0 < a < 1.0:
@@ -130,9 +148,8 @@ def divergence_value(div, target: GaussianMixture1D, mu: float, sigma: float, *,
         If ``sigma <= 0`` or the quadrature box check fails (it should not).
     """
     d = resolve_divergence(div, alpha=alpha)
-    mu, sigma = float(mu), float(sigma)
-    if not (math.isfinite(mu) and math.isfinite(sigma) and sigma > 0):
-        raise ValueError(f"need a finite mu and sigma > 0, got mu={mu}, sigma={sigma}")
+    _check_target(target)
+    mu, sigma = _check_mu_sigma(mu, sigma)
     var_q = sigma * sigma
     lo, hi = finite_variance_interval(d, target)
     if not lo < var_q < hi:
@@ -165,8 +182,11 @@ def divergence_value(div, target: GaussianMixture1D, mu: float, sigma: float, *,
 
 
 def divergence_gradient(div, target, mu: float, sigma: float, *, h: float = 1e-5, alpha=None):
-    """Central differences ``(dD/dmu, dD/dsigma)`` of :func:`divergence_value` (step ``h``)."""
+    """Central differences ``(dD/dmu, dD/dsigma)`` of :func:`divergence_value` (step ``h > 0``)."""
     d = resolve_divergence(div, alpha=alpha)
+    _check_target(target)
+    mu, sigma = _check_mu_sigma(mu, sigma)
+    h = check_real_scalar(h, "h", positive=True)
     g_mu = (divergence_value(d, target, mu + h, sigma) - divergence_value(d, target, mu - h, sigma)) / (2 * h)
     g_s = (divergence_value(d, target, mu, sigma + h) - divergence_value(d, target, mu, sigma - h)) / (2 * h)
     return float(g_mu), float(g_s)
@@ -191,6 +211,7 @@ def reference_optimum(div, target: GaussianMixture1D, *, alpha=None) -> Referenc
     on ``(mu, t(sigma^2))``.
     """
     d = resolve_divergence(div, alpha=alpha)
+    _check_target(target)
     lo, hi = finite_variance_interval(d, target)
     var0 = target.variance()
     if not lo < var0 < hi:
@@ -238,14 +259,23 @@ def exact_descent(div, target: GaussianMixture1D, *, iterations: int, optimizer:
     (theta (2,), trajectory (n, 2) of the iterates every ``record_every`` steps, values (n,))
     Raises ValueError if an iterate leaves the region where ``D_f`` is finite.
     """
-    from febm_ref.optimizers import learning_rate, make_optimizer
+    from febm_ref.optimizers import SCHEDULES, learning_rate, make_optimizer
 
     d = resolve_divergence(div, alpha=alpha)
+    _check_target(target)
+    iterations = check_positive_int(iterations, "iterations")
+    record_every = check_positive_int(record_every, "record_every")
+    lr = check_real_scalar(lr, "lr", positive=True)
+    h = check_real_scalar(h, "h", positive=True)
+    check_choice(schedule, "learning-rate schedule", SCHEDULES)
+    theta = np.array([check_real_scalar(mu0, "mu0"), check_real_scalar(sigma0, "sigma0", positive=True)])
     opt = make_optimizer(optimizer, 2, **(optimizer_options or {}))
-    theta = np.array([float(mu0), float(sigma0)])
     lo, hi = finite_variance_interval(d, target)
+    if not lo < theta[1] ** 2 < hi:
+        raise ValueError(f"sigma0 = {theta[1]} is outside the region where D_f({d.label}) is finite "
+                         f"(sigma^2 must lie in ({lo}, {hi}))")
     traj, values = [], []
-    for t in range(int(iterations)):
+    for t in range(iterations):
         if not (theta[1] > 0 and lo < theta[1] ** 2 < hi):
             raise ValueError(f"exact descent left the region where D_f({d.label}) is finite at step {t}: "
                              f"sigma = {theta[1]} (sigma^2 must lie in ({lo}, {hi})); lower the learning rate")
@@ -253,5 +283,5 @@ def exact_descent(div, target: GaussianMixture1D, *, iterations: int, optimizer:
         if t % record_every == 0:
             traj.append(theta.copy())
             values.append(divergence_value(d, target, theta[0], theta[1]))
-        theta = opt.step(theta, g, learning_rate(schedule, lr, t, int(iterations), final_fraction=final_lr_fraction))
+        theta = opt.step(theta, g, learning_rate(schedule, lr, t, iterations, final_fraction=final_lr_fraction))
     return theta, np.array(traj), np.array(values)

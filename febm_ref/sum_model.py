@@ -33,6 +33,9 @@ class SumModel(EnergyModel):
     def __init__(self, *parts):
         if len(parts) < 2:
             raise ValueError("SumModel needs at least two models")
+        for k, part in enumerate(parts):
+            if not isinstance(part, EnergyModel):
+                raise TypeError(f"SumModel parts must be EnergyModel instances; part {k} is {type(part).__name__}")
         dims = {p.dim for p in parts}
         if len(dims) != 1:
             raise ValueError(f"all parts must have the same input dimension, got {sorted(dims)}")
@@ -51,7 +54,8 @@ class SumModel(EnergyModel):
 
     def _validate_params(self, theta):
         if theta.shape != (sum(self._sizes),):
-            raise ValueError(f"SumModel parameters must have shape ({sum(self._sizes)},), got {theta.shape}")
+            raise ValueError(f"theta of a SumModel must have shape ({sum(self._sizes)},) (the parts' parameters "
+                             f"concatenated), got {theta.shape}")
         # validate and store the parts (each part's own checks apply)
         self.parts = tuple(p.with_params(t) for p, t in zip(self.parts, self._split(theta)))
 

@@ -18,13 +18,28 @@ from typing import Callable, Dict
 import numpy as np
 from scipy.special import logsumexp, ndtr
 
-from febm_ref._validation import as_float_array, check_generator, check_positive_int
+from febm_ref._validation import (as_float_array, check_generator, check_nonnegative_int, check_positive_int,
+                                  check_real_scalar)
 
 __all__ = ["Target", "GaussianMixture1D", "paper_mixture_1d", "TARGETS", "get_target",
            "GaussianMixture2D", "RadialMixture2D", "eight_gaussians", "two_rings", "two_moons",
            "checkerboard", "TARGETS_2D"]
 
 LOG_2PI = math.log(2.0 * math.pi)
+
+
+def _check_positive(name: str, values: np.ndarray) -> None:
+    if np.any(values <= 0):
+        raise ValueError(f"{name} must be positive, got {values.tolist()}")
+
+
+def _check_stds(stds, n_components: int) -> np.ndarray:
+    """Component standard deviations: one positive number for all, or one per component."""
+    s = as_float_array(np.atleast_1d(stds) if np.ndim(stds) == 0 else stds, "stds", ndim=1)
+    if s.shape not in ((1,), (n_components,)):
+        raise ValueError(f"stds must be one number or one per component ({n_components}), got shape {s.shape}")
+    _check_positive("stds", s)
+    return np.broadcast_to(s, (n_components,)).astype(np.float64)
 
 
 class Target:
@@ -66,14 +81,14 @@ class GaussianMixture1D(Target):
     dim = 1
 
     def __init__(self, weights, means, variances, *, name: str = "gaussian_mixture_1d"):
-        w = as_float_array(weights, "weights", ndim=1)
+        w = as_float_array(weights, "weights", ndim=1, nonempty=True)
         m = as_float_array(means, "means", ndim=1)
         v = as_float_array(variances, "variances", ndim=1)
-        if not (w.shape == m.shape == v.shape) or w.size == 0:
-            raise ValueError(f"weights, means and variances must have the same non-zero length, got "
+        if not (w.shape == m.shape == v.shape):
+            raise ValueError(f"weights, means and variances must have the same length, got "
                              f"{w.shape}, {m.shape}, {v.shape}")
-        if np.any(w <= 0) or np.any(v <= 0):
-            raise ValueError("weights and variances must be positive")
+        _check_positive("weights", w)
+        _check_positive("variances", v)
         self.weights = w / np.sum(w)
         self.means = m
         self.variances = v
@@ -95,8 +110,9 @@ class GaussianMixture1D(Target):
         return -np.sum(r * (x[:, None] - self.means) / self.variances, axis=1, keepdims=True)
 
     def cdf(self, x) -> np.ndarray:
-        """``P(X <= x) = sum_k w_k Phi((x - m_k) / sqrt(v_k))`` for an array of scalars ``x``."""
-        x = np.asarray(x, dtype=np.float64)[..., None]
+        """``P(X <= x) = sum_k w_k Phi((x - m_k) / sqrt(v_k))`` for an array of scalars ``x``
+        (``+-inf`` allowed: ``F = 1`` / ``0``; NaN is an error)."""
+        x = as_float_array(x, "x", allow_inf=True)[..., None]
         return np.sum(self.weights * ndtr((x - self.means) / np.sqrt(self.variances)), axis=-1)
 
     def sample(self, rng, n: int) -> np.ndarray:
@@ -160,7 +176,7 @@ TARGETS: Dict[str, Callable[[], Target]] = {
 
 def get_target(name: str) -> Target:
     """A fresh target by name (see :data:`TARGETS`)."""
-    if name not in TARGETS:
+    if not isinstance(name, str) or name not in TARGETS:
         raise ValueError(f"unknown target {name!r}; choose one of {sorted(TARGETS)}")
     return TARGETS[name]()
 
@@ -204,13 +220,12 @@ class GaussianMixture2D(_Target2D):
     """
 
     def __init__(self, weights, means, stds, *, name: str = "gaussian_mixture_2d"):
-        w = as_float_array(weights, "weights", ndim=1)
+        w = as_float_array(weights, "weights", ndim=1, nonempty=True)
         m = as_float_array(means, "means", ndim=2)
-        s = np.broadcast_to(as_float_array(np.atleast_1d(stds), "stds", ndim=1), w.shape).astype(np.float64)
-        if m.shape != (w.size, 2) or w.size == 0:
+        if m.shape != (w.size, 2):
             raise ValueError(f"means must have shape ({w.size}, 2) to match the weights, got {m.shape}")
-        if np.any(w <= 0) or np.any(s <= 0):
-            raise ValueError("weights and stds must be positive")
+        _check_positive("weights", w)
+        s = _check_stds(stds, w.size)
         self.weights = w / np.sum(w)
         self.means = m
         self.stds = s
@@ -276,13 +291,14 @@ class RadialMixture2D(_Target2D):
     """
 
     def __init__(self, weights, radii, stds, *, name: str = "radial_mixture_2d"):
-        w = as_float_array(weights, "weights", ndim=1)
+        w = as_float_array(weights, "weights", ndim=1, nonempty=True)
         R = as_float_array(radii, "radii", ndim=1)
-        s = np.broadcast_to(as_float_array(np.atleast_1d(stds), "stds", ndim=1), w.shape).astype(np.float64)
-        if R.shape != w.shape or w.size == 0:
-            raise ValueError(f"weights and radii must have the same non-zero length, got {w.shape}, {R.shape}")
-        if np.any(w <= 0) or np.any(s <= 0) or np.any(R < 0):
-            raise ValueError("weights and stds must be positive and radii non-negative")
+        if R.shape != w.shape:
+            raise ValueError(f"weights and radii must have the same length, got {w.shape}, {R.shape}")
+        _check_positive("weights", w)
+        if np.any(R < 0):
+            raise ValueError(f"radii must be non-negative, got {R.tolist()}")
+        s = _check_stds(stds, w.size)
         self.weights = w / np.sum(w)
         self.radii = R
         self.stds = s
@@ -301,10 +317,19 @@ class RadialMixture2D(_Target2D):
 
     def radius_cdf(self, r, k: int) -> np.ndarray:
         """``F_k(r)``, the exact CDF of the radius of ring ``k`` (class docstring)."""
+        k = check_nonnegative_int(k, "k")
+        if k >= self.radii.size:
+            raise ValueError(f"k must be a ring index in [0, {self.radii.size - 1}], got {k}")
+        r = as_float_array(r, "r", allow_inf=True)
+        if np.any(r < 0):
+            raise ValueError("r (a radius) must be >= 0")
+        return self._radius_cdf(r, k)
+
+    def _radius_cdf(self, r: np.ndarray, k: int) -> np.ndarray:
+        """:meth:`radius_cdf` on validated arguments (the bisection of :meth:`sample`)."""
         from scipy.special import ndtr
 
         R, s = self.radii[k], self.stds[k]
-        r = np.asarray(r, dtype=np.float64)
         a = s ** 2 * (np.exp(-0.5 * (R / s) ** 2) - np.exp(-0.5 * ((r - R) / s) ** 2))
         b = R * s * math.sqrt(2.0 * math.pi) * (ndtr((r - R) / s) - ndtr(-R / s))
         return 2.0 * math.pi * (a + b) / math.exp(self._log_c[k])
@@ -323,7 +348,7 @@ class RadialMixture2D(_Target2D):
             below = np.empty(n, dtype=bool)
             for j in range(self.weights.size):
                 sel = k == j
-                below[sel] = self.radius_cdf(mid[sel], j) < u[sel]
+                below[sel] = self._radius_cdf(mid[sel], j) < u[sel]
             lo = np.where(below, mid, lo)
             hi = np.where(below, hi, mid)
         r = 0.5 * (lo + hi)
@@ -347,6 +372,8 @@ def _log_ndtr(z):
 
 def eight_gaussians(radius: float = 2.0, std: float = 0.25) -> GaussianMixture2D:
     """8 equal Gaussians ``N(m_k, std^2 I)`` with ``m_k = radius (cos 2 pi k/8, sin 2 pi k/8)``."""
+    radius = check_real_scalar(radius, "radius", nonnegative=True)
+    std = check_real_scalar(std, "std", positive=True)
     angles = 2.0 * math.pi * np.arange(8) / 8.0
     means = radius * np.column_stack([np.cos(angles), np.sin(angles)])
     return GaussianMixture2D(np.ones(8), means, std, name="eight_gaussians")
@@ -354,7 +381,10 @@ def eight_gaussians(radius: float = 2.0, std: float = 0.25) -> GaussianMixture2D
 
 def two_rings(radii=(1.0, 2.5), std: float = 0.2) -> RadialMixture2D:
     """Two concentric rings, weights proportional to the radii (equal density along both rings)."""
-    radii = np.asarray(radii, dtype=np.float64)
+    radii = as_float_array(radii, "radii", ndim=1, nonempty=True)
+    if not np.all(radii > 0):
+        raise ValueError(f"radii must be positive (they are also the ring weights), got {radii.tolist()}")
+    std = check_real_scalar(std, "std", positive=True)
     return RadialMixture2D(radii, radii, std, name="two_rings")
 
 
@@ -362,6 +392,9 @@ def two_moons(n_per_moon: int = 64, scale: float = 1.75, std: float = 0.2) -> Ga
     """Two interleaved moons as a smoothed density: ``2 n_per_moon`` equal Gaussians ``N(m, std^2 I)``
     with centres evenly spaced in angle along the arcs ``(cos t, sin t)`` and ``(1 - cos t, 0.5 - sin t)``,
     ``t in [0, pi]``, shifted by ``(-0.5, -0.25)`` (centred) and scaled by ``scale``."""
+    n_per_moon = check_positive_int(n_per_moon, "n_per_moon")
+    scale = check_real_scalar(scale, "scale", positive=True)
+    std = check_real_scalar(std, "std", positive=True)
     t = np.linspace(0.0, math.pi, n_per_moon)
     upper = np.column_stack([np.cos(t), np.sin(t)])
     lower = np.column_stack([1.0 - np.cos(t), 0.5 - np.sin(t)])
@@ -373,6 +406,10 @@ def checkerboard(n_squares: int = 4, side: float = 1.0, per_axis: int = 4, std: 
     """A smoothed checkerboard: the ``n_squares^2 / 2`` 'black' squares ``(i + j`` even) of a board of
     squares of side ``side`` centred at the origin, each filled by a ``per_axis x per_axis`` lattice of
     equal Gaussians ``N(m, std^2 I)`` at the centres of its sub-cells."""
+    n_squares = check_positive_int(n_squares, "n_squares")
+    per_axis = check_positive_int(per_axis, "per_axis")
+    side = check_real_scalar(side, "side", positive=True)
+    std = check_real_scalar(std, "std", positive=True)
     offset = -0.5 * n_squares * side
     sub = (np.arange(per_axis) + 0.5) * side / per_axis
     means = []

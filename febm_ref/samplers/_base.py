@@ -28,7 +28,7 @@ from typing import Callable, NamedTuple, Optional
 
 import numpy as np
 
-from febm_ref._validation import as_float_array, check_generator, check_real_scalar
+from febm_ref._validation import as_float_array, check_callable, check_generator, check_real_scalar
 
 
 class NonFiniteChainError(FloatingPointError):
@@ -47,8 +47,8 @@ class CallableEnergy:
     """Wrap plain vectorised functions ``energy_fn(x)->(n,)``, ``grad_fn(x)->(n, d)`` as an energy."""
 
     def __init__(self, energy_fn: Callable, grad_fn: Callable):
-        if not callable(energy_fn) or not callable(grad_fn):
-            raise TypeError("CallableEnergy needs two callables: energy_fn(x)->(n,), grad_fn(x)->(n, d)")
+        check_callable(energy_fn, "energy_fn", "energy_fn(x) -> (n,)")
+        check_callable(grad_fn, "grad_fn", "grad_fn(x) -> (n, d)")
         self._energy_fn = energy_fn
         self._grad_fn = grad_fn
 
@@ -76,6 +76,35 @@ def as_chain_points(x, name: str = "x") -> np.ndarray:
     if arr.shape[0] == 0 or arr.shape[1] == 0:
         raise ValueError(f"{name} must have at least one chain and one dimension, got shape {arr.shape}")
     return np.array(arr, dtype=np.float64, order="C", copy=True)
+
+
+def check_chain_state(state, name: str = "state") -> ChainState:
+    """A :class:`ChainState` with consistent shapes and finite values (the public ``step``
+    functions check their ``state`` once; the ``run`` loops pass states they produced).
+
+    Raises
+    ------
+    TypeError
+        If ``state`` is not a ChainState (e.g. a raw array of points: build the state with
+        ``init(x, energy)``).
+    ValueError
+        If ``energy`` is not ``(n,)`` or ``grad_x`` not ``(n, d)`` for ``x`` of shape ``(n, d)``,
+        or a value is NaN/inf.
+    """
+    if not isinstance(state, ChainState):
+        raise TypeError(f"{name} must be a ChainState (points with their cached energy and gradient), got "
+                        f"{type(state).__name__}; build it with init(x, energy) of the sampler module")
+    x, e, g = state
+    if not (isinstance(x, np.ndarray) and x.ndim == 2 and x.dtype == np.float64):
+        raise ValueError(f"{name}.x must be a float64 array (n, d), got {type(x).__name__} "
+                         f"{getattr(x, 'shape', '')}; build the state with init(x, energy)")
+    n = x.shape[0]
+    if np.shape(e) != (n,) or np.shape(g) != x.shape:
+        raise ValueError(f"{name} is inconsistent: x {x.shape} needs energy ({n},) and grad_x {x.shape}, got "
+                         f"{np.shape(e)} and {np.shape(g)}; build the state with init(x, energy)")
+    for label, arr in (("x", x), ("energy", e), ("grad_x", g)):
+        as_float_array(arr, f"{name}.{label}")
+    return state
 
 
 def check_step_size(step_size, name: str = "step_size") -> float:
@@ -123,32 +152,41 @@ def init_state(x, energy) -> ChainState:
     return ChainState(x, e, g)
 
 
+def _predrawn(values, shape: tuple, name: str) -> np.ndarray:
+    """A pre-drawn finite float64 array of exactly ``shape`` (no broadcasting)."""
+    return as_float_array(values, f"pre-drawn {name}", shape=tuple(shape))
+
+
 def gaussian_noise(rng_or_noise, shape: tuple, name: str = "noise") -> np.ndarray:
     """Standard normal noise of ``shape``: drawn from a Generator, or a pre-drawn array checked."""
     if isinstance(rng_or_noise, np.random.Generator):
         return rng_or_noise.standard_normal(shape)
     if rng_or_noise is None or isinstance(rng_or_noise, (int, np.integer)):
         check_generator(rng_or_noise, "rng_or_noise")
-    z = as_float_array(rng_or_noise, name)
-    if z.shape != tuple(shape):
-        raise ValueError(f"pre-drawn {name} must have shape {tuple(shape)}, got {z.shape}")
-    return z
+    return _predrawn(rng_or_noise, shape, name)
 
 
 def gaussian_and_uniform(rng_or_noise, shape: tuple, normal_name: str) -> tuple[np.ndarray, np.ndarray]:
     """The randomness of one Metropolis-adjusted step: standard normals of ``shape`` (the
     proposal noise or momentum, called ``normal_name``) and one uniform per chain for the
-    accept test, drawn in that order from a Generator, or a pre-drawn pair checked."""
+    accept test, drawn in that order from a Generator, or a pre-drawn pair checked.
+
+    Pre-drawn uniforms must lie in ``[0, 1)`` (the range of ``Generator.random``): the test
+    ``u < min(1, alpha)`` accepts with probability ``min(1, alpha)`` only for such ``u``; a
+    negative ``u`` would accept every proposal and break detailed balance.
+    """
     n = shape[0]
     if isinstance(rng_or_noise, np.random.Generator):
         return rng_or_noise.standard_normal(shape), rng_or_noise.random(n)
     if not (isinstance(rng_or_noise, tuple) and len(rng_or_noise) == 2):
         raise TypeError(f"rng_or_noise must be a numpy.random.Generator or a pair ({normal_name}, u) of "
-                        "pre-drawn normal (n, d) and uniform (n,) arrays")
-    normal = gaussian_noise(rng_or_noise[0], shape, normal_name)
-    u = as_float_array(rng_or_noise[1], "u", ndim=1)
-    if u.shape != (n,):
-        raise ValueError(f"pre-drawn u must have shape ({n},), got {u.shape}")
+                        f"pre-drawn normal {tuple(shape)} and uniform ({n},) arrays, got {type(rng_or_noise).__name__}")
+    normal = _predrawn(rng_or_noise[0], shape, normal_name)
+    u = _predrawn(rng_or_noise[1], (n,), "u")
+    if not np.all((u >= 0.0) & (u < 1.0)):
+        bad = int(np.argmax(~((u >= 0.0) & (u < 1.0))))
+        raise ValueError(f"pre-drawn u must be uniforms in [0, 1) (detailed balance needs P(u < a) = a), "
+                         f"got u[{bad}] = {u[bad]!r}")
     return normal, u
 
 

@@ -25,7 +25,7 @@ from typing import NamedTuple, Optional
 
 import numpy as np
 
-from febm_ref._validation import check_real_scalar
+from febm_ref._validation import check_interval, check_real_scalar
 from febm_ref.samplers._base import (RunResult, as_chain_points, check_energy, check_finite_state,
                                      check_step_size, evaluate, gaussian_noise, run_steps)
 
@@ -49,15 +49,7 @@ def check_box(box) -> Optional[tuple[float, float]]:
     """``None`` or a validated ``(lo, hi)`` with ``lo < hi`` (both finite)."""
     if box is None:
         return None
-    try:
-        lo, hi = box
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"box must be None or a pair (lo, hi), got {box!r}") from exc
-    lo = check_real_scalar(lo, "box lower bound")
-    hi = check_real_scalar(hi, "box upper bound")
-    if not lo < hi:
-        raise ValueError(f"box must have lo < hi, got ({lo}, {hi})")
-    return lo, hi
+    return check_interval(box, "box")
 
 
 def step(rng_or_noise, state: DecoupledState, energy, step_size: float, noise_scale: float, *,
@@ -78,12 +70,33 @@ def step(rng_or_noise, state: DecoupledState, energy, step_size: float, noise_sc
         If given (``c > 0``), clip each gradient component to ``[-c, c]`` (changes the dynamics).
     box : (lo, hi) or None
         If given, clip the new points to ``[lo, hi]`` (changes the dynamics).
+
+    Raises TypeError/ValueError for a ``state`` that is not a finite :class:`DecoupledState`
+    (build it with :func:`init`), an ``energy`` without the energy protocol, or a bad
+    step size, noise scale, clip, box or pre-drawn noise.
     """
+    _check_state(state)
+    check_energy(energy)
     lam = check_step_size(step_size)
     sigma = check_real_scalar(noise_scale, "noise_scale", nonnegative=True)
-    if grad_clip is not None:
-        grad_clip = check_real_scalar(grad_clip, "grad_clip", positive=True)
-    box = check_box(box)
+    grad_clip = _check_grad_clip(grad_clip)
+    return _step(rng_or_noise, state, energy, lam, sigma, grad_clip, check_box(box))
+
+
+def _check_grad_clip(grad_clip) -> Optional[float]:
+    return None if grad_clip is None else check_real_scalar(grad_clip, "grad_clip", positive=True)
+
+
+def _check_state(state) -> DecoupledState:
+    if not isinstance(state, DecoupledState):
+        raise TypeError(f"state must be a DecoupledState, got {type(state).__name__}; build it with "
+                        "decoupled_langevin.init(x)")
+    as_chain_points(state.x, "state.x")
+    return state
+
+
+def _step(rng_or_noise, state: DecoupledState, energy, lam: float, sigma: float, grad_clip, box):
+    """:func:`step` on validated arguments (the loop of :func:`run`)."""
     x = state.x
     z = gaussian_noise(rng_or_noise, x.shape)
     x_noised = x + sigma * z
@@ -115,9 +128,10 @@ def run(rng: np.random.Generator, x0, energy, step_size: float, noise_scale: flo
     check_energy(energy)
     lam = check_step_size(step_size)
     sigma = check_real_scalar(noise_scale, "noise_scale", nonnegative=True)
+    grad_clip = _check_grad_clip(grad_clip)
     box = check_box(box)
     state = init(x0)
-    return run_steps(lambda r, s: step(r, s, energy, lam, sigma, grad_clip=grad_clip, box=box),
+    return run_steps(lambda r, s: _step(r, s, energy, lam, sigma, grad_clip, box),
                      rng, state, n_steps, keep_samples=keep_samples, thin=thin)
 
 

@@ -26,7 +26,7 @@ from typing import NamedTuple
 import numpy as np
 import scipy.stats
 
-from febm_ref._validation import as_float_array
+from febm_ref._validation import as_float_array, check_in_interval, check_real_scalar
 
 
 def _as_draws(draws, name="draws", min_draws=4) -> np.ndarray:
@@ -120,10 +120,12 @@ def split_rhat(draws) -> float:
 
 
 def acceptance_rate(accepted) -> float:
-    """Fraction of accepted proposals (booleans or per-step rates averaged)."""
-    a = np.asarray(accepted, dtype=np.float64)
+    """Fraction of accepted proposals (booleans or per-step rates in [0, 1], averaged)."""
+    a = as_float_array(accepted, "accepted")
     if a.size == 0:
-        raise ValueError("acceptance_rate needs at least one proposal")
+        raise ValueError("acceptance_rate needs at least one proposal (accepted is empty)")
+    if np.any((a < 0) | (a > 1)):
+        raise ValueError("accepted must hold booleans or acceptance rates in [0, 1]")
     return float(np.mean(a))
 
 
@@ -153,7 +155,7 @@ def second_moment_estimate(draws, centre: float) -> Estimate:
     themselves a stationary series, whose ESS gives the standard error.
     """
     a = _as_draws(draws)
-    return mean_estimate((a - centre) ** 2)
+    return mean_estimate((a - check_real_scalar(centre, "centre")) ** 2)
 
 
 def covariance_estimates(samples, mean) -> tuple[np.ndarray, np.ndarray]:
@@ -162,7 +164,7 @@ def covariance_estimates(samples, mean) -> tuple[np.ndarray, np.ndarray]:
     ``samples`` has shape ``(n_draws, n_chains, d)``; returns two ``(d, d)`` arrays.
     """
     s = as_float_array(samples, "samples", ndim=3)
-    m = as_float_array(mean, "mean", ndim=1)
+    m = as_float_array(mean, "mean", shape=(s.shape[2],))
     c = s - m
     d = s.shape[2]
     value = np.empty((d, d))
@@ -198,7 +200,11 @@ class KSResult(NamedTuple):
 
 
 def ks_test_thinned(draws, cdf, alpha: float = 1e-3) -> KSResult:
-    """KS test of MCMC draws against ``cdf`` after :func:`thin_by_autocorrelation`."""
+    """KS test of MCMC draws against ``cdf`` (a callable or a scipy.stats distribution name) after
+    :func:`thin_by_autocorrelation`, at significance ``0 < alpha < 1``."""
+    if not (callable(cdf) or isinstance(cdf, str)):
+        raise TypeError(f"cdf must be a callable cdf(x) or a scipy.stats distribution name, got {type(cdf).__name__}")
+    alpha = check_in_interval(alpha, "alpha", 0.0, 1.0, closed="()")
     flat, k = thin_by_autocorrelation(draws)
     res = scipy.stats.kstest(flat, cdf)
     crit = float(scipy.stats.kstwo.ppf(1.0 - alpha, flat.size))

@@ -16,7 +16,7 @@ from febm_ref._validation import as_float_array, check_generator, check_positive
 
 
 def _mean_and_matrix(mean, matrix, name):
-    m = as_float_array(mean, "mean", ndim=1)
+    m = as_float_array(mean, "mean", ndim=1, nonempty=True)
     M = as_float_array(matrix, name, ndim=2)
     d = m.shape[0]
     if M.shape != (d, d):
@@ -76,5 +76,5 @@ def sample(rng: np.random.Generator, energy, n: int) -> np.ndarray:
         return sample_quadratic(rng, np.atleast_1d(mean), np.atleast_2d(energy.precision), n)
     if mean is not None and getattr(energy, "cov", None) is not None:
         return sample_gaussian(rng, np.atleast_1d(mean), np.atleast_2d(energy.cov), n)
-    raise TypeError(f"{type(energy).__name__} cannot be sampled exactly: it has no sample(rng, n) "
+    raise TypeError(f"energy ({type(energy).__name__}) cannot be sampled exactly: it has no sample(rng, n) "
                     "method nor mean/precision attributes; use an MCMC sampler (ula, mala, hmc)")

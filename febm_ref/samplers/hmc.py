@@ -21,8 +21,9 @@ from typing import NamedTuple
 import numpy as np
 
 from febm_ref._validation import check_positive_int
-from febm_ref.samplers._base import (ChainState, NonFiniteChainError, RunResult, check_step_size,
-                                     evaluate, gaussian_and_uniform, init_state, run_steps)
+from febm_ref._validation import as_float_array
+from febm_ref.samplers._base import (ChainState, NonFiniteChainError, RunResult, check_chain_state, check_energy,
+                                     check_step_size, evaluate, gaussian_and_uniform, init_state, run_steps)
 
 
 class HMCInfo(NamedTuple):
@@ -51,9 +52,18 @@ def _evaluate_finite_rows(energy, x):
 def leapfrog(x, p, grad, energy, step_size: float, n_leapfrog: int):
     """``n_leapfrog`` leapfrog steps from ``(x, p)`` with ``grad = grad E(x)``.
 
-    Returns ``(x_L, p_L, E(x_L), grad E(x_L))`` (no validation: an inner routine).
+    Returns ``(x_L, p_L, E(x_L), grad E(x_L))``. ``x``, ``p`` and ``grad`` must be finite arrays
+    of one shape ``(n, d)``, ``step_size > 0`` and ``n_leapfrog >= 1`` (TypeError/ValueError).
     """
-    eps = step_size
+    check_energy(energy)
+    x = as_float_array(x, "x", ndim=2)
+    p = as_float_array(p, "p", shape=x.shape)
+    grad = as_float_array(grad, "grad", shape=x.shape)
+    return _leapfrog(x, p, grad, energy, check_step_size(step_size), check_positive_int(n_leapfrog, "n_leapfrog"))
+
+
+def _leapfrog(x, p, grad, energy, eps: float, n_leapfrog: int):
+    """:func:`leapfrog` on validated arguments (the trajectory of :func:`step`)."""
     p = p - 0.5 * eps * grad
     e = None
     with np.errstate(over="ignore", invalid="ignore"):
@@ -80,12 +90,21 @@ def step(rng_or_noise, state: ChainState, energy, step_size: float,
         Leapfrog step ``eps > 0``.
     n_leapfrog : int
         Number of leapfrog steps ``L >= 1``.
+
+    Raises TypeError/ValueError for a ``state`` that is not a consistent finite
+    :class:`ChainState`, an ``energy`` without the energy protocol, a bad step size or
+    ``n_leapfrog``, or pre-drawn ``(p0, u)`` of the wrong shape or with ``u`` outside ``[0, 1)``.
     """
-    eps = check_step_size(step_size)
-    n_leapfrog = check_positive_int(n_leapfrog, "n_leapfrog")
+    check_chain_state(state)
+    check_energy(energy)
+    return _step(rng_or_noise, state, energy, check_step_size(step_size), check_positive_int(n_leapfrog, "n_leapfrog"))
+
+
+def _step(rng_or_noise, state: ChainState, energy, eps: float, n_leapfrog: int) -> tuple[ChainState, HMCInfo]:
+    """:func:`step` on validated arguments (the loop of :func:`run`)."""
     x, e_x, g_x = state
     p0, u = gaussian_and_uniform(rng_or_noise, x.shape, "p0")
-    y, p1, e_y, g_y = leapfrog(x, p0, g_x, energy, eps, n_leapfrog)
+    y, p1, e_y, g_y = _leapfrog(x, p0, g_x, energy, eps, n_leapfrog)
     finite_pos = np.all(np.isfinite(y), axis=1)
     if (finite_pos & np.isnan(e_y)).any():
         bad = int(np.argwhere(finite_pos & np.isnan(e_y))[0, 0])
@@ -118,5 +137,5 @@ def run(rng: np.random.Generator, x0, energy, step_size: float, n_leapfrog: int,
     eps = check_step_size(step_size)
     n_leapfrog = check_positive_int(n_leapfrog, "n_leapfrog")
     state = init(x0, energy)
-    return run_steps(lambda r, s: step(r, s, energy, eps, n_leapfrog), rng, state, n_steps,
+    return run_steps(lambda r, s: _step(r, s, energy, eps, n_leapfrog), rng, state, n_steps,
                      keep_samples=keep_samples, thin=thin)

@@ -20,8 +20,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from febm_ref.samplers._base import (ChainState, NonFiniteChainError, RunResult, check_step_size,
-                                     evaluate, gaussian_and_uniform, init_state, run_steps)
+from febm_ref.samplers._base import (ChainState, NonFiniteChainError, RunResult, check_chain_state, check_energy,
+                                     check_step_size, evaluate, gaussian_and_uniform, init_state, run_steps)
 
 
 class MALAInfo(NamedTuple):
@@ -49,8 +49,18 @@ def step(rng_or_noise, state: ChainState, energy, step_size: float) -> tuple[Cha
     energy : object with ``energy(x)`` and ``grad_x(x)``
     step_size : float
         ``eps > 0`` (same convention as ULA, D15).
+
+    Raises TypeError/ValueError for a ``state`` that is not a consistent finite
+    :class:`ChainState`, an ``energy`` without the energy protocol, a bad step size, or
+    pre-drawn ``(z, u)`` of the wrong shape or with ``u`` outside ``[0, 1)``.
     """
-    eps = check_step_size(step_size)
+    check_chain_state(state)
+    check_energy(energy)
+    return _step(rng_or_noise, state, energy, check_step_size(step_size))
+
+
+def _step(rng_or_noise, state: ChainState, energy, eps: float) -> tuple[ChainState, MALAInfo]:
+    """:func:`step` on a validated state, energy and step size (the loop of :func:`run`)."""
     x, e_x, g_x = state
     z, u = gaussian_and_uniform(rng_or_noise, x.shape, "z")
     y = x - 0.5 * eps * g_x + np.sqrt(eps) * z
@@ -82,5 +92,5 @@ def run(rng: np.random.Generator, x0, energy, step_size: float, n_steps: int, *,
     """Run ``n_steps`` MALA steps from ``x0``; ``info['acceptance_rate']`` has one entry per step."""
     eps = check_step_size(step_size)
     state = init(x0, energy)
-    return run_steps(lambda r, s: step(r, s, energy, eps), rng, state, n_steps,
+    return run_steps(lambda r, s: _step(r, s, energy, eps), rng, state, n_steps,
                      keep_samples=keep_samples, thin=thin)

@@ -34,14 +34,17 @@ class MLPLangevinResult(NamedTuple):
 
 def _kernel_args(energy):
     if hasattr(energy, "kernel_args"):
-        params, sizes, act = energy.kernel_args()
-    else:
-        try:
-            params, sizes, act = energy
-        except (TypeError, ValueError) as exc:
-            raise TypeError("energy must be an MLPEnergy (with kernel_args()) or a triple "
-                            "(params, sizes, act_code)") from exc
-    return check_mlp_spec(params, sizes, act)
+        return check_mlp_spec(*energy.kernel_args())
+    if not (isinstance(energy, (tuple, list)) and len(energy) == 3):
+        raise TypeError("energy must be an MLPEnergy (with kernel_args()) or a triple (params, sizes, act_code), "
+                        f"got {type(energy).__name__}")
+    params, sizes, act = energy
+    params = as_float_array(params, "params", ndim=1)
+    sizes_arr = np.asarray(sizes)
+    if sizes_arr.ndim != 1 or sizes_arr.dtype.kind not in "iu":
+        raise TypeError(f"sizes must be a 1-D sequence of integer layer widths [d, h_1, ..., 1], got {sizes!r}")
+    check_positive_int(act, "act_code", minimum=0)
+    return check_mlp_spec(params, sizes_arr, act)
 
 
 def _prepare(energy, x0, noise, rng, n_steps):

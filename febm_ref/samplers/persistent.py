@@ -13,7 +13,7 @@ from typing import Callable
 
 import numpy as np
 
-from febm_ref._validation import check_generator, check_positive_int, check_real_scalar
+from febm_ref._validation import check_callable, check_generator, check_in_interval, check_positive_int
 from febm_ref.samplers._base import as_chain_points
 
 
@@ -26,9 +26,7 @@ class PersistentChains:
 
     def __init__(self, x0, reset: Callable | None = None, *, reinit_prob: float = 0.0):
         self.x = as_chain_points(x0, "x0")
-        p = check_real_scalar(reinit_prob, "reinit_prob")
-        if not 0.0 <= p <= 1.0:
-            raise ValueError(f"reinit_prob must be in [0, 1], got {p}")
+        p = check_in_interval(reinit_prob, "reinit_prob", 0.0, 1.0)
         if p > 0 and not callable(reset):
             raise ValueError("reinit_prob > 0 needs a reset(rng, n) callable")
         self.reset = reset
@@ -40,6 +38,7 @@ class PersistentChains:
         """Start ``n_chains`` chains from ``reset(rng, n_chains)``."""
         check_generator(rng)
         n = check_positive_int(n_chains, "n_chains")
+        check_callable(reset, "reset", "reset(rng, n) -> array (n, d)")
         return cls(reset(rng, n), reset, reinit_prob=reinit_prob)
 
     def starting_points(self, rng: np.random.Generator) -> np.ndarray:
@@ -56,7 +55,7 @@ class PersistentChains:
         """Store the end points of this iteration's chains (same shape as before)."""
         x = as_chain_points(x)
         if x.shape != self.x.shape:
-            raise ValueError(f"update expects shape {self.x.shape}, got {x.shape}")
+            raise ValueError(f"update expects shape {self.x.shape} for x (the same chains), got {x.shape}")
         self.x = x
 
     def state_arrays(self) -> dict:

@@ -28,19 +28,44 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from febm_ref._validation import (as_float_array, check_generator, check_positive_int,
-                                  check_real_scalar)
+from febm_ref._validation import (as_float_array, check_callable, check_generator, check_in_interval,
+                                  check_interval, check_positive_int)
 
 
 def quantize_8bit(x, lo: float, hi: float) -> np.ndarray:
-    """Bin index ``min(floor(256 (clip(x, lo, hi) - lo)/(hi - lo)), 255)`` as uint8."""
+    """Bin index ``min(floor(256 (clip(x, lo, hi) - lo)/(hi - lo)), 255)`` as uint8.
+
+    ``x`` must be real and not NaN (``+-inf`` go to the end bins); ``lo < hi`` finite."""
+    lo, hi = check_interval((lo, hi), "box (lo, hi)")
+    return _quantize(as_float_array(x, "x", allow_inf=True), lo, hi)
+
+
+def _quantize(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
     u = (np.clip(x, lo, hi) - lo) / (hi - lo)
     return np.minimum(np.floor(256.0 * u), 255.0).astype(np.uint8)
 
 
 def dequantize_8bit(codes, lo: float, hi: float, rng: np.random.Generator) -> np.ndarray:
-    """Uniform dequantisation ``lo + (hi - lo)(k + U)/256`` of uint8 bin indices."""
+    """Uniform dequantisation ``lo + (hi - lo)(k + U)/256`` of bin indices ``k`` in ``0..255``
+    (an integer array; ``lo < hi`` finite)."""
     check_generator(rng)
+    lo, hi = check_interval((lo, hi), "box (lo, hi)")
+    codes = _as_codes(codes)
+    if codes.dtype.kind not in "iu":
+        raise TypeError(f"codes must be an integer array of 8-bit bin indices 0..255, got dtype {codes.dtype}")
+    if codes.size and (codes.min() < 0 or codes.max() > 255):
+        raise ValueError(f"codes must be 8-bit bin indices in 0..255, got values in [{codes.min()}, {codes.max()}]")
+    return _dequantize(codes, lo, hi, rng)
+
+
+def _as_codes(codes) -> np.ndarray:
+    try:
+        return np.asarray(codes)
+    except Exception as exc:
+        raise TypeError(f"codes must be an integer array of 8-bit bin indices 0..255, got {type(codes).__name__}") from exc
+
+
+def _dequantize(codes: np.ndarray, lo: float, hi: float, rng: np.random.Generator) -> np.ndarray:
     k = np.asarray(codes, dtype=np.float64)
     return lo + (hi - lo) * (k + rng.random(k.shape)) / 256.0
 
@@ -68,13 +93,9 @@ class ReplayBuffer:
                  quantize_8bit: bool = False, box=None):
         self.capacity = check_positive_int(capacity, "capacity")
         self.dim = check_positive_int(dim, "dim")
-        if not callable(reset):
-            raise TypeError("reset must be a callable reset(rng, n) -> array (n, d)")
+        check_callable(reset, "reset", "reset(rng, n) -> array (n, d)")
         self.reset = reset
-        p = check_real_scalar(restart_prob, "restart_prob")
-        if not 0.0 <= p <= 1.0:
-            raise ValueError(f"restart_prob must be in [0, 1], got {p}")
-        self.restart_prob = p
+        self.restart_prob = check_in_interval(restart_prob, "restart_prob", 0.0, 1.0)
         self.quantize = bool(quantize_8bit)
         if self.quantize:
             if box is None:
@@ -124,6 +145,8 @@ class ReplayBuffer:
         if points.dtype != self._store.dtype:
             raise ValueError(f"saved points have dtype {points.dtype}, this buffer stores {self._store.dtype} "
                              f"({'8-bit' if self.quantize else 'float64'} storage)")
+        if not self.quantize:
+            as_float_array(points, "saved points")  # no NaN/inf in a float64 buffer
         if nxt.shape != () or nxt.dtype.kind not in "iu":
             raise ValueError(f"next must be an integer scalar, got {nxt!r}")
         size, nxt = points.shape[0], int(nxt)
@@ -149,7 +172,7 @@ class ReplayBuffer:
         if x.shape[0] > self.capacity:  # only the newest `capacity` rows survive
             x = x[-self.capacity:]
         n = x.shape[0]
-        rows = x if not self.quantize else quantize_8bit(x, *self.box)
+        rows = x if not self.quantize else _quantize(x, *self.box)
         idx = (self._next + np.arange(n)) % self.capacity
         self._store[idx] = rows
         self._next = int((self._next + n) % self.capacity)
@@ -161,7 +184,8 @@ class ReplayBuffer:
         if self.quantize:
             if rng is None:
                 raise ValueError("an 8-bit buffer needs rng to dequantise its points")
-            return dequantize_8bit(data, *self.box, rng)
+            check_generator(rng)
+            return _dequantize(data, *self.box, rng)
         return data.copy()
 
     def sample_initial(self, rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -180,5 +204,5 @@ class ReplayBuffer:
         if k:
             idx = rng.integers(0, self._size, size=k)
             rows = self._store[idx]
-            x[from_buffer] = dequantize_8bit(rows, *self.box, rng) if self.quantize else rows
+            x[from_buffer] = _dequantize(rows, *self.box, rng) if self.quantize else rows
         return x, from_buffer

@@ -18,11 +18,10 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
-import scipy.linalg
 
 from febm_ref._validation import as_float_array, check_real_scalar
-from febm_ref.samplers._base import (ChainState, RunResult, check_finite_state, check_step_size,
-                                     evaluate, gaussian_noise, init_state, run_steps)
+from febm_ref.samplers._base import (ChainState, RunResult, check_chain_state, check_energy, check_finite_state,
+                                     check_step_size, evaluate, gaussian_noise, init_state, run_steps)
 
 
 class ULAInfo(NamedTuple):
@@ -55,8 +54,17 @@ def step(rng_or_noise, state: ChainState, energy, step_size: float) -> tuple[Cha
     ------
     NonFiniteChainError
         If a new point, its energy or its gradient is NaN/inf.
+    TypeError, ValueError
+        For a ``state`` that is not a consistent finite :class:`ChainState` (e.g. a raw array),
+        an ``energy`` without the energy protocol, or a bad step size or noise.
     """
-    eps = check_step_size(step_size)
+    check_chain_state(state)
+    check_energy(energy)
+    return _step(rng_or_noise, state, energy, check_step_size(step_size))
+
+
+def _step(rng_or_noise, state: ChainState, energy, eps: float) -> tuple[ChainState, ULAInfo]:
+    """:func:`step` on a validated state, energy and step size (the loop of :func:`run`)."""
     z = gaussian_noise(rng_or_noise, state.x.shape)
     x_new = state.x - (0.5 * eps) * state.grad_x + np.sqrt(eps) * z
     check_finite_state(x_new, np.zeros(0), None)
@@ -77,7 +85,7 @@ def run(rng: np.random.Generator, x0, energy, step_size: float, n_steps: int, *,
     """Run ``n_steps`` ULA steps (D15) from ``x0`` (n_chains, d); see :class:`RunResult`."""
     eps = check_step_size(step_size)
     state = init(x0, energy)
-    return run_steps(lambda r, s: step(r, s, energy, eps), rng, state, n_steps,
+    return run_steps(lambda r, s: _step(r, s, energy, eps), rng, state, n_steps,
                      keep_samples=keep_samples, thin=thin)
 
 
@@ -97,30 +105,38 @@ def stationary_variance_1d(s: float, step_size: float) -> float:
 def stationary_covariance(precision, step_size: float) -> np.ndarray:
     """Exact stationary covariance of ULA on ``E = (x-m)^T P (x-m) / 2`` (D15).
 
-    Solves the discrete Lyapunov equation ``Sigma = A Sigma A^T + eps I`` with
-    ``A = I - (eps/2) P`` (:func:`scipy.linalg.solve_discrete_lyapunov`). The stationary mean
-    is ``m`` (ULA is unbiased for the mean of a quadratic energy).
+    ``Sigma`` solves the discrete Lyapunov equation ``Sigma = A Sigma A^T + eps I`` with
+    ``A = I - (eps/2) P``. With ``P = V diag(lam) V^T`` (symmetric eigendecomposition) ``A`` is
+    diagonal in the same basis, ``a_i = 1 - eps lam_i / 2``, and the solution is the closed form
+
+        ``Sigma = V diag(1 / (lam_i (1 - eps lam_i / 4))) V^T``,
+
+    since ``1 - a_i^2 = eps lam_i (1 - eps lam_i / 4)``. This form has no cancellation: it stays
+    exact where ``a_i`` rounds to 1 (``eps lam_i`` below the unit roundoff, e.g. ``P = 1e-300 I``),
+    where a solver of the Lyapunov equation in ``A`` would see a spectral radius of 1. The
+    stationary mean is ``m`` (ULA is unbiased for the mean of a quadratic energy).
 
     Raises
     ------
     ValueError
-        If ``P`` is not a symmetric positive definite ``(d, d)`` matrix or the spectral radius
-        of ``A`` is >= 1 (no stationary law: reduce the step size below ``4 / lambda_max(P)``).
+        If ``P`` is not a symmetric positive definite ``(d, d)`` matrix, or ``eps lam_max >= 4``
+        (then ``|a_i| >= 1``: no stationary law; reduce the step size below ``4 / lambda_max(P)``).
     """
-    P = as_float_array(precision, "precision", ndim=2)
+    P = as_float_array(precision, "precision", ndim=2, nonempty=True)
     eps = check_step_size(step_size)
     d = P.shape[0]
     if P.shape != (d, d):
         raise ValueError(f"precision must be square, got shape {P.shape}")
     if not np.allclose(P, P.T, rtol=1e-12, atol=1e-12 * np.max(np.abs(P))):
         raise ValueError("precision must be symmetric")
-    lam = np.linalg.eigvalsh(P)
-    if lam[0] <= 0:
+    lam, V = np.linalg.eigh(0.5 * (P + P.T))
+    if not lam[0] > 0:
         raise ValueError(f"precision must be positive definite, smallest eigenvalue {lam[0]}")
-    A = np.eye(d) - 0.5 * eps * P
-    rho = float(np.max(np.abs(np.linalg.eigvals(A))))
-    if not rho < 1.0:
-        raise ValueError(f"ULA is unstable for this precision and step size (spectral radius of "
-                         f"I - eps P/2 is {rho}); use step_size < 4 / lambda_max(P) = {4 / lam[-1]}")
-    sigma = scipy.linalg.solve_discrete_lyapunov(A, eps * np.eye(d))
+    if not eps * lam[-1] < 4.0:
+        raise ValueError(f"ULA is unstable for this precision and step size: eps lambda_max(P) = {eps * lam[-1]} "
+                         f">= 4 (the spectral radius of I - eps P/2 is >= 1); use step_size < 4 / lambda_max(P) = "
+                         f"{4 / lam[-1]}, got step_size {eps}")
+    with np.errstate(over="ignore"):  # a variance above 1.8e308 is +inf in float64
+        s = 1.0 / (lam * (1.0 - 0.25 * eps * lam))
+    sigma = (V * s) @ V.T
     return 0.5 * (sigma + sigma.T)
