@@ -29,7 +29,7 @@ _SKIPPED_DIRS = {".git", ".hypothesis", ".pytest_cache", "__pycache__", "build",
 
 
 def cited_labels(text: str) -> set[int]:
-    """Label numbers cited in ``text``: every ``D<n>`` and every label inside a range ``D<a>-D<b>``."""
+    """Return the label numbers cited in ``text``: every ``D<n>`` and every label inside a range ``D<a>-D<b>``."""
     labels = {int(n) for n in LABEL.findall(text)}
     for first, last in LABEL_RANGE.findall(text):
         labels.update(range(int(first), int(last) + 1))
@@ -37,13 +37,16 @@ def cited_labels(text: str) -> set[int]:
 
 
 def defined_labels(text: str) -> collections.Counter:
-    """How often each label is defined (bold marker ``**(D<n>)**``) in ``text``."""
+    """Count how often each label is defined (bold marker ``**(D<n>)**``) in ``text``."""
     return collections.Counter(int(n) for n in DEFINITION.findall(text))
 
 
 def tracked_files(root: Path) -> list[Path]:
-    """The ``.py``/``.md`` files of the repository: ``git ls-files`` when ``root`` is a git
-    checkout, otherwise every such file below ``root`` outside build and cache folders."""
+    """List the ``.py``/``.md`` files of the repository.
+
+    ``git ls-files`` when ``root`` is a git checkout, otherwise every such file below ``root``
+    outside build and cache folders.
+    """
     try:
         listed = subprocess.run(["git", "ls-files", "-z"], cwd=root, capture_output=True, check=True).stdout
         names = [name for name in listed.decode().split("\0") if name]
@@ -65,17 +68,19 @@ def citations(paths, root: Path) -> dict[int, list[str]]:
 
 
 def undefined_citations(found: dict[int, list[str]], defined) -> dict[int, list[str]]:
-    """The part of ``found`` whose labels are not in ``defined``."""
+    """Select the part of ``found`` whose labels are not in ``defined``."""
     return {label: files for label, files in found.items() if label not in defined}
 
 
 def test_theory_defines_d1_to_d17_exactly_once_each():
+    """docs/theory.md has exactly one definition marker for each of D1..D17 and no other."""
     counts = defined_labels(THEORY.read_text(encoding="utf-8"))
     wrong = {n: counts.get(n, 0) for n in EXPECTED_LABELS | set(counts) if counts.get(n, 0) != (n in EXPECTED_LABELS)}
     assert not wrong, f"docs/theory.md must define D1..D17 once each (label: times defined): {wrong}"
 
 
 def test_every_cited_label_is_defined_in_theory():
+    """Every label cited in a tracked .py/.md file is defined in docs/theory.md."""
     paths = tracked_files(REPO_ROOT)
     found = citations(paths, REPO_ROOT)
     n_files = len({f for files in found.values() for f in files})
@@ -92,6 +97,7 @@ def test_every_cited_label_is_defined_in_theory():
 
 
 def test_negative_control_planted_undefined_label_and_duplicate_definition(tmp_path):
+    """The same functions catch a planted undefined label and a duplicated/missing definition."""
     fake_label = "D" + "99"  # spelled in two parts so that this file does not cite it
     planted = tmp_path / "planted.py"
     planted.write_text(f'"""Cites {fake_label}, D2 and the range D3-D5."""\n', encoding="utf-8")
