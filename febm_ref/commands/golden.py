@@ -81,14 +81,41 @@ def build_convergence(rng):
                                         "divergence": key,
                                         "fd_of_exact_field_vs_d17": relative_error(J_fd, J)}
             args = {"name": div.name, "params": div.params, "toy": toy}
+            scales = convergence_scales(J, eig)
             section.add_case(f"{toy_id}/{key}/jacobian", "jacobian", "convergence_jacobian", args,
-                             J, output=0)
+                             J, output=0, scale=scales[0])
             section.add_case(f"{toy_id}/{key}/eigenvalues", "eigenvalues", "convergence_jacobian",
-                             args, eig_rows, output=1, match="unordered_rows")
+                             args, eig_rows, output=1, match="unordered_rows", scale=scales[1])
             section.add_case(f"{toy_id}/{key}/eta_star", "step_size_bound", "convergence_jacobian",
-                             args, step_size_bound(eig), output=2)
+                             args, step_size_bound(eig), output=2, scale=scales[2])
     section.metadata["certificates"] = certificates
     return section
+
+
+def convergence_scales(J, eig):
+    """Rounding-error scales (:mod:`febm_ref.conformance.tolerance`) of the D17 outputs.
+
+    Jacobian entries are expectations computed by the implementation's own quadrature (or
+    closed form) of O(1) terms: ``QUADRATURE_DEPTH K_FN (|J_ij| + max |J|)`` (the max for the
+    structurally zero entries, which are sums that cancel). Eigenvalues (Bauer-Fike):
+    ``|d lambda| <= kappa(V) ||dJ||_2`` with ``kappa(V)`` the condition number of the
+    eigenvector matrix. ``eta* = 2|a|/(a^2 + b^2)`` at the minimising eigenvalue ``a + ib``:
+    ``(|d eta/da| + |d eta/db|) S_lambda``."""
+    import numpy as np
+
+    from febm_ref.conformance.golden import QUADRATURE_DEPTH
+    from febm_ref.conformance.tolerance import K_FN
+
+    S_J = QUADRATURE_DEPTH * K_FN * (np.abs(J) + np.max(np.abs(J)))
+    _, V = np.linalg.eig(J)
+    S_lam = float(np.linalg.cond(V) * np.linalg.norm(S_J, 2))
+    S_eig = np.full((eig.shape[0], 2), S_lam)
+    a, b = np.abs(eig.real), eig.imag
+    m2 = a * a + b * b
+    k = int(np.argmin(2 * a / m2))
+    d_a = abs(2 / m2[k] - 4 * a[k] ** 2 / m2[k] ** 2)
+    d_b = abs(4 * a[k] * b[k] / m2[k] ** 2)
+    return S_J, S_eig, (d_a + d_b) * S_lam
 
 
 def section_builders() -> dict:

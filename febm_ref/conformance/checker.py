@@ -28,7 +28,8 @@ import numpy as np
 from febm_ref.conformance import schema
 from febm_ref.conformance._files import read_json, read_npz, sha256_of
 from febm_ref.conformance.adapter import AdapterLoadError, load_adapter, provided_functions
-from febm_ref.conformance.schema import Tolerance, within_tolerance
+from febm_ref.conformance.schema import Tolerance
+from febm_ref.conformance.tolerance import compare_case, describe_left_out, precision_of, resolve_precision
 
 __all__ = ["GoldenError", "Row", "Report", "load_golden", "check_adapter", "run_check",
            "format_table"]
@@ -56,6 +57,8 @@ class Row:
     rtol: float = float("nan")
     atol: float = float("nan")
     message: str = ""
+    precision: str = ""           #: precision(s) the row was compared in
+    notes: str = ""               #: values beyond range / not compared (precision-aware tolerances)
     _errors: list = field(default_factory=list, repr=False)
     _fails: list = field(default_factory=list, repr=False)
 
@@ -209,7 +212,7 @@ def _match_rows(actual: np.ndarray, expected: np.ndarray) -> np.ndarray:
 
 
 def _evaluate_case(case: dict, section: GoldenSection, functions: dict, cache: dict, row: Row,
-                   tol: Tolerance) -> None:
+                   tol: Tolerance, precision: str = "float64") -> None:
     row.n_cases += 1
     fn = functions.get(case["function"])
     if fn is None:
@@ -227,6 +230,10 @@ def _evaluate_case(case: dict, section: GoldenSection, functions: dict, cache: d
     expected_ref = case["expected"]
     expected = (section.arrays[expected_ref["array"]] if "array" in expected_ref
                 else np.asarray(expected_ref["value"], dtype=np.float64))
+    if precision == "auto":
+        selected = result[case["output"]] if case["output"] is not None and isinstance(result, (tuple, list)) \
+            and len(result) > case["output"] else result
+        precision = precision_of(selected) or "float64"
     try:
         actual = _to_array(result, case["output"], expected.shape)
     except (TypeError, ValueError) as exc:
@@ -235,7 +242,14 @@ def _evaluate_case(case: dict, section: GoldenSection, functions: dict, cache: d
     if case.get("match") == "unordered_rows":
         actual = _match_rows(actual, expected)
     row.n_checked += 1
-    ok, ratio = within_tolerance(actual, expected, tol)
+    comparison = compare_case(actual, expected, case, section.arrays, rtol=tol.rtol, atol=tol.atol,
+                              precision=precision)
+    ok, ratio = comparison.ok, comparison.ratio
+    if precision not in row.precision.split(","):
+        row.precision = ",".join(p for p in (row.precision, precision) if p)
+    note = describe_left_out(comparison, precision)
+    if note:
+        row.notes = f"{case['id']}: {note}" if not row.notes else row.notes
     worst = int(np.argmax(ratio)) if ratio.size else 0
     worst_ratio = float(ratio.flat[worst]) if ratio.size else 0.0
     if worst_ratio >= row.worst_ratio:
@@ -267,13 +281,21 @@ def _finish(row: Row) -> Row:
         row.status = "pass"
         if row.n_skipped:
             row.message = f"{row.n_skipped} case(s) skipped (NotImplementedError)"
+        if row.notes:
+            row.message = "; ".join(m for m in (row.message, row.notes) if m)
     else:
         row.status = "skipped"
     return row
 
 
-def check_adapter(adapter: Any, golden_dir, *, adapter_name: str = "") -> Report:
-    """Evaluate ``adapter`` (an object with protocol functions) on the golden set."""
+def check_adapter(adapter: Any, golden_dir, *, adapter_name: str = "", precision: str = "float64") -> Report:
+    """Evaluate ``adapter`` (an object with protocol functions) on the golden set.
+
+    ``precision``: ``float64``, ``float32``, ``bfloat16``, ``float16`` or ``auto`` (per case,
+    from the dtype of the returned array; float64 if none is recognisable): the tolerances
+    of :mod:`febm_ref.conformance.tolerance`."""
+    if precision != "auto":
+        resolve_precision(precision)
     manifest, sections = load_golden(golden_dir)
     functions = provided_functions(adapter)
     rows = []
@@ -289,7 +311,8 @@ def check_adapter(adapter: Any, golden_dir, *, adapter_name: str = "") -> Report
                 by_quantity[quantity] = Row(section.name, quantity, rtol=tol.rtol, atol=tol.atol)
             row = by_quantity[quantity]
             with np.errstate(all="ignore"):
-                _evaluate_case(case, section, functions, cache, row, tolerances[case["tolerance"]])
+                _evaluate_case(case, section, functions, cache, row, tolerances[case["tolerance"]],
+                               precision)
         for row in by_quantity.values():
             if row.n_checked == 0 and not row._errors and not row._fails:
                 missing = {case["function"] for case in section.document["cases"]
@@ -300,7 +323,7 @@ def check_adapter(adapter: Any, golden_dir, *, adapter_name: str = "") -> Report
     return Report(str(golden_dir), adapter_name or repr(adapter), rows)
 
 
-def run_check(adapter_spec: str, golden_dir) -> Report:
+def run_check(adapter_spec: str, golden_dir, *, precision: str = "float64") -> Report:
     """Load the adapter ``MODULE[:OBJECT]`` and check it; a load failure is one ERROR row.
 
     The golden set is validated first, so a bad golden directory raises :class:`GoldenError`
@@ -312,7 +335,7 @@ def run_check(adapter_spec: str, golden_dir) -> Report:
     except AdapterLoadError as exc:
         row = Row("adapter", "load", status="ERROR", message=str(exc))
         return Report(str(golden_dir), adapter_spec, [row])
-    return check_adapter(adapter, golden_dir, adapter_name=adapter_spec)
+    return check_adapter(adapter, golden_dir, adapter_name=adapter_spec, precision=precision)
 
 
 # --------------------------------------------------------------------------- output
