@@ -76,6 +76,7 @@ class Report:
     golden: str
     adapter: str
     rows: list
+    precision: str = "float64"
 
     @property
     def counts(self) -> dict:
@@ -87,7 +88,8 @@ class Report:
         return counts["FAIL"] == 0 and counts["ERROR"] == 0
 
     def as_json(self) -> dict:
-        return {"golden": self.golden, "adapter": self.adapter, "passed": self.passed,
+        return {"golden": self.golden, "adapter": self.adapter, "precision": self.precision,
+                "passed": self.passed,
                 "counts": self.counts, "rows": [row.as_json() for row in self.rows]}
 
 
@@ -230,10 +232,6 @@ def _evaluate_case(case: dict, section: GoldenSection, functions: dict, cache: d
     expected_ref = case["expected"]
     expected = (section.arrays[expected_ref["array"]] if "array" in expected_ref
                 else np.asarray(expected_ref["value"], dtype=np.float64))
-    if precision == "auto":
-        selected = result[case["output"]] if case["output"] is not None and isinstance(result, (tuple, list)) \
-            and len(result) > case["output"] else result
-        precision = precision_of(selected) or "float64"
     try:
         actual = _to_array(result, case["output"], expected.shape)
     except (TypeError, ValueError) as exc:
@@ -245,8 +243,7 @@ def _evaluate_case(case: dict, section: GoldenSection, functions: dict, cache: d
     comparison = compare_case(actual, expected, case, section.arrays, rtol=tol.rtol, atol=tol.atol,
                               precision=precision)
     ok, ratio = comparison.ok, comparison.ratio
-    if precision not in row.precision.split(","):
-        row.precision = ",".join(p for p in (row.precision, precision) if p)
+    row.precision = precision
     note = describe_left_out(comparison, precision)
     if note:
         row.notes = f"{case['id']}: {note}" if not row.notes else row.notes
@@ -288,11 +285,33 @@ def _finish(row: Row) -> Row:
     return row
 
 
+def _auto_precision(sections, functions: dict, cache: dict) -> str:
+    """``--precision auto``: the lowest floating precision among all results of the adapter
+    (float64 if none carries a dtype). The calls are cached, so the checking pass that
+    follows does not repeat them."""
+    found = set()
+    for section in sections:
+        for case in section.document["cases"]:
+            fn = functions.get(case["function"])
+            if fn is None:
+                continue
+            args = [_resolve(case["args"][name], section.arrays) for name in case["args"]]
+            key = case["function"] + json.dumps(case["args"], sort_keys=True)
+            with np.errstate(all="ignore"):
+                state, result = _call(fn, args, cache, key)
+            if state == "ok":
+                found.add(precision_of(result))
+    for name in ("float16", "bfloat16", "float32"):
+        if name in found:
+            return name
+    return "float64"
+
+
 def check_adapter(adapter: Any, golden_dir, *, adapter_name: str = "", precision: str = "float64") -> Report:
     """Evaluate ``adapter`` (an object with protocol functions) on the golden set.
 
-    ``precision``: ``float64``, ``float32``, ``bfloat16``, ``float16`` or ``auto`` (per case,
-    from the dtype of the returned array; float64 if none is recognisable): the tolerances
+    ``precision``: ``float64``, ``float32``, ``bfloat16``, ``float16`` or ``auto`` (the lowest
+    precision among the dtypes the adapter returns, :func:`_auto_precision`): the tolerances
     of :mod:`febm_ref.conformance.tolerance`."""
     if precision != "auto":
         resolve_precision(precision)
@@ -300,6 +319,8 @@ def check_adapter(adapter: Any, golden_dir, *, adapter_name: str = "", precision
     functions = provided_functions(adapter)
     rows = []
     cache: dict = {}
+    if precision == "auto":
+        precision = _auto_precision(sections, functions, cache)
     for section in sections:
         tolerances = {key: Tolerance(value["rtol"], value["atol"], value["why"])
                       for key, value in section.document["tolerances"].items()}
@@ -320,7 +341,7 @@ def check_adapter(adapter: Any, golden_dir, *, adapter_name: str = "", precision
                 row.message = (f"adapter has no {', '.join(sorted(missing))}" if missing
                                else "NotImplementedError for every case")
             rows.append(_finish(row))
-    return Report(str(golden_dir), adapter_name or repr(adapter), rows)
+    return Report(str(golden_dir), adapter_name or repr(adapter), rows, precision)
 
 
 def run_check(adapter_spec: str, golden_dir, *, precision: str = "float64") -> Report:
@@ -352,7 +373,8 @@ def format_table(report: Report) -> str:
     """A fixed-width pass/fail table, one row per quantity, messages below failing rows."""
     header = (f"{'section':<11} {'quantity':<22} {'status':<7} {'checked':>9} {'err/tol':>8} "
               f"{'max abs err':>11} {'rtol':>7} {'atol':>7}  worst case")
-    lines = [f"golden:  {report.golden}", f"adapter: {report.adapter}", "", header,
+    lines = [f"golden:  {report.golden}", f"adapter: {report.adapter}",
+             f"precision: {report.precision} (tolerances: docs/conformance.md)", "", header,
              "-" * len(header)]
     for row in report.rows:
         checked = f"{row.n_checked}/{row.n_cases}"

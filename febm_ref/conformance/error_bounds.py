@@ -36,40 +36,56 @@ def map_derivative(fn, x: np.ndarray) -> np.ndarray:
     return np.where(np.isfinite(d), d, 0.0)
 
 
-def map_scale(fn, x: np.ndarray, value: np.ndarray, derivative=None) -> np.ndarray:
-    """Scale of an element-wise map ``y = fn(x)``: ``|x y'(x)| + K_FN (|y| + 1)``.
+def map_scale(fn, x: np.ndarray, value: np.ndarray, derivative=None, *, powers: bool = False) -> np.ndarray:
+    """Scale of an element-wise map ``y = fn(x)``:
+    ``|x y'(x)| (1 + K_FN |log x| [powers]) + K_FN (|y| + 1)``.
 
     ``|x y'|``: the input ``x`` rounded to the precision (condition number times ``|y|``);
     ``K_FN |y|``: the final elementary function; ``K_FN * 1``: intermediate terms of
     magnitude O(1) that cancel where ``y`` crosses 0 (``log 2 + s - softplus(s)`` near
     ``s = 0``, ``u^a - 1 - a(u - 1)`` near ``u = 1``), the float32 analogue of the float64
-    ``atol``. ``derivative`` (the exact ``y'``) replaces the finite difference if given.
+    ``atol``. ``powers`` (maps of ``u > 0`` built from ``u^c = exp(c log u)`` and
+    ``u log u``): the argument ``c log u`` carries the error ``K_FN u |c log u|`` of the
+    logarithm, i.e. ``K_FN |log u| |u y'|`` since ``|c y| = |u y'|`` for a power; the same
+    term bounds the cancellation of ``u log u - (u + 1) log((u + 1)/2)`` (Jensen-Shannon) at
+    large u. ``derivative`` (the exact ``y'``) replaces the finite difference if given.
     """
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(value, dtype=np.float64)
     dy = map_derivative(fn, x) if derivative is None else np.asarray(derivative, dtype=np.float64)
     with np.errstate(all="ignore"):
-        s = np.abs(x * dy) + K_FN * (np.abs(y) + 1.0)
+        log_factor = 1.0 + K_FN * np.abs(np.log(np.abs(x))) if powers else 1.0
+        s = np.abs(x * dy) * log_factor + K_FN * (np.abs(y) + 1.0)
     return np.where(np.isfinite(s), s, 0.0)
 
 
 # --------------------------------------------------------------------------- MLP
 
 def _activation(name: str, z: np.ndarray):
-    """``(act(z), act'(z), act''(z))`` of the protocol's activations."""
+    """``(act(z), act'(z), act''(z), E_act')`` of the protocol's activations.
+
+    ``E_act'`` is the error scale of the derivative as autodiff evaluates it: tanh' as
+    ``1 - a^2`` from the rounded ``a = tanh z`` (absolute ``2 a^2 + |1 - a^2|``: at saturation
+    it is ~2, not relative to the tiny true derivative); elu' on ``z <= 0`` likewise from the
+    output as ``a + 1`` (absolute ``|a| + K_FN e^z``); silu' as ``s + z s (1 - s)`` (the sum of
+    the magnitudes); softplus' = sigmoid relative ``K_FN``."""
     if name == "tanh":
         a = np.tanh(z)
         d1 = 1.0 - a * a
-        return a, d1, -2.0 * a * d1
+        return a, d1, -2.0 * a * d1, 2.0 * a * a + K_FN * d1
     sig = 0.5 * (1.0 + np.tanh(0.5 * z))
     if name == "softplus":
-        return np.logaddexp(0.0, z), sig, sig * (1.0 - sig)
+        return np.logaddexp(0.0, z), sig, sig * (1.0 - sig), K_FN * sig
     if name == "silu":
-        return z * sig, sig + z * sig * (1.0 - sig), sig * (1.0 - sig) * (2.0 + z * (1.0 - 2.0 * sig))
+        d1 = sig + z * sig * (1.0 - sig)
+        return (z * sig, d1, sig * (1.0 - sig) * (2.0 + z * (1.0 - 2.0 * sig)),
+                K_FN * (sig + np.abs(z) * sig * (1.0 - sig)))
     if name == "elu":
         ez = np.exp(np.minimum(z, 0.0))
         pos = z > 0
-        return np.where(pos, z, ez - 1.0), np.where(pos, 1.0, ez), np.where(pos, 0.0, ez)
+        # elu' on z <= 0 as autodiff forms it from the output, a + 1: absolute |a| + K_FN e^z
+        return (np.where(pos, z, ez - 1.0), np.where(pos, 1.0, ez), np.where(pos, 0.0, ez),
+                np.where(pos, 0.0, (1.0 - ez) + K_FN * ez))
     raise ValueError(f"unknown activation {name!r}")
 
 
@@ -112,14 +128,14 @@ class MLPBounds:
             if index == len(layers) - 1:
                 self.energy, self.E_energy = z[:, 0], E_z[:, 0]
                 break
-            act, d1, d2 = _activation(activation, z)
-            self._zs.append((z, E_z, d1, d2))
+            act, d1, d2, E_d1 = _activation(activation, z)
+            self._zs.append((z, E_z, d1, d2, E_d1))
             a, E_a = act, np.abs(d1) * E_z + K_FN * np.abs(act)
             self._acts.append((a, E_a))
 
     def _backward(self, layers, activation):
         # delta_L = 1; da = delta W^T: E = E_delta |W^T| + (fan_out + 2) |delta| |W^T|;
-        # delta_l = da * act'(z_l): E = |act'| E_da + |da| |act''| E_z + K_FN |act'| |da|
+        # delta_l = da * act'(z_l): E = |act'| E_da + |da| (|act''| E_z + E_act') + |delta|
         n = self.energy.shape[0]
         delta, E_delta = np.ones((n, 1)), np.zeros((n, 1))
         grads, E_grads = [], []
@@ -136,9 +152,9 @@ class MLPBounds:
             if index == 0:
                 self.grad_x, self.E_grad_x = da, E_da
                 break
-            _, E_z, d1, d2 = self._zs[index - 1]
+            _, E_z, d1, d2, E_d1 = self._zs[index - 1]
             delta = da * d1
-            E_delta = np.abs(d1) * E_da + np.abs(da) * np.abs(d2) * E_z + K_FN * np.abs(delta)
+            E_delta = np.abs(d1) * E_da + np.abs(da) * (np.abs(d2) * E_z + E_d1) + np.abs(delta)
         self.grad_params = np.concatenate(grads[::-1], axis=1)
         self.E_grad_params = np.concatenate(E_grads[::-1], axis=1)
 

@@ -152,7 +152,8 @@ def build_catalogue(rng: np.random.Generator) -> Section:
                 derivative = getattr(div, _MAP_DERIVATIVE[quantity])(x)
             else:
                 derivative = None
-            scale = error_bounds.map_scale(getattr(div, quantity), x, expected, derivative)
+            scale = error_bounds.map_scale(getattr(div, quantity), x, expected, derivative,
+                                           powers=quantity in ("f", "f_prime", "f_double_prime"))
             section.add_case(f"{key}/{quantity}", quantity, "divergence_map",
                              {"name": div.name, "params": div.params, "quantity": quantity, "x": ref},
                              section.add_array(f"{key}/{quantity}", expected), scale=scale)
