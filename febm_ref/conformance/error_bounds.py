@@ -36,15 +36,17 @@ def map_derivative(fn, x: np.ndarray) -> np.ndarray:
     return np.where(np.isfinite(d), d, 0.0)
 
 
-def map_scale(fn, x: np.ndarray, value: np.ndarray, derivative=None, *, powers: bool = False) -> np.ndarray:
+def map_scale(fn, x: np.ndarray, value: np.ndarray, derivative=None, *, powers: bool = False,
+              offset: float = 1.0) -> np.ndarray:
     """Scale of an element-wise map ``y = fn(x)``:
-    ``|x y'(x)| (1 + K_FN |log x| [powers]) + K_FN (|y| + 1)``.
+    ``|x y'(x)| (1 + K_FN |log x| [powers]) + K_FN (|y| + offset)``.
 
     ``|x y'|``: the input ``x`` rounded to the precision (condition number times ``|y|``);
     ``K_FN |y|``: the final elementary function; ``K_FN * 1``: intermediate terms of
     magnitude O(1) that cancel where ``y`` crosses 0 (``log 2 + s - softplus(s)`` near
     ``s = 0``, ``u^a - 1 - a(u - 1)`` near ``u = 1``), the float32 analogue of the float64
-    ``atol``. ``powers`` (maps of ``u > 0`` built from ``u^c = exp(c log u)`` and
+    ``atol`` (``offset = 0`` for maps without such terms: f'', a product of powers).
+    ``powers`` (maps of ``u > 0`` built from ``u^c = exp(c log u)`` and
     ``u log u``): the argument ``c log u`` carries the error ``K_FN u |c log u|`` of the
     logarithm, i.e. ``K_FN |log u| |u y'|`` since ``|c y| = |u y'|`` for a power; the same
     term bounds the cancellation of ``u log u - (u + 1) log((u + 1)/2)`` (Jensen-Shannon) at
@@ -55,7 +57,7 @@ def map_scale(fn, x: np.ndarray, value: np.ndarray, derivative=None, *, powers: 
     dy = map_derivative(fn, x) if derivative is None else np.asarray(derivative, dtype=np.float64)
     with np.errstate(all="ignore"):
         log_factor = 1.0 + K_FN * np.abs(np.log(np.abs(x))) if powers else 1.0
-        s = np.abs(x * dy) * log_factor + K_FN * (np.abs(y) + 1.0)
+        s = np.abs(x * dy) * log_factor + K_FN * (np.abs(y) + offset)
     return np.where(np.isfinite(s), s, 0.0)
 
 

@@ -153,7 +153,8 @@ def build_catalogue(rng: np.random.Generator) -> Section:
             else:
                 derivative = None
             scale = error_bounds.map_scale(getattr(div, quantity), x, expected, derivative,
-                                           powers=quantity in ("f", "f_prime", "f_double_prime"))
+                                           powers=quantity in ("f", "f_prime", "f_double_prime"),
+                                           offset=0.0 if quantity == "f_double_prime" else 1.0)
             section.add_case(f"{key}/{quantity}", quantity, "divergence_map",
                              {"name": div.name, "params": div.params, "quantity": quantity, "x": ref},
                              section.add_array(f"{key}/{quantity}", expected), scale=scale)
