@@ -169,13 +169,18 @@ def mlp_bounds(spec: dict, x) -> MLPBounds:
 # --------------------------------------------------------------------------- estimator (D13, D14)
 
 def _g_terms(div, r, E_r):
-    """``(g, E_g, g', E_g')`` for g in (g_data, g_model) at r with input error scale ``E_r``."""
+    """``(g, E_g, g', E_g')`` for g in (g_data, g_model) at r with input error scale ``E_r``.
+
+    As for the catalogue rows (:func:`map_scale`), each map carries ``K_FN (|value| + 1)``:
+    the ``+ 1`` covers O(1) terms that cancel, e.g. autodiff of the Jensen-Shannon
+    ``g_data = log 2 + s - softplus(s)`` gives ``1 - sigmoid(s)``, 0 in float32 for s > 17."""
     out = {}
     for name, prime in (("g_data", "g_data_prime"), ("g_model", "g_model_prime")):
         g = getattr(div, name)(r)
         gp = getattr(div, prime)(r)
         gpp = map_derivative(getattr(div, prime), r)
-        out[name] = (g, np.abs(gp) * E_r + K_FN * np.abs(g), gp, np.abs(gpp) * E_r + K_FN * np.abs(gp))
+        out[name] = (g, np.abs(gp) * E_r + K_FN * (np.abs(g) + 1.0), gp,
+                     np.abs(gpp) * E_r + K_FN * (np.abs(gp) + 1.0))
     return out
 
 
