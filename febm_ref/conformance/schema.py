@@ -34,7 +34,10 @@ checker reports (``<= 1`` passes).
 
 Why these tolerances
 --------------------
-Everything is float64. A tolerance is the error a *correct* float64 implementation can
+These are the float64 floors. In any precision (float32, bfloat16, ...) the allowed error is
+the larger of the floor and ``C u S``, with ``S`` the per-case rounding-error scale
+(:mod:`febm_ref.conformance.tolerance`, :mod:`febm_ref.conformance.error_bounds`). A
+floor is the error a *correct* float64 implementation can
 legitimately have, given the conditioning of the quantity, with a margin of ~10-100: tight
 enough that a wrong formula (a missing term, a wrong constant, float32 arithmetic) fails by
 orders of magnitude.
