@@ -71,7 +71,7 @@ def assert_conforms(adapter, quantities: Optional[Iterable[str]] = None, precisi
     quantities : iterable of str, optional
         Section names (``"estimator"``) and/or rows (``"estimator.energy_weights"``) to
         judge; default: every row.
-    precision : {"float64", "float32", "bfloat16", "float16", "auto"}
+    precision : {"float64", "float32", "bfloat16", "auto"}
         The implementation's precision (tolerance ``C u S``, see docs/conformance.md).
     golden : path, optional
         A golden directory (default: the cached set of this febm-ref version).

@@ -26,7 +26,7 @@ def add_parser(subparsers) -> None:
                         help="golden directory from 'febm-ref golden' (default: the golden set of "
                              "this febm-ref version, built once into a per-version cache, "
                              "$FEBM_REF_GOLDEN_CACHE or ~/.cache/febm-ref/golden)")
-    parser.add_argument("--precision", choices=("float64", "float32", "bfloat16", "float16", "auto"),
+    parser.add_argument("--precision", choices=("float64", "float32", "bfloat16", "auto"),
                         default="float64",
                         help="precision of the implementation: tolerances are C u S with u its "
                              "unit roundoff and S the rounding-error scale of each golden value "

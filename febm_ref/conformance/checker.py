@@ -190,7 +190,10 @@ def _to_array(result, output: Optional[int], expected_shape) -> np.ndarray:
                             f"{type(result).__name__}")
         result = result[output]
     if hasattr(result, "detach") and hasattr(result, "cpu"):  # a torch tensor
-        result = result.detach().cpu().numpy()
+        result = result.detach().cpu()
+        if "bfloat16" in str(getattr(result, "dtype", "")):  # numpy has no bfloat16: exact widening
+            result = result.float()
+        result = result.numpy()
     try:
         array = np.asarray(result, dtype=np.float64)
     except Exception as exc:  # noqa: BLE001

@@ -235,7 +235,11 @@ def _gaussian_scale(div, value, m_p, S_p, m_q, S_q, closed_form: bool) -> float:
 
 def build_gaussians(rng: np.random.Generator) -> Section:
     """Exact D_f between Gaussian pairs in 1, 2 and 5 dimensions (DESIGN section 3)."""
-    from febm_ref.gaussians import f_divergence, f_divergence_quadrature_gaussians, has_closed_form
+    from febm_ref.gaussians import (
+        f_divergence,
+        f_divergence_quadrature_gaussians,
+        has_closed_form,
+    )
 
     section = Section("gaussians",
                       "D_f(P||Q) for Gaussian pairs P = N(mean_p, cov_p), Q = N(mean_q, cov_q) in "
@@ -551,7 +555,10 @@ def _optimum_scales(div, target, mu: float, sigma: float, value: float):
     l1 = float(np.sum(0.5 * (integrand[1:] + integrand[:-1]) * np.diff(x)))
     s_value = QUADRATURE_DEPTH * K_FN * (l1 + abs(value))
     h = 1e-3
-    D = lambda a, b: divergence_value(div, target, mu + a * h, sigma + b * h)  # noqa: E731
+
+    def D(a, b):
+        return divergence_value(div, target, mu + a * h, sigma + b * h)
+
     centre = D(0, 0)
     hess = np.array([[(D(1, 0) - 2 * centre + D(-1, 0)) / h ** 2,
                       (D(1, 1) - D(1, -1) - D(-1, 1) + D(-1, -1)) / (4 * h ** 2)],
@@ -871,7 +878,7 @@ def write_golden(out, seed: int = 0, *, sections=None, progress: Optional[Callab
                                "implementation of f-EBM; see docs/conformance.md.",
                 "source_revision": source_revision(),
                 "precisions": "see febm_ref.conformance.tolerance: allowed = max(atol + rtol |e|, "
-                              "C u^order S + tiny), C = %g, K_FN = %g" % (SAFETY, K_FN),
+                              f"C u^order S + tiny), C = {SAFETY:g}, K_FN = {K_FN:g}",
                 "sections": [name for name in schema.SECTIONS if name in wanted],
                 "omitted": {name: "no reference module for this section in this febm-ref version"
                             for name in schema.SECTIONS if name not in builders},

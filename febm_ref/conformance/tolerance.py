@@ -198,9 +198,10 @@ def describe_left_out(comparison: Comparison, precision: str) -> str:
     if comparison.n_not_compared:
         mask = comparison.compared
         if mask.ndim >= 2:  # trajectories (K, n, d): the first step left out
-            steps = np.nonzero(~np.all(mask.reshape(mask.shape[0], -1), axis=1))[0]
-            notes.append(f"compared on steps 1..{int(steps[0])} of {mask.shape[0]} (the {precision} "
-                         "bound exceeds the case's limit later)")
+            first = int(np.nonzero(~np.all(mask.reshape(mask.shape[0], -1), axis=1))[0][0])
+            compared = f"compared on steps 1..{first}" if first else "no step compared"
+            notes.append(f"{compared} of {mask.shape[0]} (the {precision} bound exceeds the "
+                         "case's limit from there on)")
         else:
             notes.append(f"{comparison.n_not_compared} value(s) not compared (the {precision} bound "
                          "exceeds the case's limit)")
