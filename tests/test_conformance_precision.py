@@ -391,12 +391,12 @@ def test_softplus_preactivations_above_20_are_in_the_mlp_inputs(sections):
 def test_golden_cache_is_built_once_validated_and_rebuilt_if_corrupted(golden, cache_root):
     from febm_ref import __version__
 
-    assert golden.parent == cache_root and golden.name.startswith(f"{__version__}-schema2-seed0-")
+    assert golden.parent == cache_root and golden.name.startswith(f"{__version__}-schema0.2.0-seed0-")
     stamp = (golden / "manifest.json").stat().st_mtime_ns
     assert cached_golden_dir(0, root=cache_root, quiet=True) == golden
     assert (golden / "manifest.json").stat().st_mtime_ns == stamp  # reused, not rebuilt
     manifest = json.loads((golden / "manifest.json").read_text())
-    assert manifest["febm_ref_version"] == __version__ and manifest["schema_version"] == "2"
+    assert manifest["febm_ref_version"] == __version__ and manifest["schema_version"] == "0.2.0"
     assert manifest["source_revision"] == "unknown" or len(manifest["source_revision"].split("-")[0]) == 40
     victim = golden / "sampler_step.json"
     original = victim.read_bytes()
@@ -433,10 +433,13 @@ def test_pytest_plugin_fixture_hands_the_golden_set_to_a_test(cache_root, golden
         "def test_golden(febm_golden):\n"
         "    assert (febm_golden / 'manifest.json').is_file()\n"
         "    assert (febm_golden / 'estimator.npz').is_file()\n")
+    from importlib.metadata import entry_points
+
     env = dict(os.environ, FEBM_REF_GOLDEN_CACHE=str(cache_root), PYTHONPATH=str(ROOT))
-    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "febm_ref.pytest_plugin", "-p", "no:cacheprovider",
-                             str(test_file)], check=False, capture_output=True, text=True, env=env, cwd=tmp_path,
-                            timeout=300)
+    installed = any(ep.value == "febm_ref.pytest_plugin" for ep in entry_points(group="pytest11"))
+    load = [] if installed else ["-p", "febm_ref.pytest_plugin"]  # not yet pip-installed: load it by name
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", *load, "-p", "no:cacheprovider", str(test_file)],
+                            check=False, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
 
 

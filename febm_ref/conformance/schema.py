@@ -17,7 +17,7 @@ A *case* is one call of one adapter function (see :mod:`febm_ref.conformance.ada
 form ``{"array": KEY}`` stands for the array ``KEY`` of the section's NPZ file (also inside
 nested objects), every other JSON value is passed as is. ``output`` selects an element of a
 tuple-valued result (``null`` for a single result). ``expected`` is ``{"array": KEY}`` or
-``{"value": number}``. ``scale`` (schema 2; same form as ``expected``) is the first-order
+``{"value": number}``. ``scale`` (schema 0.2.0; same form as ``expected``) is the first-order
 rounding-error scale ``S`` of the expected value, in units of the unit roundoff (see
 :mod:`febm_ref.conformance.tolerance`); ``order`` (default 1) and ``limit`` (default none)
 refine it. A case with ``"match": "unordered_rows"`` compares the rows of
@@ -48,10 +48,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 FORMAT = "febm-ref-golden"
-SCHEMA_VERSION = "2"
+SCHEMA_VERSION = "0.2.0"
 """Bumped when a file, key, argument order or tolerance meaning changes incompatibly.
-2 (febm-ref 0.2.0): per-case rounding-error ``scale`` (precision-aware tolerances, see
-:mod:`febm_ref.conformance.tolerance`), optional ``order`` and ``limit``; sections
+0.2.0 (febm-ref 0.2.0; "1" before): per-case rounding-error ``scale`` (precision-aware
+tolerances, see :mod:`febm_ref.conformance.tolerance`), optional ``order`` and ``limit``; sections
 ``estimator`` and ``sampler_step``; the manifest records ``source_revision``."""
 
 SECTIONS = ("catalogue", "gaussians", "mlp", "objective", "langevin", "optima", "convergence",
