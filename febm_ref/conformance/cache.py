@@ -13,7 +13,7 @@ that computes the golden values, so a stale set is never used, even between rele
 directory is written into a temporary sibling and renamed into place, so concurrent first
 calls (pytest-xdist workers) never see a half-written set.
 
-Why a cache and not package data: the set is ~4.7 MB (the 4096-sample estimator batches are
+Why a cache and not package data: the set is ~5.2 MB (the 4096-sample estimator batches are
 3.8 MB of it), it is byte-for-byte what ``febm-ref golden`` writes for the installed code, and
 it cannot drift from that code (shipped files would need their own consistency test and a
 rebuild on every change of the reference).
