@@ -37,9 +37,9 @@ def map_derivative(fn, x: np.ndarray) -> np.ndarray:
 
 
 def map_scale(fn, x: np.ndarray, value: np.ndarray, derivative=None, *, powers: bool = False,
-              offset: float = 1.0) -> np.ndarray:
+              offset: float = 1.0, linear_terms: bool = False) -> np.ndarray:
     """Scale of an element-wise map ``y = fn(x)``:
-    ``|x y'(x)| (1 + K_FN |log x| [powers]) + K_FN (|y| + offset)``.
+    ``|x y'(x)| (1 + K_FN |log x| [powers]) + K_FN (|y| + offset) + 2 |x| [linear_terms]``.
 
     ``|x y'|``: the input ``x`` rounded to the precision (condition number times ``|y|``);
     ``K_FN |y|``: the final elementary function; ``K_FN * 1``: intermediate terms of
@@ -50,14 +50,17 @@ def map_scale(fn, x: np.ndarray, value: np.ndarray, derivative=None, *, powers: 
     ``u log u``): the argument ``c log u`` carries the error ``K_FN u |c log u|`` of the
     logarithm, i.e. ``K_FN |log u| |u y'|`` since ``|c y| = |u y'|`` for a power; the same
     term bounds the cancellation of ``u log u - (u + 1) log((u + 1)/2)`` (Jensen-Shannon) at
-    large u. ``derivative`` (the exact ``y'``) replaces the finite difference if given.
+    large u. ``linear_terms`` (the D7 maps ``g_data``, ``g_model``): formulas such as
+    ``log 2 + s - softplus(s)`` or ``1 + s`` carry terms of size ``|s|`` that cancel at large
+    ``|s|`` (``s - softplus(s)`` -> 0), each rounded once: ``2 |s|``. ``derivative`` (the exact ``y'``) replaces
+    the finite difference if given.
     """
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(value, dtype=np.float64)
     dy = map_derivative(fn, x) if derivative is None else np.asarray(derivative, dtype=np.float64)
     with np.errstate(all="ignore"):
         log_factor = 1.0 + K_FN * np.abs(np.log(np.abs(x))) if powers else 1.0
-        s = np.abs(x * dy) * log_factor + K_FN * (np.abs(y) + offset)
+        s = np.abs(x * dy) * log_factor + K_FN * (np.abs(y) + offset) + (2.0 * np.abs(x) if linear_terms else 0.0)
     return np.where(np.isfinite(s), s, 0.0)
 
 
@@ -67,14 +70,15 @@ def _activation(name: str, z: np.ndarray):
     """``(act(z), act'(z), act''(z), E_act')`` of the protocol's activations.
 
     ``E_act'`` is the error scale of the derivative as autodiff evaluates it: tanh' as
-    ``1 - a^2`` from the rounded ``a = tanh z`` (absolute ``2 a^2 + |1 - a^2|``: at saturation
-    it is ~2, not relative to the tiny true derivative); elu' on ``z <= 0`` likewise from the
-    output as ``a + 1`` (absolute ``|a| + K_FN e^z``); silu' as ``s + z s (1 - s)`` (the sum of
-    the magnitudes); softplus' = sigmoid relative ``K_FN``."""
+    ``1 - a^2`` from ``a = tanh z``, itself off by ``K_FN |a|`` (absolute
+    ``K_FN (2 a^2 + |1 - a^2|)``: at saturation ~2 K_FN, not relative to the tiny true
+    derivative); elu' on ``z <= 0`` likewise from the output as ``a + 1`` (absolute
+    ``K_FN (|a| + e^z)``); silu' as ``s + z s (1 - s)`` (the sum of the magnitudes);
+    softplus' = sigmoid relative ``K_FN``."""
     if name == "tanh":
         a = np.tanh(z)
         d1 = 1.0 - a * a
-        return a, d1, -2.0 * a * d1, 2.0 * a * a + K_FN * d1
+        return a, d1, -2.0 * a * d1, K_FN * (2.0 * a * a + d1)
     sig = 0.5 * (1.0 + np.tanh(0.5 * z))
     if name == "softplus":
         return np.logaddexp(0.0, z), sig, sig * (1.0 - sig), K_FN * sig
@@ -87,7 +91,7 @@ def _activation(name: str, z: np.ndarray):
         pos = z > 0
         # elu' on z <= 0 as autodiff forms it from the output, a + 1: absolute |a| + K_FN e^z
         return (np.where(pos, z, ez - 1.0), np.where(pos, 1.0, ez), np.where(pos, 0.0, ez),
-                np.where(pos, 0.0, (1.0 - ez) + K_FN * ez))
+                np.where(pos, 0.0, K_FN * ((1.0 - ez) + ez)))
     raise ValueError(f"unknown activation {name!r}")
 
 
@@ -171,15 +175,16 @@ def mlp_bounds(spec: dict, x) -> MLPBounds:
 def _g_terms(div, r, E_r):
     """``(g, E_g, g', E_g')`` for g in (g_data, g_model) at r with input error scale ``E_r``.
 
-    As for the catalogue rows (:func:`map_scale`), each map carries ``K_FN (|value| + 1)``:
-    the ``+ 1`` covers O(1) terms that cancel, e.g. autodiff of the Jensen-Shannon
-    ``g_data = log 2 + s - softplus(s)`` gives ``1 - sigmoid(s)``, 0 in float32 for s > 17."""
+    As for the catalogue rows (:func:`map_scale`), each map carries ``K_FN (|value| + 1)``
+    (plus ``2 |r|`` for the values, ``linear_terms``): the ``+ 1`` covers O(1) terms that
+    cancel, e.g. autodiff of the Jensen-Shannon ``g_data = log 2 + s - softplus(s)`` gives
+    ``1 - sigmoid(s)``, 0 in float32 for s > 17."""
     out = {}
     for name, prime in (("g_data", "g_data_prime"), ("g_model", "g_model_prime")):
         g = getattr(div, name)(r)
         gp = getattr(div, prime)(r)
         gpp = map_derivative(getattr(div, prime), r)
-        out[name] = (g, np.abs(gp) * E_r + K_FN * (np.abs(g) + 1.0), gp,
+        out[name] = (g, np.abs(gp) * E_r + K_FN * (np.abs(g) + 1.0) + 2.0 * np.abs(r), gp,
                      np.abs(gpp) * E_r + K_FN * (np.abs(gp) + 1.0))
     return out
 

@@ -154,7 +154,8 @@ def build_catalogue(rng: np.random.Generator) -> Section:
                 derivative = None
             scale = error_bounds.map_scale(getattr(div, quantity), x, expected, derivative,
                                            powers=quantity in ("f", "f_prime", "f_double_prime"),
-                                           offset=0.0 if quantity == "f_double_prime" else 1.0)
+                                           offset=0.0 if quantity == "f_double_prime" else 1.0,
+                                           linear_terms=quantity in ("g_data", "g_model"))
             section.add_case(f"{key}/{quantity}", quantity, "divergence_map",
                              {"name": div.name, "params": div.params, "quantity": quantity, "x": ref},
                              section.add_array(f"{key}/{quantity}", expected), scale=scale)
