@@ -57,7 +57,7 @@ class Row:
     rtol: float = float("nan")
     atol: float = float("nan")
     message: str = ""
-    precision: str = ""           #: precision(s) the row was compared in
+    precision: str = ""           #: precision the row was compared in
     notes: str = ""               #: values beyond range / not compared (precision-aware tolerances)
     _errors: list = field(default_factory=list, repr=False)
     _fails: list = field(default_factory=list, repr=False)
@@ -377,7 +377,8 @@ def format_table(report: Report) -> str:
     header = (f"{'section':<11} {'quantity':<22} {'status':<7} {'checked':>9} {'err/tol':>8} "
               f"{'max abs err':>11} {'rtol':>7} {'atol':>7}  worst case")
     lines = [f"golden:  {report.golden}", f"adapter: {report.adapter}",
-             f"precision: {report.precision} (tolerances: docs/conformance.md)", "", header,
+             f"precision: {report.precision} (err/tol is |a - e| / max(atol + rtol |e|, 2 u S); "
+             "rtol, atol below are the float64 floor; docs/conformance.md)", "", header,
              "-" * len(header)]
     for row in report.rows:
         checked = f"{row.n_checked}/{row.n_cases}"
