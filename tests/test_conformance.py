@@ -482,7 +482,8 @@ def test_broken_torch_adapter_is_rejected_on_exactly_its_bugs(golden, capsys):
     assert "FAILED: 33 pass, 3 FAIL, 0 ERROR, 10 skipped" in out and "kl/conjugate" in out
 
 
-def test_check_without_golden_generates_one(tmp_path, capsys):
+def test_check_without_golden_generates_one(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("FEBM_REF_GOLDEN_CACHE", str(tmp_path / "cache"))  # not the user's cache
     module = tmp_path / "catalogue_only.py"
     module.write_text(
         "from febm_ref.divergences import get_divergence\n"
@@ -491,6 +492,7 @@ def test_check_without_golden_generates_one(tmp_path, capsys):
     assert cli.main(["check", "--adapter", str(module), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["passed"] and report["counts"]["pass"] == 8
+    assert len(list((tmp_path / "cache").iterdir())) == 1  # built once into the per-version cache
 
 
 def test_docs_list_every_protocol_function_and_tolerance():
