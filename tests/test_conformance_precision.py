@@ -416,6 +416,15 @@ def test_golden_cache_is_built_once_validated_and_rebuilt_if_corrupted(golden, c
     assert cached_golden_dir(0, root=cache_root, quiet=True) == golden
     assert victim.read_bytes() == original
     assert not [p for p in cache_root.iterdir() if p.name.startswith(".building-")]
+    umask = os.umask(0)
+    os.umask(umask)
+    assert golden.stat().st_mode & 0o777 == 0o777 & ~umask  # not mkdtemp's 0700: the cache may be shared
+    stale = cache_root / (golden.name.rsplit("-", 1)[0] + "-0123456789abcdef")
+    stale.mkdir()
+    os.utime(stale, (0, 0))
+    victim.write_bytes(b"corrupt")  # forces a rebuild, which prunes the stale sibling
+    cached_golden_dir(0, root=cache_root, quiet=True)
+    assert not stale.exists()
 
 
 def test_assert_conforms_passes_raises_with_the_table_and_checks_its_arguments(golden):

@@ -11,7 +11,8 @@ and every later call validates its sha256 manifest (~0.1 s) and returns it. The 
 (sha256 of the ``febm_ref`` and ``verification`` sources) changes with any change of the code
 that computes the golden values, so a stale set is never used, even between releases. The
 directory is written into a temporary sibling and renamed into place, so concurrent first
-calls (pytest-xdist workers) never see a half-written set.
+calls (pytest-xdist workers) never see a half-written set. Sets of the same version and seed
+built from other sources are removed after :data:`STALE_DAYS` days.
 
 Why a cache and not package data: the set is ~5.2 MB (the 4096-sample estimator batches are
 3.8 MB of it), it is byte-for-byte what ``febm-ref golden`` writes for the installed code, and
@@ -93,6 +94,9 @@ def cached_golden_dir(seed: int = 0, *, root: Optional[Path] = None, quiet: bool
     scratch = Path(tempfile.mkdtemp(prefix=".building-", dir=root))
     try:
         write_golden(scratch, seed, builders=_builders())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(scratch, 0o777 & ~umask)  # mkdtemp makes 0700; the cache may be shared
         try:
             os.rename(scratch, target)
         except OSError:
@@ -102,4 +106,23 @@ def cached_golden_dir(seed: int = 0, *, root: Optional[Path] = None, quiet: bool
         if scratch.exists():
             shutil.rmtree(scratch, ignore_errors=True)
     load_golden(target)
+    _prune(root, target)
     return target
+
+
+STALE_DAYS = 7
+"""Cached sets of the same version, schema and seed but other sources (a developer's earlier
+edits) are removed once unused for this many days (5 MB each)."""
+
+
+def _prune(root: Path, keep: Path) -> None:
+    import time
+
+    prefix = keep.name.rsplit("-", 1)[0] + "-"
+    cutoff = time.time() - STALE_DAYS * 86400
+    for other in root.glob(prefix + "*"):
+        try:
+            if other != keep and other.is_dir() and other.stat().st_mtime < cutoff:
+                shutil.rmtree(other, ignore_errors=True)
+        except OSError:
+            pass
