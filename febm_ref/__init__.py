@@ -4,7 +4,7 @@ f-divergence minimisation; Yu, Song, Song & Ermon, ICML 2020).
 The maths is specified in DESIGN.md (equation labels D1-D17 are cited throughout).
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 from febm_ref.divergences import DIVERGENCE_NAMES, Divergence, get_divergence  # noqa: E402
 

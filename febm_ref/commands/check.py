@@ -23,8 +23,15 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--adapter", required=True, metavar="MODULE[:OBJECT]",
                         help="adapter module (dotted name or path to a .py file)")
     parser.add_argument("--golden", metavar="DIR",
-                        help="golden directory from 'febm-ref golden' (default: generate one in a "
-                             "temporary directory first)")
+                        help="golden directory from 'febm-ref golden' (default: the golden set of "
+                             "this febm-ref version, built once into a per-version cache, "
+                             "$FEBM_REF_GOLDEN_CACHE or ~/.cache/febm-ref/golden)")
+    parser.add_argument("--precision", choices=("float64", "float32", "bfloat16", "auto"),
+                        default="float64",
+                        help="precision of the implementation: tolerances are C u S with u its "
+                             "unit roundoff and S the rounding-error scale of each golden value "
+                             "(docs/conformance.md); auto: from the dtype each function returns "
+                             "(default float64)")
     parser.add_argument("--seed", type=int, default=0,
                         help="seed of the generated golden set when --golden is omitted (default 0)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -33,22 +40,35 @@ def add_parser(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
+def _default_golden(seed: int, scratch: str) -> str:
+    """The cached golden set of this version (:mod:`febm_ref.conformance.cache`); a temporary
+    one if the cache directory is not writable."""
+    from febm_ref.conformance.cache import cached_golden_dir
+
+    try:
+        return str(cached_golden_dir(seed))
+    except OSError as exc:
+        from febm_ref.commands.golden import section_builders
+        from febm_ref.conformance.golden import write_golden
+
+        print(f"febm-ref check: cannot use the golden cache ({exc}); generating a temporary set",
+              file=sys.stderr)
+        started = time.perf_counter()
+        write_golden(scratch, seed, builders=section_builders())
+        print(f"generated the golden set (seed {seed}) in {time.perf_counter() - started:.1f} s",
+              file=sys.stderr)
+        return scratch
+
+
 def run(args) -> int:
     from febm_ref.conformance.checker import GoldenError, format_table, run_check
 
     with tempfile.TemporaryDirectory(prefix="febm-ref-golden-") as scratch:
         golden = args.golden
         if golden is None:
-            from febm_ref.commands.golden import section_builders
-            from febm_ref.conformance.golden import write_golden
-
-            started = time.perf_counter()
-            write_golden(scratch, args.seed, builders=section_builders())
-            golden = scratch
-            print(f"generated the golden set (seed {args.seed}) in {time.perf_counter() - started:.1f} s",
-                  file=sys.stderr)
+            golden = _default_golden(args.seed, scratch)
         try:
-            report = run_check(args.adapter, golden)
+            report = run_check(args.adapter, golden, precision=args.precision)
         except GoldenError as exc:
             print(f"febm-ref check: error: {exc}", file=sys.stderr)
             return 2

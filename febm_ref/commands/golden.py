@@ -74,21 +74,54 @@ def build_convergence(rng):
             J = gaussian_closed_form_jacobian(problem, div.f_double_prime_at_one)
             eig = np.linalg.eigvals(J)
             eig_rows = np.stack([eig.real, eig.imag], axis=1)
-            eig_rows = eig_rows[np.lexsort((eig_rows[:, 1], eig_rows[:, 0]))]
+            order = np.lexsort((eig_rows[:, 1], eig_rows[:, 0]))
+            eig_rows = eig_rows[order]
             if index == 0:  # certificate: finite differences of the exact (quadrature) field
                 J_fd = fd_jacobian(lambda z: field(problem, div, z), problem.z_star)
                 certificates[toy_id] = {"equilibrium": problem.z_star.tolist(),
                                         "divergence": key,
                                         "fd_of_exact_field_vs_d17": relative_error(J_fd, J)}
             args = {"name": div.name, "params": div.params, "toy": toy}
+            scales = convergence_scales(J, eig, order)
             section.add_case(f"{toy_id}/{key}/jacobian", "jacobian", "convergence_jacobian", args,
-                             J, output=0)
+                             J, output=0, scale=scales[0])
             section.add_case(f"{toy_id}/{key}/eigenvalues", "eigenvalues", "convergence_jacobian",
-                             args, eig_rows, output=1, match="unordered_rows")
+                             args, eig_rows, output=1, match="unordered_rows", scale=scales[1])
             section.add_case(f"{toy_id}/{key}/eta_star", "step_size_bound", "convergence_jacobian",
-                             args, step_size_bound(eig), output=2)
+                             args, step_size_bound(eig), output=2, scale=scales[2])
     section.metadata["certificates"] = certificates
     return section
+
+
+def convergence_scales(J, eig, order):
+    """Rounding-error scales (:mod:`febm_ref.conformance.tolerance`) of the D17 outputs.
+
+    Jacobian entries are expectations computed by the implementation's own quadrature (or
+    closed form) of O(1) terms: ``QUADRATURE_DEPTH K_FN (|J_ij| + max |J|)`` (the max for the
+    structurally zero entries, which are sums that cancel). Eigenvalue ``k`` (first-order
+    perturbation, Wilkinson): ``|d lambda_k| <= |y_k| S_J |x_k|`` with right eigenvector
+    ``x_k`` and left eigenvector ``y_k`` normalised to ``y_k x_k = 1``; rows ordered as the
+    golden eigenvalue rows (``order``). ``eta* = 2|a|/(a^2 + b^2)`` at the minimising
+    eigenvalue ``a + ib``: ``(|d eta/da| + |d eta/db|) S_lambda``."""
+    import numpy as np
+
+    from febm_ref.conformance.golden import QUADRATURE_DEPTH
+    from febm_ref.conformance.tolerance import K_FN
+
+    S_J = QUADRATURE_DEPTH * K_FN * (np.abs(J) + np.max(np.abs(J)))
+    values, V = np.linalg.eig(J)
+    W = np.linalg.inv(V)
+    S_lam = np.array([float(np.abs(W[k]) @ S_J @ np.abs(V[:, k])) for k in range(V.shape[1])])
+    # match np.linalg.eig's order to the eigvals order used for the golden rows
+    match = [int(np.argmin(np.abs(values - lam))) for lam in eig]
+    S_lam = S_lam[match]
+    S_eig = np.repeat(S_lam[order][:, None], 2, axis=1)
+    a, b = np.abs(eig.real), eig.imag
+    m2 = a * a + b * b
+    k = int(np.argmin(2 * a / m2))
+    d_a = abs(2 / m2[k] - 4 * a[k] ** 2 / m2[k] ** 2)
+    d_b = abs(4 * a[k] * b[k] / m2[k] ** 2)
+    return S_J, S_eig, (d_a + d_b) * S_lam[k]
 
 
 def section_builders() -> dict:

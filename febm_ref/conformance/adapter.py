@@ -11,6 +11,14 @@ Conventions (shared by every function)
 * Arrays are passed as C-contiguous float64 ``numpy.ndarray``. Return NumPy arrays or
   anything ``numpy.asarray(..., dtype=float64)`` accepts (a detached CPU ``torch.Tensor``
   works); the shape must be exactly the documented one.
+* Precision: the golden inputs are float64. An implementation working in float32 (or
+  bfloat16) casts them to its own dtype and returns results in that dtype; the tolerances
+  of ``check --precision float32`` include that input rounding (docs/conformance.md,
+  "Precision-aware tolerances"). ``--precision auto`` reads the dtype of the returned arrays.
+* Architecture-agnostic rows (``febm_energy_weights``, ``febm_critic_weights``,
+  ``febm_loss_values``, ``ula_step``, ``decoupled_langevin_step``) take per-sample VALUES
+  (energies, critic values, gradients), not a model: an implementation with its own network
+  (a ResNet, a convnet) feeds its loss / sampler code with these tensors.
 * ``name`` and ``params`` identify a divergence of the catalogue (DESIGN.md section 2):
   ``name`` in ``kl, reverse_kl, jensen_shannon, squared_hellinger, pearson_chi2, neyman_chi2,
   alpha``; ``params`` is ``{}`` or ``{"alpha": a}`` (any real a; 0 and 1 are the reverse-KL and
@@ -118,6 +126,48 @@ _SPECS = (
         "field v(z) = (-grad_theta L, +grad_omega L) (D8, D17; m = 5, order theta then omega), "
         "its eigenvalues as rows (Re, Im) in any order, and the step-size bound "
         "eta* = min 2|Re lambda| / |lambda|^2 of the simultaneous update z <- z + eta v(z)."),
+    # ---- architecture-agnostic rows: per-sample values in, per-sample weights / values out
+    FunctionSpec(
+        "febm_energy_weights",
+        ("name", "params", "e_pos", "e_neg", "h_pos", "h_neg", "l2_weight"),
+        "((n+,) array, (n-,) array)", "estimator",
+        "Per-sample weights of the energy's loss for ANY model: given the energies e_pos = "
+        "E(x+_i) (n+,), e_neg = E(x-_j) (n-,) and critic values h_pos, h_neg, return "
+        "w+_i = dLoss_E/dE(x+_i) and w-_j = dLoss_E/dE(x-_j), so that grad_theta Loss_E = "
+        "sum_i w+_i dE(x+_i) + sum_j w-_j dE(x-_j) (D13 + D14). With r = h + e: "
+        "w+_i = g_data'(r+_i)/n+ + 2 l2_weight e_pos_i/n+, "
+        "w-_j = (-g_model'(r-_j) + g_model(r-_j) - <g_model(r-)>)/n- + 2 l2_weight e_neg_j/n- "
+        "(stop-gradient semantics: the covariance (score) term is the plain batch estimate, "
+        "divided by n-; the l2 term on the negatives is differentiated pathwise only, the "
+        "negatives being constants)."),
+    FunctionSpec(
+        "febm_critic_weights",
+        ("name", "params", "e_pos", "e_neg", "h_pos", "h_neg", "l2_weight"),
+        "((n+,) array, (n-,) array)", "estimator",
+        "Per-sample weights of the critic's loss -L + l2_weight (<H+^2> + <H-^2>) for ANY "
+        "critic: v+_i = dLoss_H/dH(x+_i) = -g_data'(r+_i)/n+ + 2 l2_weight h_pos_i/n+, "
+        "v-_j = dLoss_H/dH(x-_j) = g_model'(r-_j)/n- + 2 l2_weight h_neg_j/n- (r = h + e; the "
+        "energy values are constants for the critic)."),
+    FunctionSpec(
+        "febm_loss_values",
+        ("name", "params", "e_pos", "e_neg", "h_pos", "h_neg", "l2_weight"),
+        "(float, float, float)", "estimator",
+        "The objective VALUE L = <g_data(r+)> - <g_model(r-)> (D8; r = h + e), the energy's "
+        "loss L + l2_weight (<e_pos^2> + <e_neg^2>) and the critic's loss "
+        "-L + l2_weight (<h_pos^2> + <h_neg^2>) (D14). A constant offset in g_data or g_model "
+        "is invisible to every gradient but changes L (the reported bound)."),
+    FunctionSpec(
+        "ula_step", ("x", "grad_x", "noise", "step_size"), "(n, d) array", "sampler_step",
+        "One ULA step (D15) for ANY energy: x - (step_size/2) grad_x + sqrt(step_size) noise, "
+        "with grad_x = grad_x E(x) (n, d) and standard normal noise (n, d) given."),
+    FunctionSpec(
+        "decoupled_langevin_step",
+        ("x", "grad_x", "noise", "step_size", "noise_scale", "grad_clip", "box"),
+        "(n, d) array", "sampler_step",
+        "One decoupled Langevin step (D16) for ANY energy: x' = x + noise_scale noise; "
+        "g = grad_x, the energy gradient AT THE NOISED POINT x' (given, (n, d)), clipped "
+        "element-wise to [-grad_clip, grad_clip] unless grad_clip is None; returns "
+        "x' - step_size g, clipped to [box[0], box[1]] unless box is None."),
 )
 
 PROTOCOL = {spec.name: spec for spec in _SPECS}

@@ -28,7 +28,8 @@ import numpy as np
 from febm_ref.conformance import schema
 from febm_ref.conformance._files import read_json, read_npz, sha256_of
 from febm_ref.conformance.adapter import AdapterLoadError, load_adapter, provided_functions
-from febm_ref.conformance.schema import Tolerance, within_tolerance
+from febm_ref.conformance.schema import Tolerance
+from febm_ref.conformance.tolerance import compare_case, describe_left_out, precision_of, resolve_precision
 
 __all__ = ["GoldenError", "Row", "Report", "load_golden", "check_adapter", "run_check",
            "format_table"]
@@ -56,6 +57,8 @@ class Row:
     rtol: float = float("nan")
     atol: float = float("nan")
     message: str = ""
+    precision: str = ""           #: precision the row was compared in
+    notes: str = ""               #: values beyond range / not compared (precision-aware tolerances)
     _errors: list = field(default_factory=list, repr=False)
     _fails: list = field(default_factory=list, repr=False)
 
@@ -73,6 +76,7 @@ class Report:
     golden: str
     adapter: str
     rows: list
+    precision: str = "float64"
 
     @property
     def counts(self) -> dict:
@@ -84,7 +88,8 @@ class Report:
         return counts["FAIL"] == 0 and counts["ERROR"] == 0
 
     def as_json(self) -> dict:
-        return {"golden": self.golden, "adapter": self.adapter, "passed": self.passed,
+        return {"golden": self.golden, "adapter": self.adapter, "precision": self.precision,
+                "passed": self.passed,
                 "counts": self.counts, "rows": [row.as_json() for row in self.rows]}
 
 
@@ -185,7 +190,10 @@ def _to_array(result, output: Optional[int], expected_shape) -> np.ndarray:
                             f"{type(result).__name__}")
         result = result[output]
     if hasattr(result, "detach") and hasattr(result, "cpu"):  # a torch tensor
-        result = result.detach().cpu().numpy()
+        result = result.detach().cpu()
+        if "bfloat16" in str(getattr(result, "dtype", "")):  # numpy has no bfloat16: exact widening
+            result = result.float()
+        result = result.numpy()
     try:
         array = np.asarray(result, dtype=np.float64)
     except Exception as exc:  # noqa: BLE001
@@ -209,7 +217,7 @@ def _match_rows(actual: np.ndarray, expected: np.ndarray) -> np.ndarray:
 
 
 def _evaluate_case(case: dict, section: GoldenSection, functions: dict, cache: dict, row: Row,
-                   tol: Tolerance) -> None:
+                   tol: Tolerance, precision: str = "float64") -> None:
     row.n_cases += 1
     fn = functions.get(case["function"])
     if fn is None:
@@ -235,7 +243,13 @@ def _evaluate_case(case: dict, section: GoldenSection, functions: dict, cache: d
     if case.get("match") == "unordered_rows":
         actual = _match_rows(actual, expected)
     row.n_checked += 1
-    ok, ratio = within_tolerance(actual, expected, tol)
+    comparison = compare_case(actual, expected, case, section.arrays, rtol=tol.rtol, atol=tol.atol,
+                              precision=precision)
+    ok, ratio = comparison.ok, comparison.ratio
+    row.precision = precision
+    note = describe_left_out(comparison, precision)
+    if note:
+        row.notes = f"{case['id']}: {note}" if not row.notes else row.notes
     worst = int(np.argmax(ratio)) if ratio.size else 0
     worst_ratio = float(ratio.flat[worst]) if ratio.size else 0.0
     if worst_ratio >= row.worst_ratio:
@@ -267,17 +281,49 @@ def _finish(row: Row) -> Row:
         row.status = "pass"
         if row.n_skipped:
             row.message = f"{row.n_skipped} case(s) skipped (NotImplementedError)"
+        if row.notes:
+            row.message = "; ".join(m for m in (row.message, row.notes) if m)
     else:
         row.status = "skipped"
     return row
 
 
-def check_adapter(adapter: Any, golden_dir, *, adapter_name: str = "") -> Report:
-    """Evaluate ``adapter`` (an object with protocol functions) on the golden set."""
+def _auto_precision(sections, functions: dict, cache: dict) -> str:
+    """``--precision auto``: the lowest floating precision among all results of the adapter
+    (float64 if none carries a dtype). The calls are cached, so the checking pass that
+    follows does not repeat them."""
+    found = set()
+    for section in sections:
+        for case in section.document["cases"]:
+            fn = functions.get(case["function"])
+            if fn is None:
+                continue
+            args = [_resolve(case["args"][name], section.arrays) for name in case["args"]]
+            key = case["function"] + json.dumps(case["args"], sort_keys=True)
+            with np.errstate(all="ignore"):
+                state, result = _call(fn, args, cache, key)
+            if state == "ok":
+                found.add(precision_of(result))
+    for name in ("float16", "bfloat16", "float32"):
+        if name in found:
+            return name
+    return "float64"
+
+
+def check_adapter(adapter: Any, golden_dir, *, adapter_name: str = "", precision: str = "float64") -> Report:
+    """Evaluate ``adapter`` (an object with protocol functions) on the golden set.
+
+    ``precision``: ``float64``, ``float32``, ``bfloat16``, ``float16`` or ``auto`` (the lowest
+    precision among the dtypes the adapter returns, :func:`_auto_precision`): the tolerances
+    of :mod:`febm_ref.conformance.tolerance`."""
+    if precision != "auto":
+        resolve_precision(precision)
     manifest, sections = load_golden(golden_dir)
     functions = provided_functions(adapter)
     rows = []
     cache: dict = {}
+    if precision == "auto":
+        precision = _auto_precision(sections, functions, cache)
     for section in sections:
         tolerances = {key: Tolerance(value["rtol"], value["atol"], value["why"])
                       for key, value in section.document["tolerances"].items()}
@@ -289,7 +335,8 @@ def check_adapter(adapter: Any, golden_dir, *, adapter_name: str = "") -> Report
                 by_quantity[quantity] = Row(section.name, quantity, rtol=tol.rtol, atol=tol.atol)
             row = by_quantity[quantity]
             with np.errstate(all="ignore"):
-                _evaluate_case(case, section, functions, cache, row, tolerances[case["tolerance"]])
+                _evaluate_case(case, section, functions, cache, row, tolerances[case["tolerance"]],
+                               precision)
         for row in by_quantity.values():
             if row.n_checked == 0 and not row._errors and not row._fails:
                 missing = {case["function"] for case in section.document["cases"]
@@ -297,10 +344,10 @@ def check_adapter(adapter: Any, golden_dir, *, adapter_name: str = "") -> Report
                 row.message = (f"adapter has no {', '.join(sorted(missing))}" if missing
                                else "NotImplementedError for every case")
             rows.append(_finish(row))
-    return Report(str(golden_dir), adapter_name or repr(adapter), rows)
+    return Report(str(golden_dir), adapter_name or repr(adapter), rows, precision)
 
 
-def run_check(adapter_spec: str, golden_dir) -> Report:
+def run_check(adapter_spec: str, golden_dir, *, precision: str = "float64") -> Report:
     """Load the adapter ``MODULE[:OBJECT]`` and check it; a load failure is one ERROR row.
 
     The golden set is validated first, so a bad golden directory raises :class:`GoldenError`
@@ -312,7 +359,7 @@ def run_check(adapter_spec: str, golden_dir) -> Report:
     except AdapterLoadError as exc:
         row = Row("adapter", "load", status="ERROR", message=str(exc))
         return Report(str(golden_dir), adapter_spec, [row])
-    return check_adapter(adapter, golden_dir, adapter_name=adapter_spec)
+    return check_adapter(adapter, golden_dir, adapter_name=adapter_spec, precision=precision)
 
 
 # --------------------------------------------------------------------------- output
@@ -329,7 +376,9 @@ def format_table(report: Report) -> str:
     """A fixed-width pass/fail table, one row per quantity, messages below failing rows."""
     header = (f"{'section':<11} {'quantity':<22} {'status':<7} {'checked':>9} {'err/tol':>8} "
               f"{'max abs err':>11} {'rtol':>7} {'atol':>7}  worst case")
-    lines = [f"golden:  {report.golden}", f"adapter: {report.adapter}", "", header,
+    lines = [f"golden:  {report.golden}", f"adapter: {report.adapter}",
+             f"precision: {report.precision} (err/tol is |a - e| / max(atol + rtol |e|, 2 u S); "
+             "rtol, atol below are the float64 floor; docs/conformance.md)", "", header,
              "-" * len(header)]
     for row in report.rows:
         checked = f"{row.n_checked}/{row.n_cases}"

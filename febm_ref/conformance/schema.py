@@ -17,20 +17,27 @@ A *case* is one call of one adapter function (see :mod:`febm_ref.conformance.ada
 form ``{"array": KEY}`` stands for the array ``KEY`` of the section's NPZ file (also inside
 nested objects), every other JSON value is passed as is. ``output`` selects an element of a
 tuple-valued result (``null`` for a single result). ``expected`` is ``{"array": KEY}`` or
-``{"value": number}``. A case with ``"match": "unordered_rows"`` compares the rows of
+``{"value": number}``. ``scale`` (schema 0.2.0; same form as ``expected``) is the first-order
+rounding-error scale ``S`` of the expected value, in units of the unit roundoff (see
+:mod:`febm_ref.conformance.tolerance`); ``order`` (default 1) and ``limit`` (default none)
+refine it. A case with ``"match": "unordered_rows"`` compares the rows of
 a result whose row order is not canonical (eigenvalues): each expected row is paired with
 the nearest unused actual row before comparing. JSON numbers are written with Python's shortest round-trip ``repr``, so
 they are exact float64 values, and ``Infinity``/``-Infinity`` (Python's JSON extension)
 stand for +-inf.
 
-Comparison (:func:`within_tolerance`): an element passes iff it equals an infinite expected
-value exactly, or is finite with ``|actual - expected| <= atol + rtol * |expected|``; NaN never
-passes. The *error ratio* ``|actual - expected| / (atol + rtol * |expected|)`` is what the
+Comparison (:func:`febm_ref.conformance.tolerance.compare`; :func:`within_tolerance` is the
+float64 special case without scales): an element passes iff it equals an infinite expected
+value exactly, or is finite with ``|actual - expected| <= max(atol + rtol |expected|,
+C u S + tiny)`` for the unit roundoff ``u`` of the checked precision; NaN never passes. The *error ratio* ``|actual - expected| / (atol + rtol * |expected|)`` is what the
 checker reports (``<= 1`` passes).
 
 Why these tolerances
 --------------------
-Everything is float64. A tolerance is the error a *correct* float64 implementation can
+These are the float64 floors. In any precision (float32, bfloat16, ...) the allowed error is
+the larger of the floor and ``C u S``, with ``S`` the per-case rounding-error scale
+(:mod:`febm_ref.conformance.tolerance`, :mod:`febm_ref.conformance.error_bounds`). A
+floor is the error a *correct* float64 implementation can
 legitimately have, given the conditioning of the quantity, with a margin of ~10-100: tight
 enough that a wrong formula (a missing term, a wrong constant, float32 arithmetic) fails by
 orders of magnitude.
@@ -41,10 +48,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 FORMAT = "febm-ref-golden"
-SCHEMA_VERSION = "1"
-"""Bumped when a file, key, argument order or tolerance meaning changes incompatibly."""
+SCHEMA_VERSION = "0.2.0"
+"""Bumped when a file, key, argument order or tolerance meaning changes incompatibly.
+0.2.0 (febm-ref 0.2.0; "1" before): per-case rounding-error ``scale`` (precision-aware
+tolerances, see :mod:`febm_ref.conformance.tolerance`), optional ``order`` and ``limit``; sections
+``estimator`` and ``sampler_step``; the manifest records ``source_revision``."""
 
-SECTIONS = ("catalogue", "gaussians", "mlp", "objective", "langevin", "optima", "convergence")
+SECTIONS = ("catalogue", "gaussians", "mlp", "objective", "langevin", "optima", "convergence",
+            "estimator", "sampler_step")
 """All sections the schema knows, in file order. A golden set may omit sections whose
 reference module is not part of this febm-ref version (the manifest lists those present)."""
 
@@ -144,6 +155,25 @@ TOLERANCES: dict[str, dict[str, Tolerance]] = {
             1e-9, 1e-12,
             "The value at the optimum is insensitive (to second order) to the location error, "
             "so it carries the quadrature accuracy (~1e-12 relative) plus a margin."),
+    },
+    "estimator": {
+        "weights": Tolerance(
+            1e-12, 0.0,
+            "Per-sample weights: maps of r = h + e divided by the batch size (D13, D14). The "
+            "float64 floor is the catalogue's few-ulp accuracy; the per-element running error "
+            "bound (input rounding of e and h, g' and g'' chain, the (n - 1) sum |g| of the "
+            "covariance mean) sets the tolerance where it is larger, in every precision."),
+        "loss": Tolerance(
+            1e-12, 0.0,
+            "The objective value L = <g_data(r+)> - <g_model(r-)> and the two losses: batch "
+            "means of the catalogue maps; floor as for the weights, plus the running bound of "
+            "the two means (cancellation between them included)."),
+    },
+    "sampler_step": {
+        "step": Tolerance(
+            1e-14, 0.0,
+            "One explicit Langevin step from given x, gradient and noise: three products and "
+            "two additions, so a few ulps of the magnitudes involved (the running bound)."),
     },
     "convergence": {
         "jacobian": Tolerance(
