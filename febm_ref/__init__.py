@@ -1,7 +1,7 @@
 """febm-ref: reference implementation of f-EBM (energy-based models trained by
 f-divergence minimisation; Yu, Song, Song & Ermon, ICML 2020).
 
-The maths is specified in DESIGN.md (equation labels D1-D17 are cited throughout).
+The maths is specified in docs/theory.md (equation labels D1-D17 are cited throughout).
 """
 
 __version__ = "0.2.0"

@@ -1,7 +1,7 @@
 """The batch-major MLP core and the one activation implementation of the package.
 
 Every MLP evaluation of :mod:`febm_ref` (the energy ``E_theta`` and the critic ``H_omega``,
-DESIGN.md section 7; the Langevin loops of D15/D16; the weighted backward pass of the
+docs/theory.md section 7; the Langevin loops of D15/D16; the weighted backward pass of the
 estimator D13) goes through this module or through the per-point kernels of
 :mod:`febm_ref._kernels`, and both use the activations defined here:
 

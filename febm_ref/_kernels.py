@@ -1,6 +1,6 @@
 """Fused MLP kernels (Numba) and their plain-NumPy twins.
 
-The MLP energy ``E: R^d -> R`` (DESIGN.md section 7, used for ``E_theta`` and the critic
+The MLP energy ``E: R^d -> R`` (docs/theory.md section 7, used for ``E_theta`` and the critic
 ``H_omega`` of D6) is described by three plain arrays, so that any ``njit`` code (the
 Langevin loops of :mod:`febm_ref._langevin_kernels`) can evaluate it without Python
 objects:
@@ -17,7 +17,7 @@ objects:
            ``W_l[i, j]`` (input unit ``i`` -> output unit ``j``) sits at
            ``offset_l + i * sizes[l+1] + j``; ``b_l`` (length ``sizes[l+1]``) follows it.
            The output bias ``b_{L-1}`` (one number, the last entry) is always present in
-           the kernel layout; a model without output bias (the gauge of DESIGN section 5)
+           the kernel layout; a model without output bias (the gauge of docs/theory.md section 5)
            keeps it at 0 and drops its gradient (see :class:`febm_ref.energies.MLPEnergy`).
            Length: :func:`mlp_n_params` ``= sum_l (sizes[l] + 1) * sizes[l+1]``.
 

@@ -1,5 +1,5 @@
 """Numba Langevin loops for MLP energies: ``K`` steps of ``N`` chains in one call
-(DESIGN.md D15, D16; section 4: "Langevin chains are the hot loop").
+(docs/theory.md D15, D16; section 4: "Langevin chains are the hot loop").
 
 The MLP is the kernel triple ``(params, sizes, act)`` of :mod:`febm_ref._kernels`
 (:meth:`febm_ref.energies.MLPEnergy.kernel_args`).

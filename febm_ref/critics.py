@@ -1,9 +1,9 @@
 """Critics ``H_omega`` that are linear in their parameters (D6), same interface as the energies.
 
 :class:`QuadraticCritic` ``H(x) = w0 + b^T x + x^T C x`` (``C`` symmetric) is the critic
-that can represent the exact log ratio ``log(p/q)`` between two Gaussians (DESIGN
+that can represent the exact log ratio ``log(p/q)`` between two Gaussians (docs/theory.md
 section 3), so with a Gaussian energy the realisable equilibrium ``H* = -E_theta*``
-(DESIGN section 5) lies in its family. Being linear in ``omega``, its parameter gradient
+(docs/theory.md section 5) lies in its family. Being linear in ``omega``, its parameter gradient
 ``dH = phi(x)`` is a fixed feature vector and its parameter Hessian is zero.
 """
 
@@ -64,7 +64,7 @@ class QuadraticCritic(EnergyModel):
     @classmethod
     def negative_of_gaussian_energy(cls, mean, precision) -> "QuadraticCritic":
         """The critic ``H = -E`` for ``E(x) = 0.5 (x - m)^T P (x - m)``: the equilibrium
-        critic of DESIGN section 5 for a Gaussian energy (``C = -P/2``, ``b = P m``,
+        critic of docs/theory.md section 5 for a Gaussian energy (``C = -P/2``, ``b = P m``,
         ``w0 = -m^T P m / 2``)."""
         m = np.atleast_1d(as_float_array(mean, "mean", ndim=(0, 1)))
         P = np.atleast_2d(as_float_array(precision, "precision", ndim=(0, 2)))
@@ -116,7 +116,7 @@ class QuadraticCritic(EnergyModel):
 
 class OffsetEnergy(EnergyModel):
     """``E(x) = base(x) + b``: any model plus a free additive constant (the gauge of
-    DESIGN section 5). ``params = [base params, b]``; ``dE/db = 1``."""
+    docs/theory.md section 5). ``params = [base params, b]``; ``dE/db = 1``."""
 
     def __init__(self, base, offset: float = 0.0):
         if not isinstance(base, EnergyModel):

@@ -1,4 +1,4 @@
-"""The f-divergence catalogue (DESIGN.md section 2).
+"""The f-divergence catalogue (docs/theory.md section 2).
 
 Every divergence is one small immutable object. For a convex generator ``f`` with
 ``f(1) = 0`` the divergence is, data first (D2),
@@ -34,7 +34,7 @@ Conventions
 * Relative accuracy of ``g_*`` is guaranteed for results in the normal float64 range;
   a result that is subnormal (|value| < 2.2e-308) carries only absolute accuracy.
 
-Catalogue (``f''(1)`` governs the local dynamics, DESIGN section 5):
+Catalogue (``f''(1)`` governs the local dynamics, docs/theory.md section 5):
 
 ============================  ======================================  ========
 name                          f(u)                                    f''(1)

@@ -1,4 +1,4 @@
-"""Energy models ``E_theta(x)`` with hand-derived gradients (DESIGN.md sections 1-2, 7).
+"""Energy models ``E_theta(x)`` with hand-derived gradients (docs/theory.md sections 1-2, 7).
 
 ``q_theta(x) = exp(-E_theta(x)) / Z_theta``. The same interface serves the energy
 ``E_theta`` and the critic ``H_omega`` of D6.
@@ -147,7 +147,7 @@ class EnergyModel:
 # =========================================================================== Gaussian 1-D
 
 class GaussianEnergy1D(EnergyModel):
-    """The paper's 1-D energy ``E(x) = 0.5 ((x - mu) / sigma)^2`` (DESIGN section 6).
+    """The paper's 1-D energy ``E(x) = 0.5 ((x - mu) / sigma)^2`` (docs/theory.md section 6).
 
     ``q_theta = N(mu, sigma^2)`` exactly, with ``log Z = log(sigma) + 0.5 log(2 pi)``.
 
@@ -408,7 +408,7 @@ class MLPEnergy(EnergyModel):
         W_k, b_k``, each ``W_l`` of shape (fan_in, fan_out) row-major), **without** the
         final output bias when ``output_bias=False``. Use :meth:`random_init` to draw them.
     output_bias : bool
-        Whether the scalar output bias (the additive gauge of DESIGN section 5) is a free
+        Whether the scalar output bias (the additive gauge of docs/theory.md section 5) is a free
         parameter. When False it is fixed at 0 and absent from ``params``.
     backend : {"numba", "numpy"}
         Numba kernels (default) or their vectorised NumPy twins (same numbers to ~1e-14).

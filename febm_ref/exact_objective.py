@@ -20,7 +20,7 @@ as documented in :func:`gauss_legendre_box`.
 
 Because the nodes do not move with the parameters, the exact field is a smooth function
 of ``(theta, omega)``: central finite differences of it are accurate (the point of
-DESIGN section 5).
+docs/theory.md section 5).
 
 Any energy/critic object with the interface of :class:`febm_ref.energies.EnergyModel`
 (``dim``, ``params``, ``n_params``, ``energy(x)``, ``grad_params(x)``,
@@ -210,7 +210,7 @@ class ExactEvaluation:
 
     @property
     def field(self) -> np.ndarray:
-        """The descent-ascent field ``v = (-grad_theta L, +grad_omega L)`` (DESIGN section 5)."""
+        """The descent-ascent field ``v = (-grad_theta L, +grad_omega L)`` (docs/theory.md section 5)."""
         return np.concatenate([-self.grad_theta, self.grad_omega])
 
 
@@ -344,7 +344,7 @@ class ExactObjective:
                                np.asarray(grad_omega, dtype=np.float64), fraction)
 
     def field(self, energy, critic) -> np.ndarray:
-        """``v(theta, omega) = (-grad_theta L, +grad_omega L)`` (DESIGN section 5), shape ``(P + Q,)``."""
+        """``v(theta, omega) = (-grad_theta L, +grad_omega L)`` (docs/theory.md section 5), shape ``(P + Q,)``."""
         return self.evaluate(energy, critic).field
 
     def field_at(self, energy, critic, z) -> np.ndarray:

@@ -1,6 +1,6 @@
 """2-D experiments (issue 8): MLP energies trained by f-EBM (D13) or contrastive divergence (D1,
 D12) with short-run Langevin negatives and a replay buffer (D16 or textbook ULA D15), judged by
-exact divergences between the target and the grid-normalised model (DESIGN.md section 6).
+exact divergences between the target and the grid-normalised model (docs/theory.md section 6).
 
 The model
 ---------
@@ -81,7 +81,7 @@ KDE_UNIFORM_WEIGHT = 1e-6
 class Experiment2DConfig:
     """One 2-D run. Defaults: the configuration of the results table (``docs/results2d.md``).
 
-    Energy ``E_theta``: 2-32-32-1 tanh MLP without output bias (no free additive gauge, DESIGN
+    Energy ``E_theta``: 2-32-32-1 tanh MLP without output bias (no free additive gauge, docs/theory.md
     section 5). Critic ``H_omega``: 2-32-32-1 tanh MLP with output bias (it must carry
     ``log Z``: at the optimum ``H = log p + log Z_B``). Adam (beta1 0.5) on both, alternating
     updates (critic first), learning rates 2e-3 (energy) and 6e-3 (critic) cosine-decayed to 10%,

@@ -1,4 +1,4 @@
-"""Exact and numerical f-divergences, with Gaussians as the exactly solvable case (DESIGN section 3).
+"""Exact and numerical f-divergences, with Gaussians as the exactly solvable case (docs/theory.md section 3).
 
 Everything here evaluates the f-divergence of D2, data first,
 
@@ -20,7 +20,7 @@ in one of three ways:
   :func:`f_divergence_monte_carlo_gaussians` -- importance-sampling estimates returning
   a :class:`MonteCarloEstimate` ``(value, standard_error)``, for d > 2.
 
-Closed forms (DESIGN section 3)
+Closed forms (docs/theory.md section 3)
 -------------------------------
 All closed forms are evaluated in the *relative eigenbasis* of the pair. With Cholesky
 factors ``S_q = L_q L_q^T``, ``S_p = L_p L_p^T``, the affine map ``x -> L_q^{-1}(x - m_q)``
@@ -293,7 +293,7 @@ def _alpha_divergence(a: float, P: _Gaussian, Q: _Gaussian, spec: _RelativeSpect
 
 
 def f_divergence(div, mean_p, cov_p, mean_q, cov_q, **params) -> float:
-    """Exact ``D_f(P || Q) = E_q[f(p/q)]`` (D2) between two Gaussians (DESIGN section 3).
+    """Exact ``D_f(P || Q) = E_q[f(p/q)]`` (D2) between two Gaussians (docs/theory.md section 3).
 
     Parameters
     ----------

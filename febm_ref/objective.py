@@ -1,5 +1,5 @@
 """The f-EBM minibatch estimator (D13), the l2 terms (D14) and the contrastive-divergence
-(maximum-likelihood) baseline, written out explicitly (DESIGN.md section 2).
+(maximum-likelihood) baseline, written out explicitly (docs/theory.md section 2).
 
 Notation: energy ``E_theta`` (``q_theta ∝ exp(-E_theta)``), critic ``H_omega``, modelled
 log ratio (D6) ``r = H_omega + E_theta``, positives ``x+ ~ p``, negatives ``x- ~ q_theta``

@@ -1,5 +1,5 @@
 """Exact reference optima ``argmin_{mu, sigma} D_f(P || N(mu, sigma^2))`` for a 1-D
-Gaussian-mixture target (DESIGN.md section 6: the model is misspecified, so each
+Gaussian-mixture target (docs/theory.md section 6: the model is misspecified, so each
 divergence has its own optimum, which f-EBM must reach).
 
 Where the divergence is infinite
@@ -248,7 +248,7 @@ def exact_descent(div, target: GaussianMixture1D, *, iterations: int, optimizer:
                   schedule: str = "constant", final_lr_fraction: float = 0.0, mu0: float = 0.0,
                   sigma0: float = 1.0, optimizer_options: Optional[dict] = None, h: float = 1e-6,
                   record_every: int = 1, alpha=None):
-    """Baseline "direct minimisation of the exact D_f" (DESIGN section 6): the same
+    """Baseline "direct minimisation of the exact D_f" (docs/theory.md section 6): the same
     optimiser and schedule as a training run, on ``theta = (mu, sigma)`` from
     ``(mu0, sigma0)``, with the exact gradient (central differences of
     :func:`divergence_value`, step ``h``) instead of the f-EBM estimate. It separates

@@ -1,4 +1,4 @@
-"""Data distributions with known, normalised log densities (DESIGN.md section 6).
+"""Data distributions with known, normalised log densities (docs/theory.md section 6).
 
 A :class:`Target` has ``dim``, ``name``, ``log_density(x)`` (normalised, ``x`` of shape
 ``(n, d)``, or ``(n,)`` in 1-D) and ``sample(rng, n) -> (n, d)``, plus
@@ -160,7 +160,7 @@ class GaussianMixture1D(Target):
 
 
 def paper_mixture_1d() -> GaussianMixture1D:
-    """The paper's 1-D target: ``0.33 N(-1, 0.25^2) + 0.67 N(2, 2)`` (DESIGN section 6)."""
+    """The paper's 1-D target: ``0.33 N(-1, 0.25^2) + 0.67 N(2, 2)`` (docs/theory.md section 6)."""
     return GaussianMixture1D([0.33, 0.67], [-1.0, 2.0], [0.0625, 2.0], name="paper_mixture_1d")
 
 

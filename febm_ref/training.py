@@ -1,4 +1,4 @@
-"""The f-EBM training loop (Algorithm 1, "single-step f-EBM"; DESIGN.md sections 2 and 6),
+"""The f-EBM training loop (Algorithm 1, "single-step f-EBM"; docs/theory.md sections 2 and 6),
 the contrastive-divergence baseline, histories and checkpoints.
 
 One iteration ``t`` (0-based):
@@ -103,7 +103,7 @@ class TrainingDivergedError(FloatingPointError):
 class TrainingConfig:
     """Everything that determines a run (besides the target, the models and the sampler).
 
-    The defaults are the paper's 1-D protocol (DESIGN section 6): SGD with lr 1e-3 on
+    The defaults are the paper's 1-D protocol (docs/theory.md section 6): SGD with lr 1e-3 on
     both players, alternating, 30,000 iterations, batches of 1000 + 1000.
     """
 

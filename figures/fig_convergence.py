@@ -1,4 +1,4 @@
-"""Figure: local convergence of f-EBM (DESIGN section 5, D17).
+"""Figure: local convergence of f-EBM (docs/theory.md section 5, D17).
 
 Four panels: (a) eigenvalues of J (D17) in the complex plane per divergence, 1-D Gaussian
 family; (b) distance to the equilibrium versus iteration for the exact-field dynamics

@@ -1,4 +1,4 @@
-"""Figure: the paper's 1-D experiment against exact optima (issue 5, DESIGN section 6).
+"""Figure: the paper's 1-D experiment against exact optima (issue 5, docs/theory.md section 6).
 
 Three PNGs:
 (a) ``fig_fit1d_fits.png`` -- per divergence, the target density, the f-EBM fit

@@ -1,4 +1,4 @@
-"""Figure: sampler bias against exact stationary laws (DESIGN section 4, D15).
+"""Figure: sampler bias against exact stationary laws (docs/theory.md section 4, D15).
 
 (a) Stationary variance / s^2 of ULA on ``E = x^2/(2 s^2)`` versus ``eps / s^2``: the exact D15
 curve ``1/(1 - eps/(4 s^2))`` with measured ULA points, and MALA / HMC (Metropolis-corrected)

@@ -2,7 +2,7 @@
 and ``sampler_step``, the rounding-error scales, ``--precision``, the per-version golden
 cache, :func:`febm_ref.testing.assert_conforms` and the pytest plugin.
 
-Expected values are checked against direct formulas written here from DESIGN.md (the D7 maps
+Expected values are checked against direct formulas written here from docs/theory.md (the D7 maps
 of the divergence table, D13, D14, D15, D16), not against the library. The float32 clients
 below are independent NumPy / PyTorch implementations computing in float32.
 """
@@ -55,7 +55,7 @@ def _rows(report):
 # ----------------------------------------------------------------------------- direct formulas
 
 def direct_maps(name, params, s, xp=np):
-    """(g_data, g_model, g_data', g_model') of the DESIGN.md table, in the dtype of ``s``."""
+    """(g_data, g_model, g_data', g_model') of the docs/theory.md table, in the dtype of ``s``."""
     one = xp.ones_like(s)
     log2 = math.log(2.0)
     if name == "kl":

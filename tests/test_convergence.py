@@ -1,4 +1,4 @@
-"""Tests of the local convergence machinery (DESIGN section 5, D17).
+"""Tests of the local convergence machinery (docs/theory.md section 5, D17).
 
 The expensive families (2-D, MLPs) are covered by the registered checks
 (``febm-ref verify --only convergence``); here the 1-D Gaussian family and the linear

@@ -1,4 +1,4 @@
-"""Tests of the divergence catalogue (DESIGN.md section 2, D2-D7).
+"""Tests of the divergence catalogue (docs/theory.md section 2, D2-D7).
 
 Every expected value is either an identity that must hold exactly (f(1) = 0, the
 Legendre identity D4, Fenchel-Young), an independent 80-digit mpmath evaluation of

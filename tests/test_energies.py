@@ -169,7 +169,7 @@ def test_mlp_numba_and_numpy_backends_agree(spec):
 
 def test_mlp_output_bias_is_the_additive_gauge():
     """Without output bias the energy is the biased model minus its bias; the gradient of E
-    with respect to the bias is identically 1 (DESIGN section 5)."""
+    with respect to the bias is identically 1 (docs/theory.md section 5)."""
     rng = np.random.default_rng(5)
     biased = MLPEnergy.random_init(rng, 2, (4, 3), "softplus", bias_scale=0.5)
     theta = biased.get_params()

@@ -1,7 +1,7 @@
 """Tests of the exact (quadrature) f-EBM objective D8-D10 and the linear critics.
 
 Expected values: scipy.integrate.quad of the D9/D10 integrands written out independently,
-closed-form Gaussian f-divergences (febm_ref.gaussians, DESIGN section 3) at the optimal
+closed-form Gaussian f-divergences (febm_ref.gaussians, docs/theory.md section 3) at the optimal
 critic (D8 remark, D11), finite differences of closed forms.
 """
 

@@ -1,4 +1,4 @@
-"""Tests of febm_ref.gaussians: exact Gaussian f-divergences (DESIGN section 3, D2).
+"""Tests of febm_ref.gaussians: exact Gaussian f-divergences (docs/theory.md section 3, D2).
 
 Every expected value is independent of the code under test: textbook formulas written
 out here, scipy/QUADPACK quadrature of the D2 integrand, mpmath at 60 digits, or Monte

@@ -1,5 +1,5 @@
 """Exact reference optima argmin D_f(P||N(mu, sigma^2)) for the paper's 1-D target
-(DESIGN section 6), the explicit +inf regions, and the quadrature behind them."""
+(docs/theory.md section 6), the explicit +inf regions, and the quadrature behind them."""
 
 from __future__ import annotations
 

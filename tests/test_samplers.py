@@ -1,4 +1,4 @@
-"""Unit tests of febm_ref.samplers (DESIGN.md section 4, D15, D16): deterministic algebra of each
+"""Unit tests of febm_ref.samplers (docs/theory.md section 4, D15, D16): deterministic algebra of each
 step against independent computations, exact laws, diagnostics on AR(1) processes with a
 closed-form autocorrelation time, the replay buffer, input validation and NaN detection."""
 

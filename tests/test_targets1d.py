@@ -11,7 +11,7 @@ from febm_ref.targets import paper_mixture_1d
 
 
 def _density_by_hand(t: float) -> float:
-    """0.33 N(-1, 0.25^2) + 0.67 N(2, 2) written out (DESIGN section 6)."""
+    """0.33 N(-1, 0.25^2) + 0.67 N(2, 2) written out (docs/theory.md section 6)."""
     return (0.33 * math.exp(-0.5 * (t + 1.0) ** 2 / 0.0625) / math.sqrt(2 * math.pi * 0.0625)
             + 0.67 * math.exp(-0.5 * (t - 2.0) ** 2 / 2.0) / math.sqrt(2 * math.pi * 2.0))
 

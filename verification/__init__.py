@@ -1,4 +1,4 @@
-"""Numerical checks of the f-EBM theory (DESIGN.md), run by ``febm-ref verify``.
+"""Numerical checks of the f-EBM theory (docs/theory.md), run by ``febm-ref verify``.
 
 Each ``check_*`` module registers functions that return a
 :class:`verification.registry.Measurement`; see :mod:`verification.registry`.

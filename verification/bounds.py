@@ -1,11 +1,11 @@
-"""The variational bound D5 measured against exact f-divergences (DESIGN sections 1-3).
+"""The variational bound D5 measured against exact f-divergences (docs/theory.md sections 1-3).
 
 For a critic written in log space, ``T(x) = f'(e^{s(x)})`` (D7), the bound D5 reads
 
     B(s) = E_p[T] - E_q[f*(T)] = E_p[g_data(s)] - E_q[g_model(s)]  <=  D_f(P || Q),
 
 with equality at the optimal critic ``s* = log p - log q`` (quadratic in ``x`` between
-two Gaussians, DESIGN section 3). Everything here returns numbers; the registered checks
+two Gaussians, docs/theory.md section 3). Everything here returns numbers; the registered checks
 live in :mod:`verification.check_bounds`.
 
 The gap is a Bregman integral

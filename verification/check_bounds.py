@@ -1,4 +1,4 @@
-"""Checks of the variational bound D5 against exact f-divergences (issue 6; DESIGN sections 1-3).
+"""Checks of the variational bound D5 against exact f-divergences (issue 6; docs/theory.md sections 1-3).
 
 With ``T = f'(e^s)`` the bound is ``B(s) = E_p[g_data(s)] - E_q[g_model(s)] <= D_f(P||Q)`` (D5,
 D7). The checks (numbers from :mod:`verification.bounds`):

@@ -1,4 +1,4 @@
-"""Checks of the divergence catalogue (DESIGN.md section 2): D4, D5, D7 and the alpha limits."""
+"""Checks of the divergence catalogue (docs/theory.md section 2): D4, D5, D7 and the alpha limits."""
 
 from __future__ import annotations
 

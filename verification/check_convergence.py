@@ -1,4 +1,4 @@
-"""Registered checks of the local convergence theorem (DESIGN section 5, D17).
+"""Registered checks of the local convergence theorem (docs/theory.md section 5, D17).
 
 Numbers come from :mod:`verification.convergence`; tolerances:
 * Jacobians: D17 (quadrature moments) vs central finite differences of the exact field, vs

@@ -1,4 +1,4 @@
-"""Checks of the 1-D experiment (DESIGN section 6): the exact reference optima and the
+"""Checks of the 1-D experiment (docs/theory.md section 6): the exact reference optima and the
 trained fits against them."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Checks of the exact Gaussian f-divergences (DESIGN section 3) against numerical D2 integrals.
+"""Checks of the exact Gaussian f-divergences (docs/theory.md section 3) against numerical D2 integrals.
 
 * closed forms vs adaptive quadrature of ``q f(p/q)`` in 1-D and 2-D (relative error),
 * closed forms vs importance-sampling Monte Carlo in 5-D (error in standard errors),

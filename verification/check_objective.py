@@ -1,4 +1,4 @@
-"""Checks of the f-EBM estimator (DESIGN section 2): D13 against the exact D9/D10, the
+"""Checks of the f-EBM estimator (docs/theory.md section 2): D13 against the exact D9/D10, the
 O(1/n) bias of the batch covariance term, D11, D12 and the stop-gradient surrogate.
 
 Setting: ``p = N(0.5, 1.3^2)``, ``q_theta = N(0.2, 1.1^2)`` (Gaussian energy), a quadratic

@@ -1,4 +1,4 @@
-"""Sampler checks against exact stationary laws (DESIGN.md section 4, D15, D16).
+"""Sampler checks against exact stationary laws (docs/theory.md section 4, D15, D16).
 
 One statistical harness serves every sampler: run ``N`` independent chains, discard a burn-in,
 keep every ``thin``-th state, estimate moments about the *known* mean and attach ESS-based
@@ -42,7 +42,7 @@ def gaussian_energy_1d(s: float) -> CallableEnergy:
     return CallableEnergy(lambda x: 0.5 * x[:, 0] ** 2 / s ** 2, lambda x: x / s ** 2)
 
 
-# The paper's 1-D data density (DESIGN section 6): febm_ref.targets.paper_mixture_1d(). The
+# The paper's 1-D data density (docs/theory.md section 6): febm_ref.targets.paper_mixture_1d(). The
 # negative control samples the same mixture with its wide component misread (sd 2, variance 4).
 PAPER_MIXTURE = paper_mixture_1d()
 MIXTURE_VARIANCES = PAPER_MIXTURE.variances

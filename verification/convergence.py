@@ -1,4 +1,4 @@
-"""Local convergence of f-EBM training, confirmed by linearisation (DESIGN section 5, D17).
+"""Local convergence of f-EBM training, confirmed by linearisation (docs/theory.md section 5, D17).
 
 Functions here return numbers (dicts of floats/arrays); :mod:`verification.check_convergence`
 turns them into registered checks and ``figures/fig_convergence.py`` plots them.
@@ -48,7 +48,7 @@ from febm_ref.divergences import Divergence, all_divergences, get_divergence
 from febm_ref.energies import GaussianEnergy1D, MLPEnergy, QuadraticEnergy
 from febm_ref.exact_objective import ExactObjective, QuadratureRule, gauss_legendre_panels
 
-# One instance per catalogue entry, alpha at -0.5, 0.5, 2 (DESIGN table).
+# One instance per catalogue entry, alpha at -0.5, 0.5, 2 (the catalogue table of docs/theory.md, section 2.1).
 CATALOGUE: Tuple[Divergence, ...] = all_divergences(alphas=(-0.5, 0.5, 2.0))
 
 # ----------------------------------------------------------------------------------
@@ -188,7 +188,7 @@ def gaussian_1d_offset_problem() -> Problem:
 
 
 PAPER_MIXTURE = ((0.33, -1.0, 0.25), (0.67, 2.0, math.sqrt(2.0)))
-"""The paper's 1-D target (DESIGN section 6): (weight, mean, std) per component."""
+"""The paper's 1-D target (docs/theory.md section 6): (weight, mean, std) per component."""
 
 
 def mixture_log_density(x: np.ndarray, components=PAPER_MIXTURE) -> np.ndarray:

@@ -1,6 +1,6 @@
 """High-precision (mpmath) reference for the divergence catalogue.
 
-Written straight from the generators f of DESIGN.md section 2, composed *naively*
+Written straight from the generators f of docs/theory.md section 2, composed *naively*
 (``g_model(s) = e^s f'(e^s) - f(e^s)`` with 80 significant digits), so it shares no
 code and no algebraic rewriting with :mod:`febm_ref.divergences`. It is the
 independent oracle for the 1e-12 relative-accuracy claims, used by the tests and by

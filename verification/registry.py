@@ -1,7 +1,7 @@
 """The registry behind ``febm-ref verify``.
 
 A *check* is a function ``check(quick: bool) -> Measurement`` that computes one
-numerical claim of the theory (DESIGN.md) and returns the measured error next to the
+numerical claim of the theory (docs/theory.md) and returns the measured error next to the
 tolerance it must meet. Checks register themselves with :func:`register`; every
 module of the :mod:`verification` package whose name starts with ``check_`` is
 imported by :func:`load_all_checks`, so a later issue adds checks by adding a module.

@@ -11,7 +11,7 @@ def add_parser(subparsers) -> None:
         help="list the f-divergence catalogue (formulas, conjugate domains, f''(1))",
         description=("Print every divergence of the catalogue: the generator f(u), its Fenchel "
                      "conjugate f*(t) and domain, the divergence it induces, f''(1) (which sets the "
-                     "speed of the local training dynamics, DESIGN D17) and precision notes. The "
+                     "speed of the local training dynamics, docs/theory.md D17) and precision notes. The "
                      "alpha family is shown at a few alpha values; any real alpha is accepted by "
                      "febm_ref.get_divergence('alpha', alpha=A)."),
     )

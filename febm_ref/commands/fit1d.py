@@ -1,4 +1,4 @@
-"""``febm-ref fit1d``: the paper's 1-D experiment against exact optima (DESIGN section 6).
+"""``febm-ref fit1d``: the paper's 1-D experiment against exact optima (docs/theory.md section 6).
 
 Fit ``q = N(mu, sigma^2)`` (energy ``E = 0.5((x - mu)/sigma)^2``, ``theta = (mu, sigma)``
 from ``(0, 1)``) to ``p = 0.33 N(-1, 0.25^2) + 0.67 N(2, 2)`` by f-EBM with a 1-64-64-1
@@ -37,7 +37,7 @@ METHODS = ("febm", "cd", "exact")
 
 PAPER_PROTOCOL = dict(iterations=30000, batch_size=1000, n_negatives=1000, optimizer="sgd", lr_energy=1e-3,
                       lr_critic=1e-3, update="alternating", schedule="constant")
-"""The published 1-D setting (DESIGN section 6)."""
+"""The published 1-D setting (docs/theory.md section 6)."""
 
 CONVERGED_PROTOCOL = dict(iterations=6000, batch_size=1000, n_negatives=1000, optimizer="adam", beta1=0.5,
                           beta2=0.99, lr_energy=3e-3, lr_critic=1e-2, update="simultaneous", schedule="cosine",

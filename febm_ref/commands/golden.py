@@ -45,7 +45,7 @@ def run(args) -> int:
 # the section built from verification.convergence is assembled here.
 
 CONVERGENCE_TOYS = ((0.3, 1.2), (-1.0, 0.5))
-"""(mu, sigma) of the 1-D Gaussian toys: p = N(mu, sigma^2) (DESIGN section 5)."""
+"""(mu, sigma) of the 1-D Gaussian toys: p = N(mu, sigma^2) (docs/theory.md section 5)."""
 
 
 def build_convergence(rng):
@@ -58,7 +58,7 @@ def build_convergence(rng):
                                           step_size_bound)
 
     section = Section("convergence",
-                      "Local convergence (DESIGN section 5, D17) of the 1-D Gaussian toy: p = "
+                      "Local convergence (docs/theory.md section 5, D17) of the 1-D Gaussian toy: p = "
                       "N(mu, sigma^2), energy E = 0.5((x - m)/s)^2 with theta = (m, s), critic "
                       "H = w0 + b x + c x^2 with omega = (w0, b, c), at the equilibrium q = p, "
                       "H = -E. Output 0: the Jacobian J (5x5) of v = (-grad_theta L, "

@@ -19,7 +19,7 @@ Conventions (shared by every function)
   ``febm_loss_values``, ``ula_step``, ``decoupled_langevin_step``) take per-sample VALUES
   (energies, critic values, gradients), not a model: an implementation with its own network
   (a ResNet, a convnet) feeds its loss / sampler code with these tensors.
-* ``name`` and ``params`` identify a divergence of the catalogue (DESIGN.md section 2):
+* ``name`` and ``params`` identify a divergence of the catalogue (docs/theory.md section 2):
   ``name`` in ``kl, reverse_kl, jensen_shannon, squared_hellinger, pearson_chi2, neyman_chi2,
   alpha``; ``params`` is ``{}`` or ``{"alpha": a}`` (any real a; 0 and 1 are the reverse-KL and
   KL limits ``f = -log u + u - 1`` and ``f = u log u - u + 1``).
@@ -114,11 +114,11 @@ _SPECS = (
         "exact_optimum_1d", ("name", "params", "target"), "((2,) array, float)", "optima",
         "The minimiser (mu, sigma) of D_f(P || N(mu, sigma^2)) and the minimum value, for the "
         "1-D Gaussian-mixture target P given as a dict {'weights', 'means', 'variances'} of "
-        "equal-length lists (DESIGN section 6)."),
+        "equal-length lists (docs/theory.md section 6)."),
     FunctionSpec(
         "convergence_jacobian", ("name", "params", "toy"),
         "((m, m) array, (m, 2) array, float)", "convergence",
-        "Local convergence of the f-EBM dynamics (DESIGN section 5) for the toy described by "
+        "Local convergence of the f-EBM dynamics (docs/theory.md section 5) for the toy described by "
         "the dict toy: for family 'gaussian_1d', p = N(mu, sigma^2), energy "
         "E = 0.5((x - m)/s)^2 with theta = (m, s), quadratic critic H = w0 + b x + c x^2 with "
         "omega = (w0, b, c), equilibrium z* = (mu, sigma, -mu^2/(2 sigma^2), mu/sigma^2, "

@@ -235,7 +235,7 @@ def _gaussian_scale(div, value, m_p, S_p, m_q, S_q, closed_form: bool) -> float:
 
 
 def build_gaussians(rng: np.random.Generator) -> Section:
-    """Exact D_f between Gaussian pairs in 1, 2 and 5 dimensions (DESIGN section 3)."""
+    """Exact D_f between Gaussian pairs in 1, 2 and 5 dimensions (docs/theory.md section 3)."""
     from febm_ref.gaussians import (
         f_divergence,
         f_divergence_quadrature_gaussians,
@@ -580,7 +580,7 @@ def build_optima(rng: np.random.Generator) -> Section:
     target = paper_mixture_1d()
     section = Section("optima",
                       "Exact optima argmin_{mu, sigma} D_f(P || N(mu, sigma^2)) of the misspecified "
-                      "1-D problem of the paper (DESIGN section 6), P = 0.33 N(-1, 0.0625) + "
+                      "1-D problem of the paper (docs/theory.md section 6), P = 0.33 N(-1, 0.0625) + "
                       "0.67 N(2, 2), by quadrature and Nelder-Mead; output 0 is (mu, sigma), output 1 "
                       "the divergence at the optimum.")
     target_json = {"weights": [float(v) for v in target.weights],

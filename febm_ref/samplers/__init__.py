@@ -1,4 +1,4 @@
-"""Samplers for ``q_theta = exp(-E_theta)/Z`` (DESIGN.md section 4), one algorithm per module.
+"""Samplers for ``q_theta = exp(-E_theta)/Z`` (docs/theory.md section 4), one algorithm per module.
 
 Every sampler is a pure function ``step(rng_or_noise, state, energy, ...) -> (state, info)``
 (``info`` a NamedTuple of diagnostics) plus a ``run(...)`` helper looping ``K`` steps:

@@ -1,4 +1,4 @@
-"""Pieces shared by every sampler of :mod:`febm_ref.samplers` (DESIGN.md section 4).
+"""Pieces shared by every sampler of :mod:`febm_ref.samplers` (docs/theory.md section 4).
 
 Energy protocol
 ---------------

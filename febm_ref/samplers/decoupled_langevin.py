@@ -1,4 +1,4 @@
-"""Decoupled Langevin dynamics of the published image experiments (DESIGN.md D16).
+"""Decoupled Langevin dynamics of the published image experiments (docs/theory.md D16).
 
 Step size and noise scale are two independent parameters. One step, for every chain::
 

@@ -1,4 +1,4 @@
-"""Exact (i.i.d.) sampling where the energy is Gaussian (DESIGN.md section 4; the paper's
+"""Exact (i.i.d.) sampling where the energy is Gaussian (docs/theory.md section 4; the paper's
 1-D experiment draws its model samples this way).
 
 For ``E(x) = (x - m)^T P (x - m) / 2`` the law ``exp(-E)/Z`` is ``N(m, P^{-1})``. With the

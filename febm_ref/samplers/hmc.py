@@ -1,5 +1,5 @@
 """Hamiltonian Monte Carlo with ``L`` leapfrog steps and a Metropolis correction
-(DESIGN.md section 4). Unit mass matrix; ``H(x, p) = E(x) + |p|^2 / 2``.
+(docs/theory.md section 4). Unit mass matrix; ``H(x, p) = E(x) + |p|^2 / 2``.
 
 One step, for each chain: draw ``p ~ N(0, I)``; run ``L`` leapfrog steps of size ``eps``::
 

@@ -1,5 +1,5 @@
 """Metropolis-adjusted Langevin algorithm (MALA): the ULA proposal (D15) with its
-Metropolis-Hastings correction, so ``exp(-E)/Z`` is exactly invariant (DESIGN.md section 4).
+Metropolis-Hastings correction, so ``exp(-E)/Z`` is exactly invariant (docs/theory.md section 4).
 
 Proposal, for each chain, with ``z ~ N(0, I)``::
 

@@ -1,4 +1,4 @@
-"""Replay buffer for short-run Langevin chains (DESIGN.md D16, the image experiments).
+"""Replay buffer for short-run Langevin chains (docs/theory.md D16, the image experiments).
 
 The buffer keeps the end points of past chains (a FIFO ring of ``capacity`` points). At each
 training iteration the ``n`` new chains start, independently for each chain, from a point drawn

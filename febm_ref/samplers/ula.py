@@ -1,4 +1,4 @@
-"""Unadjusted Langevin algorithm, textbook form (DESIGN.md D15).
+"""Unadjusted Langevin algorithm, textbook form (docs/theory.md D15).
 
 One step, for every chain independently, with ``z ~ N(0, I)``::
 
