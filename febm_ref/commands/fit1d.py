@@ -305,7 +305,8 @@ def run_locked(args, command: str, body) -> int:
     try:
         if args.out is None:
             return body(args)
-        with OutputLock(args.out, f"febm-ref {command} " + " ".join(sys.argv[1:])):
+        cmdline = " ".join(sys.argv[1:]) if sys.argv[1:2] == [command] else command
+        with OutputLock(args.out, f"febm-ref {cmdline}"):
             return body(args)
     except OutputLockedError as exc:
         print(f"febm-ref {command}: error: {exc}", file=sys.stderr)
