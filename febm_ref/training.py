@@ -23,7 +23,11 @@ and on ``KeyboardInterrupt`` (so an interrupted run loses only the current step)
 the parameters, the optimiser states, the generator state, the averages and the
 history, plus a *fingerprint* of the configuration, target and models; resuming from a
 checkpoint with a different fingerprint is a ``ValueError`` naming the differences. A
-resumed run reproduces the uninterrupted run bit for bit.
+resumed run reproduces the uninterrupted run bit for bit. Each checkpoint carries a sha256
+digest of its contents: a truncated, corrupted or edited checkpoint is refused with
+:class:`CheckpointError` (a ``ValueError``) instead of being resumed from. A checkpoint that cannot
+be written (a full disk) raises :class:`CheckpointWriteError` (an ``OSError``) naming the
+iteration; the previous checkpoint on disk is left intact (atomic writes, :mod:`febm_ref._io`).
 
 Stateful samplers and evaluators (the state protocol)
 -----------------------------------------------------
@@ -78,12 +82,17 @@ from febm_ref.objective import (COVARIANCE_ESTIMATORS, _stack_batches, contrasti
                                 febm_terms_checked)
 from febm_ref.optimizers import OPTIMIZERS, SCHEDULES, learning_rate, make_optimizer
 
-__all__ = ["TrainingConfig", "TrainingResult", "TrainingDivergedError", "train", "load_checkpoint",
+__all__ = ["TrainingConfig", "TrainingResult", "TrainingDivergedError", "CheckpointError", "CheckpointWriteError",
+           "train", "load_checkpoint",
            "has_state_protocol", "METHODS", "UPDATES", "STATE_ROLES"]
 
 METHODS = ("febm", "cd")
 UPDATES = ("alternating", "simultaneous")
 _MAX_RECORDED_PARAMS = 64
+
+
+class CheckpointWriteError(OSError):
+    """A checkpoint could not be written (e.g. a full disk); the previous one is left intact."""
 
 
 class TrainingDivergedError(FloatingPointError):
@@ -245,14 +254,68 @@ def _diff(a, b, prefix=""):
     return out
 
 
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be trusted: unreadable (truncated, not an ``.npz``), or whose
+    contents do not match the sha256 digest written with them (edited or corrupted)."""
+
+
+def _checkpoint_digest(meta: dict, arrays: dict) -> str:
+    """sha256 over the metadata (canonical JSON, without ``integrity``) and every array's name,
+    dtype, shape and bytes, in name order: any change to a saved value changes it."""
+    h = hashlib.sha256(json.dumps({k: v for k, v in meta.items() if k != "integrity"}, sort_keys=True).encode())
+    for name in sorted(arrays):
+        a = np.ascontiguousarray(arrays[name])
+        h.update(f"\0{name}\0{a.dtype.str}\0{a.shape}\0".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def _unreadable(path, why: str) -> CheckpointError:
+    return CheckpointError(f"the checkpoint at {path} {why}; it was not used. Delete it to restart the run "
+                           "from iteration 0 (without --resume), or restore a good copy")
+
+
 def load_checkpoint(path) -> dict:
-    """Read a checkpoint written by :func:`train`: ``{"meta": dict, arrays...}``."""
+    """Read a checkpoint written by :func:`train`: ``{"meta": dict, arrays...}``.
+
+    The contents are checked against the sha256 digest stored with them (``meta["integrity"]``,
+    removed from the returned ``meta``).
+
+    Raises
+    ------
+    ValueError
+        No file at ``path``.
+    CheckpointError
+        A truncated or corrupted file, one that is not a checkpoint, or contents that do not match
+        their digest (never a silent resume from altered state).
+    """
+    import zipfile
+
     path = Path(path)
     if not path.exists():
         raise ValueError(f"no checkpoint at {path}")
-    with np.load(path, allow_pickle=False) as data:
-        out = {key: data[key] for key in data.files}
-    out["meta"] = json.loads(str(out.pop("meta_json")))
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            if not hasattr(data, "files"):
+                raise _unreadable(path, "is a single .npy array, not a checkpoint archive")
+            out = {key: data[key] for key in data.files}
+    except CheckpointError:
+        raise
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise _unreadable(path, f"is unreadable, truncated or corrupted ({type(exc).__name__}: {exc})") from exc
+    if "meta_json" not in out:
+        raise _unreadable(path, "has no metadata (meta_json): it is not a febm-ref checkpoint")
+    try:
+        meta = json.loads(str(out.pop("meta_json")))
+    except ValueError as exc:
+        raise _unreadable(path, f"has corrupted metadata ({exc})") from exc
+    stored = meta.get("integrity", {}).get("sha256") if isinstance(meta, dict) else None
+    if stored is None:
+        raise _unreadable(path, "has no integrity digest (written by an older febm-ref, or edited)")
+    if _checkpoint_digest(meta, out) != stored:
+        raise _unreadable(path, "does not match its sha256 digest (edited or corrupted)")
+    meta.pop("integrity")
+    out["meta"] = meta
     return out
 
 
@@ -477,7 +540,17 @@ def train(config: TrainingConfig, target, energy, critic=None, *,
             arrays.update({"opt_h_" + k: v for k, v in opt_h.state_dict().items()})
         arrays.update({"opt_e_" + k: v for k, v in opt_e.state_dict().items()})
         arrays.update({"hist_" + k: v for k, v in hist.items()})
-        atomic_save_npz(checkpoint_path, **arrays)
+        meta["integrity"] = {"sha256": _checkpoint_digest(meta, {k: v for k, v in arrays.items()
+                                                                  if k != "meta_json"})}
+        arrays["meta_json"] = np.array(json.dumps(meta))
+        try:
+            atomic_save_npz(checkpoint_path, **arrays)
+        except OSError as exc:
+            kept = (f"the previous checkpoint (iteration {last_checkpoint}) is intact" if last_checkpoint is not None
+                    else "no earlier checkpoint exists")
+            raise CheckpointWriteError(exc.errno, f"cannot write the checkpoint of iteration {iteration}: "
+                                       f"{exc.strerror}; {kept}. Free space (or fix the directory) and "
+                                       "continue with --resume") from exc
         last_checkpoint = iteration
 
     def record_exact(iteration: int) -> None:

@@ -291,6 +291,32 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> int:
+    """``fit1d``: with ``--out`` the directory is locked for this process (:class:`febm_ref._io.OutputLock`:
+    a second process is refused, naming the first; a lock left by a dead process is taken over);
+    a failed write (e.g. a full disk) is a one-line error, the previous checkpoint kept intact."""
+    return run_locked(args, "fit1d", _run)
+
+
+def run_locked(args, command: str, body) -> int:
+    """``body(args)`` holding the lock of ``args.out`` (when given); a refused lock (exit 2) or a
+    failed write (exit 1) is one line on stderr, not a traceback. Shared by ``fit1d`` and ``fit2d``."""
+    from febm_ref._io import OutputLock, OutputLockedError
+
+    try:
+        if args.out is None:
+            return body(args)
+        cmdline = " ".join(sys.argv[1:]) if sys.argv[1:2] == [command] else command
+        with OutputLock(args.out, f"febm-ref {cmdline}"):
+            return body(args)
+    except OutputLockedError as exc:
+        print(f"febm-ref {command}: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"febm-ref {command}: error: {exc}", file=sys.stderr)
+        return 1
+
+
+def _run(args) -> int:
     if args.iters is not None and args.iters < 1:
         raise ValueError(f"--iters must be a positive integer, got {args.iters}")
     if args.lr is not None and not (math.isfinite(args.lr) and args.lr > 0):

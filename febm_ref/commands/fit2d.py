@@ -12,9 +12,16 @@ The results table (every target x (kl, reverse_kl, jensen_shannon, squared_helli
 
 ``--all`` writes one JSON per run to ``DIR/runs/`` atomically and skips runs whose JSON already
 exists, so an interrupted table resumes where it stopped; then ``DIR/table.md`` and
-``DIR/summary.json``. Per run, the trainer writes a checkpoint (``DIR/<run>.ckpt.npz``) every 250
-iterations (and when interrupted by Ctrl-C); a diverged run is reported with its iteration and the
-last good checkpoint is kept.
+``DIR/summary.json``. Per run, the trainer writes a checkpoint (``DIR/<run>.ckpt.npz``) every
+``--checkpoint-every`` (default 250) iterations (and when interrupted by Ctrl-C); a diverged run is
+reported with its iteration and the last good checkpoint is kept.
+
+Faults: ``--out DIR`` is locked for one process (a second ``fit1d``/``fit2d`` on it is refused,
+naming the first one's pid and command; the lock of a killed process is taken over); a checkpoint
+that is truncated, corrupted or edited is refused on ``--resume`` (sha256 digest), never resumed
+from; a failed write (full disk) stops with a one-line error and keeps the previous checkpoint.
+All of this is exercised by ``tests/test_faults.py`` (kill -9 at chosen points of a checkpoint
+write, SIGINT, ENOSPC, two writers, tampered files).
 
 The checkpoint holds everything the run carries between iterations, the replay buffer and the
 metric curve included (:mod:`febm_ref.experiments2d`), so ``--resume`` continues a run from it and
@@ -66,6 +73,9 @@ def add_parser(subparsers):
     p.add_argument("--out", default=None, help="output directory (checkpoints, run JSON, npz)")
     p.add_argument("--resume", action="store_true",
                    help="continue from the checkpoint in --out (with --all: the unfinished runs that have one)")
+    p.add_argument("--checkpoint-every", type=int, default=250,
+                   help="iterations between checkpoints (default 250; a checkpoint is also written at the end "
+                        "and on Ctrl-C)")
     p.set_defaults(func=run)
     return p
 
@@ -102,12 +112,22 @@ def _summary_line(r: dict) -> str:
 
 
 def run(args) -> int:
+    """``fit2d``; with ``--out`` the directory is locked for this process and a failed write is a
+    one-line error (:func:`febm_ref.commands.fit1d.run_locked`)."""
+    from febm_ref.commands.fit1d import run_locked
+
+    return run_locked(args, "fit2d", _run)
+
+
+def _run(args) -> int:
     from febm_ref.experiments2d import run_experiment
 
     if args.seeds < 1:
         raise ValueError(f"--seeds must be >= 1, got {args.seeds}")
     if args.resume and not args.out:
         raise ValueError("--resume needs --out DIR (the checkpoint lives there)")
+    if args.checkpoint_every < 1:
+        raise ValueError(f"--checkpoint-every must be >= 1, got {args.checkpoint_every}")
     if args.all:
         return run_table(args)
     cfg = _config(args)
@@ -116,7 +136,7 @@ def run(args) -> int:
         ckpt = out_dir / f"{cfg.run_name()}.ckpt.npz"
         if not ckpt.exists():
             raise ValueError(f"--resume: no checkpoint at {ckpt}")
-    result = run_experiment(cfg, out_dir=out_dir, resume=args.resume)
+    result = run_experiment(cfg, out_dir=out_dir, resume=args.resume, checkpoint_every=args.checkpoint_every)
     if out_dir is not None:
         _save_run(out_dir, dict(result))
     printable = {k: v for k, v in result.items() if k not in ("theta", "langevin_samples")}
@@ -155,7 +175,7 @@ def run_table(args) -> int:
                 cfg = _config(args, target=target, divergence=div, method=method, seed=seed)
                 # --all --resume continues the runs that have a checkpoint and starts the others
                 resume = args.resume and (out_dir / f"{cfg.run_name()}.ckpt.npz").exists()
-                result = run_experiment(cfg, out_dir=out_dir, resume=resume)
+                result = run_experiment(cfg, out_dir=out_dir, resume=resume, checkpoint_every=args.checkpoint_every)
                 _save_run(out_dir, dict(result))
                 print(_summary_line(result), flush=True)
     wall = time.perf_counter() - t0

@@ -117,6 +117,8 @@ def load_golden(directory) -> tuple[dict, list]:
         manifest = read_json(manifest_path)
     except (OSError, ValueError) as exc:
         raise GoldenError(f"cannot read {manifest_path}: {exc}") from exc
+    if not isinstance(manifest, dict):
+        raise GoldenError(f"{manifest_path} is not a febm-ref golden manifest (not a JSON object)")
     if manifest.get("format") != schema.FORMAT:
         raise GoldenError(f"{manifest_path} is not a febm-ref golden manifest (format "
                           f"{manifest.get('format')!r})")
@@ -124,8 +126,10 @@ def load_golden(directory) -> tuple[dict, list]:
         raise GoldenError(f"golden schema version {manifest.get('schema_version')!r} is not the "
                           f"version {schema.SCHEMA_VERSION!r} this checker reads; regenerate the "
                           "golden set with this febm-ref version")
+    verified = set()
     for entry in manifest.get("files", []):
         path = directory / entry["file"]
+        verified.add(entry["file"])
         if not path.is_file():
             raise GoldenError(f"golden file {path} listed in the manifest is missing")
         if sha256_of(path) != entry["sha256"]:
@@ -133,7 +137,13 @@ def load_golden(directory) -> tuple[dict, list]:
                               "(edited or truncated); regenerate the golden set")
     sections = []
     for name in manifest.get("sections", []):
+        if f"{name}.json" not in verified:  # every file used must have been checked against its sha256
+            raise GoldenError(f"golden section {name!r} has no sha256 entry for {name}.json in {manifest_path} "
+                              "(edited manifest); regenerate the golden set")
         document = read_json(directory / f"{name}.json")
+        if document.get("arrays_file") not in verified:
+            raise GoldenError(f"golden section {name!r}: its arrays file {document.get('arrays_file')!r} has no "
+                              f"sha256 entry in {manifest_path} (edited manifest); regenerate the golden set")
         arrays = read_npz(directory / document["arrays_file"])
         sections.append(GoldenSection(name, document, arrays))
     return manifest, sections
