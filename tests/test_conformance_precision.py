@@ -454,10 +454,13 @@ def test_pytest_plugin_fixture_hands_the_golden_set_to_a_test(cache_root, golden
         "def test_golden(febm_golden):\n"
         "    assert (febm_golden / 'manifest.json').is_file()\n"
         "    assert (febm_golden / 'estimator.npz').is_file()\n")
-    from importlib.metadata import entry_points
+    from importlib.metadata import distributions
 
     env = dict(os.environ, FEBM_REF_GOLDEN_CACHE=str(cache_root), PYTHONPATH=str(ROOT))
-    installed = any(ep.value == "febm_ref.pytest_plugin" for ep in entry_points(group="pytest11"))
+    # pytest loads the pytest11 entry points of *every* distribution on the path (as pluggy
+    # does), so a stale egg-info next to an installed one must not hide the installed plugin.
+    installed = any(ep.group == "pytest11" and ep.value == "febm_ref.pytest_plugin"
+                    for dist in distributions() for ep in dist.entry_points)
     load = [] if installed else ["-p", "febm_ref.pytest_plugin"]  # not yet pip-installed: load it by name
     result = subprocess.run([sys.executable, "-m", "pytest", "-q", *load, "-p", "no:cacheprovider", str(test_file)],
                             check=False, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)

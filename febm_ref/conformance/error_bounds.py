@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from febm_ref._kernels import _unpack_numpy
 from febm_ref.conformance.tolerance import K_FN
 
 __all__ = ["map_scale", "map_derivative", "MLPBounds", "mlp_bounds", "estimator_weight_scales",
@@ -96,14 +97,8 @@ def _activation(name: str, z: np.ndarray):
 
 
 def _layers(params: np.ndarray, sizes):
-    out, offset = [], 0
-    for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
-        W = params[offset:offset + fan_in * fan_out].reshape(fan_in, fan_out)
-        offset += fan_in * fan_out
-        b = params[offset:offset + fan_out]
-        offset += fan_out
-        out.append((W, b))
-    return out
+    """``[(W_l, b_l), ...]`` of the protocol's flat layout (the same unpacking as the reference)."""
+    return _unpack_numpy(params, sizes)
 
 
 class MLPBounds:
