@@ -91,7 +91,7 @@ class IsolatedRun:
 
 def _encode(si: int, ci: int, outcome: tuple) -> dict:
     if outcome[0] == "ok":
-        array = np.ascontiguousarray(outcome[1], dtype="<f8")
+        array = np.array(outcome[1], dtype="<f8", order="C")  # (ascontiguousarray makes 0-d 1-d)
         return {"case": [si, ci], "state": "ok", "shape": list(array.shape),
                 "data": base64.b64encode(array.tobytes()).decode("ascii"), "precision": outcome[2]}
     if outcome[0] == "missing":
