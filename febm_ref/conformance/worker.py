@@ -130,6 +130,19 @@ def _sender(fd: int):
     return send
 
 
+def _flush_c_stdio() -> None:
+    """Flush Python's and the C library's stdio buffers (a C-level ``printf`` of the adapter
+    is block-buffered into the output file and ``os._exit`` would drop it)."""
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        import ctypes
+
+        ctypes.CDLL(None).fflush(None)
+    except Exception:  # noqa: BLE001 - best effort (no libc, a replaced sys.stdout)
+        pass
+
+
 def main() -> None:
     """Entry point of the worker process (``sys.argv[1]``: the JSON job file)."""
     job = json.loads(Path(sys.argv[1]).read_text())
@@ -143,6 +156,7 @@ def main() -> None:
         adapter = load_adapter(job["adapter"])
     except AdapterLoadError as exc:
         send({"load_error": str(exc)})
+        _flush_c_stdio()
         os._exit(0)
     functions = provided_functions(adapter)
     send({"ready": sorted(functions)})
@@ -151,19 +165,22 @@ def main() -> None:
         outcome = case_outcome(sections[si].document["cases"][ci], sections[si], functions, cache)
         send(_encode(si, ci, outcome))
     send({"done": True})
-    sys.stdout.flush()
+    _flush_c_stdio()
     os._exit(0)  # no atexit handlers / non-daemon threads of the adapter can hang the worker
 
 
 # --------------------------------------------------------------------------- the parent
 
-def _signal_name(returncode: int) -> str:
+def _death(returncode: Optional[int]) -> str:
+    """``"died with SIGSEGV"`` / ``"exited with status 0"``."""
+    if returncode is None:
+        return "closed its result pipe"
     if returncode < 0:
         try:
-            return signal.Signals(-returncode).name
+            return f"died with {signal.Signals(-returncode).name}"
         except ValueError:
-            return f"signal {-returncode}"
-    return f"exit status {returncode}"
+            return f"died with signal {-returncode}"
+    return f"exited with status {returncode}"
 
 
 _FRAME = re.compile(r'^\s+File "(?P<file>[^"]+)", line (?P<line>\d+) in (?P<name>\S+)')
@@ -337,7 +354,7 @@ def run_isolated(spec: str, golden, sections, *, timeout: float) -> IsolatedRun:
             if how == "load_error" or detail == "load":
                 reason = (detail if how == "load_error" else
                           f"importing the adapter timed out after {max(timeout, LOAD_TIMEOUT):g} s" if how == "timeout"
-                          else f"the worker died with {_signal_name(returncode)} while importing the adapter"
+                          else f"the worker {_death(returncode)} while importing the adapter"
                           f"{_crash_location(output)}")
                 if index == 0:
                     run.load_error = reason
@@ -351,10 +368,9 @@ def run_isolated(spec: str, golden, sections, *, timeout: float) -> IsolatedRun:
                            "raise --timeout SECONDS if the function is just slow)")
                 struck[function] = f"{function} timed out earlier (case {case_id})"
             else:
-                message = (f"worker died with {_signal_name(returncode)} while evaluating {function}"
-                           f"{_crash_location(output)}")
-                if returncode == 0:
-                    message += " (the adapter ended the process: os._exit or a C-level exit)"
+                message = f"worker {_death(returncode)} while evaluating {function}{_crash_location(output)}"
+                if returncode is not None and returncode >= 0:
+                    message += " (the adapter ended the process: os._exit, exit() from C, or a lost result pipe)"
                 deaths[function] = deaths.get(function, 0) + 1
                 if deaths[function] >= MAX_DEATHS_PER_FUNCTION:
                     struck[function] = f"{function} killed the worker {deaths[function]} times (last on case {case_id})"
