@@ -329,3 +329,23 @@ def test_list_protocol_prints_every_protocol_function(capsys):
         assert [a["name"] for a in entry["args"]] == list(spec.args) and entry["returns"] == spec.returns
     assert cli.main(["check"]) == 2  # neither --adapter nor --list-protocol
     assert "--adapter MODULE[:OBJECT] is required" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- febm_ref.testing
+
+def test_assert_conforms_isolated_switch(golden, tmp_path):
+    from febm_ref.conformance.adapter import load_adapter
+    from febm_ref.testing import assert_conforms
+
+    good = load_adapter(str(_adapter(tmp_path, "mlp_energy = _energy\n", name="good_module.py")))
+    assert_conforms(good, quantities=["mlp.energy", "catalogue"], golden=golden, isolated=True)
+    exiting = _adapter(tmp_path, """
+        import os
+        def mlp_energy(params, sizes, activation, x):
+            os._exit(0)
+    """, name="exiting.py")
+    with pytest.raises(AssertionError) as info:
+        assert_conforms(str(exiting), quantities=["mlp.energy"], golden=golden, isolated=True)
+    assert "mlp.energy: ERROR" in str(info.value) and "worker exited with status 0" in str(info.value)
+    with pytest.raises(TypeError, match="isolated=True needs the adapter as a 'MODULE"):
+        assert_conforms(type("A", (), {})(), golden=golden, isolated=True)
