@@ -349,3 +349,43 @@ def test_assert_conforms_isolated_switch(golden, tmp_path):
     assert "mlp.energy: ERROR" in str(info.value) and "worker exited with status 0" in str(info.value)
     with pytest.raises(TypeError, match="isolated=True needs the adapter as a 'MODULE"):
         assert_conforms(type("A", (), {})(), golden=golden, isolated=True)
+
+
+def _dead(pid: int) -> bool:
+    """No such process, or a zombie (killed, not yet reaped by its new parent)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] == "Z"
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
+def test_a_grandchild_holding_the_result_pipe_cannot_hide_a_death(golden, tmp_path):
+    """The worker forks a sleeping child (which inherits the result pipe) and exits: the
+    death is seen when the worker ends, not after the timeout, and the child is killed."""
+    pid_file = tmp_path / "child"
+    path = _adapter(tmp_path, f"""
+        import os, time
+        def mlp_energy(params, sizes, activation, x):
+            if activation == "tanh":
+                child = os.fork()
+                if child == 0:
+                    time.sleep(600)
+                    os._exit(0)
+                open({str(pid_file)!r}, "w").write(str(child))
+                os._exit(3)
+            return _energy(params, sizes, activation, x)
+    """)
+    rows = _rows(run_check(str(path), golden, timeout=600))
+    assert rows["mlp.energy"].message.startswith("tanh/energy: worker exited with status 3 while evaluating mlp_energy")
+    assert rows["mlp.energy"].n_checked == 3
+    assert _dead(int(pid_file.read_text())), "the worker's process group is killed"
+
+
+def test_auto_precision_in_the_isolated_path(golden, tmp_path):
+    """--precision auto reads the dtype in the worker: float32 results give float32 rows."""
+    path = _adapter(tmp_path, "def mlp_energy(*args):\n    return _energy(*args).astype(np.float32)\n")
+    report = run_check(str(path), golden, precision="auto")
+    assert report.precision == "float32"
+    assert _rows(report)["mlp.energy"].precision == "float32"

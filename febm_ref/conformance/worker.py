@@ -51,6 +51,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -147,6 +148,7 @@ def main() -> None:
     """Entry point of the worker process (``sys.argv[1]``: the JSON job file)."""
     job = json.loads(Path(sys.argv[1]).read_text())
     sys.path[:] = job["sys_path"]
+    os.set_inheritable(job["fd"], False)  # processes the adapter starts do not get the result pipe
     send = _sender(job["fd"])
     from febm_ref.conformance.adapter import AdapterLoadError, load_adapter, provided_functions
     from febm_ref.conformance.checker import case_outcome, load_golden
@@ -232,23 +234,28 @@ class _Worker:
         finally:
             os.close(write_fd)
         self.fd = read_fd
-        self.buffer = b""
+        self.partial = b""
+        self.lines: deque = deque()
 
     def next_message(self, timeout: float):
-        """The next JSON message; ``"timeout"`` or ``"eof"`` (pipe closed)."""
+        """The next JSON message; ``"timeout"`` or ``"eof"`` (pipe closed, or the process
+        ended: a grandchild that inherited the pipe cannot hold it open)."""
         deadline = time.monotonic() + timeout
-        while b"\n" not in self.buffer:
+        while not self.lines:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return "timeout"
-            ready, _, _ = select.select([self.fd], [], [], remaining)
+            ready, _, _ = select.select([self.fd], [], [], min(remaining, 0.5))
             if not ready:
+                if self.process.poll() is not None and not select.select([self.fd], [], [], 0)[0]:
+                    return "eof"
                 continue
             chunk = os.read(self.fd, 1 << 20)
             if not chunk:
                 return "eof"
-            self.buffer += chunk
-        line, self.buffer = self.buffer.split(b"\n", 1)
+            *complete, self.partial = (self.partial + chunk).split(b"\n")
+            self.lines.extend(complete)
+        line = self.lines.popleft()
         try:
             message = json.loads(line.decode("utf-8"))
         except ValueError:
