@@ -207,6 +207,13 @@ def _crash_location(output: str) -> str:
     return f" (at {Path(frame[0]).name}:{frame[1]} in {frame[2]})" if frame else ""
 
 
+def _last_line(output: str) -> str:
+    """``" (last output: ...)"``: the last non-empty line the worker wrote (e.g. the
+    exception of a traceback), or ``""``."""
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    return f" (last output: {lines[-1][:200]})" if lines else ""
+
+
 def _trim(text: str) -> str:
     if len(text) <= OUTPUT_LIMIT:
         return text
@@ -362,7 +369,7 @@ def run_isolated(spec: str, golden, sections, *, timeout: float) -> IsolatedRun:
                 reason = (detail if how == "load_error" else
                           f"importing the adapter timed out after {max(timeout, LOAD_TIMEOUT):g} s" if how == "timeout"
                           else f"the worker {_death(returncode)} while importing the adapter"
-                          f"{_crash_location(output)}")
+                          f"{_crash_location(output) or _last_line(output)}")
                 if index == 0:
                     run.load_error = reason
                     break
@@ -384,9 +391,11 @@ def run_isolated(spec: str, golden, sections, *, timeout: float) -> IsolatedRun:
             run.outcomes[detail] = ("error", message)
             run.events.append(f"case {case_id}: {message}; continuing in a fresh worker")
         else:
-            for key in all_keys:
-                if key not in run.outcomes:
-                    run.outcomes[key] = ("error", f"not run: the adapter killed or hung {MAX_WORKERS} workers")
-            run.events.append(f"gave up after {MAX_WORKERS} workers; the remaining cases are ERROR (not run)")
+            left = [key for key in all_keys if key not in run.outcomes]
+            for key in left:
+                run.outcomes[key] = ("error", f"not run: the adapter killed or hung {MAX_WORKERS} workers")
+            if left:
+                run.events.append(f"gave up after {MAX_WORKERS} workers; the {len(left)} remaining case(s) "
+                                  "are ERROR (not run)")
     run.output = _trim("".join(outputs))
     return run
