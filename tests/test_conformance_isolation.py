@@ -389,3 +389,24 @@ def test_auto_precision_in_the_isolated_path(golden, tmp_path):
     report = run_check(str(path), golden, precision="auto")
     assert report.precision == "float32"
     assert _rows(report)["mlp.energy"].precision == "float32"
+
+
+def test_system_exit_and_keyboard_interrupt_in_a_function_are_ordinary_errors(golden, tmp_path):
+    """``sys.exit()`` / ``raise KeyboardInterrupt`` inside a function is an ERROR for that case
+    (as in-process, test_conformance.py), without losing the worker."""
+    path = _adapter(tmp_path, """
+        import sys
+        def mlp_energy(params, sizes, activation, x):
+            if activation == "tanh":
+                sys.exit(3)
+            if activation == "silu":
+                raise KeyboardInterrupt
+            return _energy(params, sizes, activation, x)
+    """)
+    exit_line = _line_of(path, "sys.exit(3)")
+    report = run_check(str(path), golden)
+    energy = _rows(report)["mlp.energy"]
+    assert energy.status == "ERROR" and energy.n_checked == 2
+    assert energy.message == (f"tanh/energy: SystemExit: 3 (at hostile.py:{exit_line} in mlp_energy) "
+                              "(+1 more case(s) with errors)")
+    assert report.events == [], "no worker was lost"

@@ -151,6 +151,7 @@ def main() -> None:
     os.set_inheritable(job["fd"], False)  # processes the adapter starts do not get the result pipe
     send = _sender(job["fd"])
     from febm_ref.conformance.adapter import AdapterLoadError, load_adapter, provided_functions
+    from febm_ref.conformance.checker import _describe_exception as describe_exception
     from febm_ref.conformance.checker import case_outcome, load_golden
 
     _, sections = load_golden(job["golden"])
@@ -164,7 +165,10 @@ def main() -> None:
     send({"ready": sorted(functions)})
     cache: dict = {}
     for si, ci in job["cases"]:
-        outcome = case_outcome(sections[si].document["cases"][ci], sections[si], functions, cache)
+        try:
+            outcome = case_outcome(sections[si].document["cases"][ci], sections[si], functions, cache)
+        except BaseException as exc:  # noqa: BLE001 - KeyboardInterrupt raised by the adapter itself
+            outcome = ("error", describe_exception(exc))
         send(_encode(si, ci, outcome))
     send({"done": True})
     _flush_c_stdio()
