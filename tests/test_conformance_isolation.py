@@ -329,6 +329,10 @@ def test_list_protocol_prints_every_protocol_function(capsys):
         assert [a["name"] for a in entry["args"]] == list(spec.args) and entry["returns"] == spec.returns
     assert cli.main(["check"]) == 2  # neither --adapter nor --list-protocol
     assert "--adapter MODULE[:OBJECT] is required" in capsys.readouterr().err
+    from febm_ref.commands import check
+    from febm_ref.conformance import checker
+
+    assert check.DEFAULT_TIMEOUT == checker.DEFAULT_TIMEOUT  # the CLI's copy (kept for a fast --help)
 
 
 # ----------------------------------------------------------------------------- febm_ref.testing
