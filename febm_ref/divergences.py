@@ -312,8 +312,10 @@ def _outside_domain_is_inf(u: np.ndarray, values: np.ndarray) -> np.ndarray:
 
 
 def _first_bad(values: np.ndarray, bad: np.ndarray) -> str:
+    if values.ndim == 0:
+        return f"(the scalar value {float(values)!r})"
     index = tuple(int(i) for i in np.argwhere(bad)[0])
-    return f"at index {index} (value {values[index]!r}; {int(bad.sum())} such value(s) in all)"
+    return f"at index {index} (value {float(values[index])!r}; {int(bad.sum())} such value(s) in all)"
 
 
 # ----------------------------------------------------------------------------------
