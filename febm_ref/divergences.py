@@ -981,10 +981,18 @@ class Alpha(Divergence):
         """
         a = self.alpha
         b = a - 1.0
-        bracket = _expm1_ratio(b, L) - um1 / u
-        out = (u * bracket) / a
-        redo = ~np.isfinite(out)
-        out[redo] = np.exp(L[redo] + np.log(bracket[redo]) - math.log(a))
+        ratio = _expm1_ratio(b, L)
+        # u <= 1: u E_b - (u - 1) has no overflow (|E_b| <= max(1/|b|, |L|)); u > 1: factor
+        # out u, the bracket E_b - (u - 1)/u is bounded by E_b and u times it may overflow.
+        low = u <= 1.0
+        out = np.empty_like(L)
+        out[low] = (u[low] * ratio[low] - um1[low]) / a
+        high = ~low
+        bracket = ratio[high] - um1[high] / u[high]
+        value = (u[high] * bracket) / a
+        redo = ~np.isfinite(value)
+        value[redo] = np.exp(L[high][redo] + np.log(bracket[redo]) - math.log(a))
+        out[high] = value
         if b > 0:
             big = b * L > 700.0
             out[big] = np.exp(a * L[big] - math.log(a) - math.log(b))

@@ -185,8 +185,7 @@ ENTRY_INDEX = st.integers(0, len(ENTRIES) - 1)
 def test_generator_whole_domain(which, capsys):
     key, n = f"{which}(u)", 220
 
-    @HYP
-    @settings(max_examples=n)
+    @settings(HYP, max_examples=n)
     @given(index=ENTRY_INDEX, u=U)
     def run(index, u):
         div = ENTRIES[index]
@@ -204,8 +203,7 @@ def test_generator_whole_domain(which, capsys):
 def test_maps_whole_line(name, capsys):
     key, n = f"{name}(s)", 160
 
-    @HYP
-    @settings(max_examples=n)
+    @settings(HYP, max_examples=n)
     @given(index=ENTRY_INDEX, s=S)
     def run(index, s):
         div = ENTRIES[index]
@@ -222,8 +220,7 @@ def test_maps_whole_line(name, capsys):
 def test_conjugate_whole_domain_and_boundaries(capsys):
     key, n = "conjugate(t)", 400
 
-    @HYP
-    @settings(max_examples=n)
+    @settings(HYP, max_examples=n)
     @given(data=st.data(), index=ENTRY_INDEX)
     def run(data, index):
         div = ENTRIES[index]
@@ -241,8 +238,7 @@ def test_conjugate_whole_domain_and_boundaries(capsys):
 def test_perspective_whole_range(capsys):
     key, n = "perspective(log p, log q)", 250
 
-    @HYP
-    @settings(max_examples=n)
+    @settings(HYP, max_examples=n)
     @given(index=ENTRY_INDEX, log_q=st.floats(-3000.0, 710.0), r=st.one_of(S_SMALL, st.floats(-3000.0, 3000.0)))
     def run(index, log_q, r):
         div = ENTRIES[index]
@@ -269,8 +265,7 @@ def test_drawn_alpha(which, capsys):
     """alpha drawn by hypothesis (near 0 and 1, subnormal, [-50, 50]) for every map."""
     key, n = f"alpha drawn: {which}", 45
 
-    @HYP
-    @settings(max_examples=n)
+    @settings(HYP, max_examples=n)
     @given(data=st.data(), a=ALPHA_DRAWN)
     def run(data, a):
         div = Alpha(alpha=a)
@@ -296,8 +291,7 @@ def test_public_helpers_whole_line(capsys):
     """softplus, sigmoid and scaled_expm1 (public in the module) against mpmath."""
     key, n = "softplus/sigmoid/scaled_expm1", 150
 
-    @HYP
-    @settings(max_examples=n)
+    @settings(HYP, max_examples=n)
     @given(x=st.one_of(st.floats(-1500.0, 1500.0), S_SMALL), scale=st.sampled_from([2.0, -1.0, 0.5, 1e-300, -3e200]))
     def run(x, scale):
         with mp.workdps(60 + _extra_digits(x)):
