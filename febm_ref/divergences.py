@@ -328,8 +328,9 @@ class Divergence:
 
     Subclasses provide ``_f_core(L, u, um1)``: ``f(u)`` from ``L = log u``, ``u`` and
     ``um1 = u - 1`` (each accurate to rounding; the caller forms them from ``u`` or, for
-    the perspective, from a log ratio ``r`` as ``r, e^r, expm1(r)``), valid for
-    ``0 < u < inf``; the end points come from ``f_at_zero`` / ``f_at_inf``.
+    the perspective, from a log ratio ``r`` as ``r, e^r, expm1(r)``), valid for finite
+    ``L`` (``u`` may have underflowed to 0 there); ``L = -inf`` and ``u = inf`` come from
+    ``f_at_zero`` / ``f_at_inf``.
 
     Attributes
     ----------
@@ -371,7 +372,7 @@ class Divergence:
     def _f_values(self, L, u, um1):
         """``f`` for ``u >= 0`` (no nan in ``u``), end points included."""
         out = self._f_core(L, u, um1)
-        out = np.where(u == 0.0, self.f_at_zero, out)
+        out = np.where(np.isneginf(L), self.f_at_zero, out)  # u = 0 exactly (not an underflowed e^L)
         return np.where(np.isposinf(u), self.f_at_inf, out)
 
     def _log_f_values(self, L, u, um1, values):
@@ -481,13 +482,19 @@ class Divergence:
         for div, part in ((self, lower), (dual, ~lower)):
             values[part] = div._f_values(x[part], u[part], um1[part])
         out = np.exp(log_density) * values
-        redo = (values != 0.0) & ~((np.abs(out) >= TINY) & np.isfinite(out)) & np.isfinite(log_density)
+        # Redo in log space where the product left the normal range, or where f itself is
+        # subnormal (only KL's f = u log u -> 0 gets there, through a subnormal e^x).
+        # A zero f at a finite x < 0 is an underflow (again only KL: f(e^x) = x e^x).
+        nonzero = (values != 0.0) | (np.isfinite(x) & (x < 0.0))
+        redo = (nonzero & np.isfinite(log_density)
+                & ~((np.abs(out) >= TINY) & np.isfinite(out) & (np.abs(values) >= TINY)))
         if np.any(redo):
             log_abs = np.empty(int(redo.sum()))
             for div, part in ((self, lower & redo), (dual, ~lower & redo)):
                 sel = part[redo]
                 log_abs[sel] = div._log_f_values(x[part], u[part], um1[part], np.abs(values[part]))
-            out[redo] = np.sign(values[redo]) * np.exp(log_density[redo] + log_abs)
+            sign = np.where(values[redo] != 0.0, np.sign(values[redo]), np.sign(x[redo]))
+            out[redo] = sign * np.exp(log_density[redo] + log_abs)
         return np.where(both_zero, 0.0, out)
 
     def describe(self) -> dict:
@@ -527,6 +534,10 @@ class KL(Divergence):
 
     def _f_core(self, L, u, um1):
         return u * L
+
+    def _log_f_values(self, L, u, um1, values):
+        # |u log u| = exp(L + log|L|): exact also where e^L is subnormal (perspective tails)
+        return L + np.log(np.abs(L))
 
     def _f_prime(self, u):
         return _log_plus_one(u)

@@ -37,7 +37,7 @@ from hypothesis import strategies as st
 
 from febm_ref.divergences import (Alpha, JensenShannon, NeymanChi2, SquaredHellinger, all_divergences,
                                   get_divergence, scaled_expm1, sigmoid, softplus)
-from verification.mp_reference import (_checked, _extra_digits, generator, reference_conjugate,
+from verification.mp_reference import (_checked, _extra_digits, _magnitude_digits, generator, reference_conjugate,
                                        reference_generator, reference_maps, reference_perspective)
 
 MAX = mp.mpf(float(np.finfo(np.float64).max))
@@ -147,7 +147,7 @@ def closed_form_map(div, name: str, s: float):
     """The D7 closed forms of the docstrings in mpmath (used for |s| > 1500 only)."""
     a = _alpha(div)
     smalls = (mp.mpf(s),) if a is None else (mp.mpf(s), a, 1 - mp.mpf(a), a * mp.mpf(s), (a - 1) * mp.mpf(s))
-    digits = 50 + _extra_digits(*smalls)
+    digits = 50 + _extra_digits(*smalls) + _magnitude_digits(s) + _magnitude_digits(0 if a is None else a)
 
     def compute():
         x = mp.mpf(s)

@@ -55,6 +55,12 @@ def _extra_digits(*small) -> int:
     return extra
 
 
+def _magnitude_digits(x) -> int:
+    """log10|x| digits: an argument of exp must be resolved to the unit, not relatively."""
+    x = mp.mpf(x)
+    return int(mp.log10(abs(x))) + 2 if mp.isfinite(x) and abs(x) > 1 else 0
+
+
 def _alpha_smalls(alpha):
     return () if alpha is None else (alpha, 1 - mp.mpf(alpha))
 
@@ -150,7 +156,8 @@ def conjugate_formula(name: str, alpha=None):
 def reference_conjugate(name: str, t: float, alpha=None, check: bool = True):
     """f*(t) at the float ``t`` (exactly converted), from :func:`conjugate_formula`."""
     # (a - 1) t + 1 must be exact: a - 1 needs up to ~330 digits for a tiny a (in _extra_digits)
-    digits = 60 + _extra_digits(mp.mpf(t), *_alpha_smalls(alpha))
+    # and exp(t - 1) of a huge |t| needs t - 1 to the unit: log10|t| digits more.
+    digits = 60 + _extra_digits(mp.mpf(t), *_alpha_smalls(alpha)) + _magnitude_digits(t)
     return _checked(lambda: conjugate_formula(name, alpha)(mp.mpf(t)), digits, check)
 
 
