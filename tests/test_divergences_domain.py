@@ -321,7 +321,8 @@ def test_closed_form_maps_equal_the_naive_composition():
 
 # ------------------------------------------------------------------ the issue's examples
 def _js_naive_f(u):
-    return u * math.log(u) - (u + 1) * math.log((u + 1) / 2)
+    """The textbook JS generator as the catalogue wrote it before issue 13."""
+    return u * math.log(u) - (u + 1) * (math.log1p(u) - math.log(2.0))
 
 
 ISSUE_EXAMPLES = [
@@ -371,12 +372,13 @@ def test_perspective_raises_on_nan_and_names_the_point():
 
 
 def test_negative_control_the_naive_js_formula_fails_the_same_check():
-    """The check can fail: the textbook JS f at u = 1 + 1e-5 is off by ~5e-6 relative."""
-    u = 1 + 1e-5
-    exact = reference_generator("jensen_shannon", "f", u)
-    err = verdict(_js_naive_f(u), exact)
-    assert err > 1e-7, err
-    assert verdict(float(JensenShannon().f(u)), exact) <= RTOL
+    """The check can fail: the textbook JS f is off by 5.5e-6 relative at u = 1 + 1e-5 and
+    negative (error 3.6e16) at u = 1 - 2^-53, where the catalogue's f passes."""
+    for u, least in ((1 + 1e-5, 1e-6), (1 - 2.0 ** -53, 1e15)):
+        exact = reference_generator("jensen_shannon", "f", u)
+        err = verdict(_js_naive_f(u), exact)
+        assert err > least, (u, err)
+        assert verdict(float(JensenShannon().f(u)), exact) <= RTOL
 
 
 # ------------------------------------------------------------------ end points and limits
