@@ -240,10 +240,12 @@ def _g_expm1_ratio(c: float, s: np.ndarray) -> np.ndarray:
 def _exp_times_half(x: np.ndarray) -> np.ndarray:
     """``e^x / 2`` finite up to x = 710.47 (``exp(x)`` alone overflows at 709.78).
 
-    Above 709 it is ``(e^{x/2}/2) e^{x/2}``: ``x/2`` and the halving are exact, so ~2 ulp.
+    ``0.5 exp(x)`` (exact halving) wherever ``exp(x)`` is finite; where it overflows,
+    ``(e^{x/2}/2) e^{x/2}``: ``x/2`` and the halving are exact, so ~2 ulp.
     """
+    plain = 0.5 * np.exp(x)
     half = 0.5 * x
-    return np.where(x > _EXPM1_OVERFLOW, (0.5 * np.exp(half)) * np.exp(half), 0.5 * np.exp(x))
+    return np.where(np.isposinf(plain) & np.isfinite(x), (0.5 * np.exp(half)) * np.exp(half), plain)
 
 
 def _two_sum(a, b):
