@@ -116,7 +116,7 @@ def _real_array(x, name: str) -> Tuple[np.ndarray, bool]:
                         f"{type(x).__name__}; pass floats")
     try:
         arr = np.asarray(x)
-    except Exception as exc:  # ragged sequences and the like
+    except (ValueError, TypeError) as exc:  # ragged sequences and the like
         raise TypeError(f"{name} could not be read as an array of real numbers ({exc}); pass floats") from None
     if arr.dtype.kind not in _REAL_KINDS:
         what = {"c": "complex", "O": "object", "U": "string", "S": "bytes"}.get(arr.dtype.kind, str(arr.dtype))
@@ -367,7 +367,7 @@ class Divergence:
         """``f(0) = lim_{u -> 0+} f(u)`` (may be ``+inf``)."""
         raise NotImplementedError
 
-    def dual(self) -> "Divergence":
+    def dual(self) -> Divergence:
         """The entry whose generator is ``v f(1/v)`` (same perspective with p and q swapped)."""
         raise NotImplementedError
 

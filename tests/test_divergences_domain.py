@@ -35,10 +35,26 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from febm_ref.divergences import (Alpha, JensenShannon, NeymanChi2, SquaredHellinger, all_divergences,
-                                  get_divergence, scaled_expm1, sigmoid, softplus)
-from verification.mp_reference import (_checked, _extra_digits, _magnitude_digits, generator, reference_conjugate,
-                                       reference_generator, reference_maps, reference_perspective)
+from febm_ref.divergences import (
+    Alpha,
+    JensenShannon,
+    NeymanChi2,
+    SquaredHellinger,
+    all_divergences,
+    scaled_expm1,
+    sigmoid,
+    softplus,
+)
+from verification.mp_reference import (
+    _checked,
+    _extra_digits,
+    _magnitude_digits,
+    generator,
+    reference_conjugate,
+    reference_generator,
+    reference_maps,
+    reference_perspective,
+)
 
 MAX = mp.mpf(float(np.finfo(np.float64).max))
 TINY = mp.mpf(float(np.finfo(np.float64).tiny))
@@ -63,7 +79,7 @@ def _alpha(div):
 def verdict(computed: float, exact) -> float:
     """The error measure of the module docstring: 0 for an exact match of the rule,
     the relative error in the normal range, ``inf`` for a violation of the exact rules."""
-    if computed != computed:
+    if math.isnan(computed):
         return math.inf
     if mp.isinf(exact) or abs(exact) > MAX * (1 + 1e-15):
         return 0.0 if computed == (math.inf if exact > 0 else -math.inf) else math.inf
