@@ -28,6 +28,7 @@ prints it with the largest relative error seen (``-s`` shows the table).
 from __future__ import annotations
 
 import math
+import os
 
 import mpmath as mp
 import numpy as np
@@ -68,6 +69,9 @@ MAPS = ("g_data", "g_model", "g_data_prime", "g_model_prime")
 GENERATOR = ("f", "f_prime", "f_double_prime")
 STATS: dict = {}
 
+#: ``FEBM_DOMAIN_SCALE=10 pytest tests/test_divergences_domain.py`` runs 10x the examples
+#: (a deeper search off CI; the default keeps the file under ~25 CPU seconds).
+SCALE = max(1, int(os.environ.get("FEBM_DOMAIN_SCALE", "1")))
 HYP = settings(deadline=None, derandomize=True, database=None,
                suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 
@@ -199,7 +203,7 @@ ENTRY_INDEX = st.integers(0, len(ENTRIES) - 1)
 
 @pytest.mark.parametrize("which", GENERATOR)
 def test_generator_whole_domain(which, capsys):
-    key, n = f"{which}(u)", 220
+    key, n = f"{which}(u)", 220 * SCALE
 
     @settings(HYP, max_examples=n)
     @given(index=ENTRY_INDEX, u=U)
@@ -217,7 +221,7 @@ def test_generator_whole_domain(which, capsys):
 
 @pytest.mark.parametrize("name", MAPS)
 def test_maps_whole_line(name, capsys):
-    key, n = f"{name}(s)", 160
+    key, n = f"{name}(s)", 160 * SCALE
 
     @settings(HYP, max_examples=n)
     @given(index=ENTRY_INDEX, s=S)
@@ -234,7 +238,7 @@ def test_maps_whole_line(name, capsys):
 
 
 def test_conjugate_whole_domain_and_boundaries(capsys):
-    key, n = "conjugate(t)", 400
+    key, n = "conjugate(t)", 400 * SCALE
 
     @settings(HYP, max_examples=n)
     @given(data=st.data(), index=ENTRY_INDEX)
@@ -252,7 +256,7 @@ def test_conjugate_whole_domain_and_boundaries(capsys):
 
 
 def test_perspective_whole_range(capsys):
-    key, n = "perspective(log p, log q)", 250
+    key, n = "perspective(log p, log q)", 250 * SCALE
 
     @settings(HYP, max_examples=n)
     @given(index=ENTRY_INDEX, log_q=st.floats(-3000.0, 710.0), r=st.one_of(S_SMALL, st.floats(-3000.0, 3000.0)))
@@ -279,7 +283,7 @@ ALPHA_DRAWN = st.one_of(st.floats(-50.0, 50.0),
 @pytest.mark.parametrize("which", GENERATOR + MAPS + ("conjugate",))
 def test_drawn_alpha(which, capsys):
     """alpha drawn by hypothesis (near 0 and 1, subnormal, [-50, 50]) for every map."""
-    key, n = f"alpha drawn: {which}", 45
+    key, n = f"alpha drawn: {which}", 45 * SCALE
 
     @settings(HYP, max_examples=n)
     @given(data=st.data(), a=ALPHA_DRAWN)
@@ -305,7 +309,7 @@ def test_drawn_alpha(which, capsys):
 
 def test_public_helpers_whole_line(capsys):
     """softplus, sigmoid and scaled_expm1 (public in the module) against mpmath."""
-    key, n = "softplus/sigmoid/scaled_expm1", 150
+    key, n = "softplus/sigmoid/scaled_expm1", 150 * SCALE
 
     @settings(HYP, max_examples=n)
     @given(x=st.one_of(st.floats(-1500.0, 1500.0), S_SMALL), scale=st.sampled_from([2.0, -1.0, 0.5, 1e-300, -3e200]))
