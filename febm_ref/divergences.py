@@ -901,9 +901,13 @@ class Alpha(Divergence):
     divergence of normalised densities unchanged. ``a = 2`` is Pearson/2, ``a = -1``
     Neyman/2, ``a = 1/2`` twice the squared Hellinger distance.
 
-    Precision: for ``a`` within ~1e-8 of 0 or 1 the ``expm1`` forms remain accurate
-    (the division by ``a`` or ``a-1`` is exact up to rounding); ``f`` itself loses
-    relative precision near ``u = 1``, where it vanishes quadratically.
+    Precision (every real a, including a next to 0 and 1 and subnormal a): ``f`` is the
+    series ``sum_k (1 + a + ... + a^{k-2}) (log u)^k / k!`` for ``max(1,|a|) |log u| <= 0.1``
+    (no division by ``a`` or ``a - 1``; it vanishes quadratically at u = 1 with full
+    relative accuracy) and one of two ``expm1`` rewritings beyond, in log space where
+    ``u^a`` overflows; ``(e^{cx} - 1)/c`` is ``x phi1(cx)`` where ``cx`` is small, so a
+    subnormal ``a`` (whose reciprocal overflows) is an ordinary member; the conjugate's
+    domain ``1 + (a - 1) t > 0`` is decided from an error-free product.
     """
 
     alpha: float = 0.5
@@ -912,7 +916,7 @@ class Alpha(Divergence):
     formula = "(u^a - 1 - a(u - 1)) / (a(a - 1))"
     conjugate_formula = "((a - 1) t + 1)^(a/(a - 1)) / a - 1/a"
     induced = "D_a(P||Q) = (∫ p^a q^(1-a) - 1) / (a(a - 1))"
-    precision = "expm1/log1p forms; exact limits at a = 0 and a = 1"
+    precision = "series near u = 1, expm1/log1p forms; exact limits at a = 0 and a = 1, any real a"
     f_double_prime_at_one = 1.0
 
     def __post_init__(self):
