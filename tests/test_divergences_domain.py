@@ -441,3 +441,17 @@ def test_end_points_u_zero_and_infinity(div):
             computed = float(getattr(div, which)(x))
             exact = _limit(div, which, point)
             assert verdict(computed, exact) <= RTOL, (div.label, which, x, computed, exact)
+
+
+@pytest.mark.parametrize("div", ENTRIES, ids=[d.label for d in ENTRIES])
+def test_perspective_with_a_zero_density(div):
+    """p = 0 < q: q f(0); q = 0 < p: p lim f(u)/u = p f'(inf) (l'Hopital); both zero: 0."""
+    log_d = 0.3
+    with mp.workdps(40):
+        density = mp.exp(mp.mpf(log_d))
+        cases = (((-np.inf, log_d), _limit(div, "f", 0)), ((log_d, -np.inf), _limit(div, "f_prime", math.inf)))
+        for (lp, lq), limit in cases:
+            exact = limit if limit == 0 or mp.isinf(limit) else density * limit
+            computed = float(div.perspective(lp, lq))
+            assert verdict(computed, exact) <= RTOL, (div.label, lp, lq, computed, exact)
+    assert div.perspective(-np.inf, -np.inf) == 0.0
