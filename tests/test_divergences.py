@@ -2,7 +2,7 @@
 
 Every expected value is either an identity that must hold exactly (f(1) = 0, the
 Legendre identity D4, Fenchel-Young), an independent 80-digit mpmath evaluation of
-the naive definitions (``tests/_mp_reference.py``), or a numerical supremum / finite
+the naive definitions (``verification/mp_reference.py``), or a numerical supremum / finite
 difference computed here.
 """
 
