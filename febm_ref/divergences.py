@@ -499,6 +499,7 @@ class Divergence:
         # subnormal (only KL's f = u log u -> 0 gets there, through a subnormal e^x).
         # A zero f at a finite x < 0 is an underflow (again only KL: f(e^x) = x e^x).
         nonzero = (values != 0.0) | (np.isfinite(x) & (x < 0.0))
+        out[~nonzero] = 0.0  # p = q: f(1) = 0 times a density that may overflow (no inf * 0)
         redo = (nonzero & np.isfinite(log_density)
                 & ~((np.abs(out) >= TINY) & np.isfinite(out) & (np.abs(values) >= TINY)))
         if np.any(redo):
@@ -1057,7 +1058,11 @@ class Alpha(Divergence):
         log_v[huge] = math.log(abs(b_hi)) + np.log(np.abs(t[huge]))
         inside = v > 0.0
         out = np.empty_like(t)
-        out[inside] = self._conjugate_inside(log_v[inside], b_hi)
+        # log(v)/(a - 1): where (a - 1) t is below 2^-1000 (a next to 1, t tiny but normal)
+        # log1p of a subnormal product would lose digits; log1p(z)/z = 1 - z/2 + ... there.
+        tiny = np.abs(bt) < 2.0 ** -1000
+        log_v_over_b = np.where(tiny, t * (1.0 - 0.5 * bt), log_v / b_hi)
+        out[inside] = self._conjugate_inside(log_v[inside], log_v_over_b[inside], b_hi)
         if a > 1.0:
             outside = -1.0 / a  # supremum at u = 0
         elif a > 0.0:
@@ -1068,15 +1073,16 @@ class Alpha(Divergence):
         out[np.isnan(t)] = np.nan
         return out
 
-    def _conjugate_inside(self, log_v, b):
-        """``(v^p - 1)/a``, ``p = a/(a-1)``, from ``log v``: ``W phi1(pW)/(a-1)`` for |pW| <= 1
-        (no division by a tiny or subnormal a), ``expm1(pW)/a`` up to 709, log space beyond."""
+    def _conjugate_inside(self, log_v, log_v_over_b, b):
+        """``(v^p - 1)/a``, ``p = a/(a-1)``, from ``W = log v``: ``(W/(a-1)) phi1(pW)`` for
+        |pW| <= 1 (no division by a tiny or subnormal a), ``expm1(pW)/a`` up to 709, log space
+        beyond."""
         a = self.alpha
         p = a / b
         x = p * log_v
         out = np.empty_like(x)
         small = np.abs(x) <= 1.0
-        out[small] = log_v[small] * _phi1(x[small]) / b
+        out[small] = log_v_over_b[small] * _phi1(x[small])
         mid = ~small & (x <= _EXPM1_OVERFLOW)
         out[mid] = np.expm1(x[mid]) / a
         big = ~small & ~mid
