@@ -194,7 +194,7 @@ def closed_form_map(div, name: str, s: float):
 def map_truth(div, name, s):
     if abs(s) > 1500.0:
         return closed_form_map(div, name, s)
-    return reference_maps(div.name, s, _alpha(div), check=True)[name]
+    return reference_maps(div.name, s, _alpha(div), check=True, only=name)[name]
 
 
 # ------------------------------------------------------------------ the hypothesis tests
@@ -332,7 +332,7 @@ def test_public_helpers_whole_line(capsys):
 def test_closed_form_maps_equal_the_naive_composition():
     """The closed forms used beyond |s| = 1500 agree with the naive oracle to 1e-30."""
     for div in ENTRIES:
-        for s in (-1400.0, -700.0, -1.0, 1e-200, 3.0, 700.0, 1400.0):
+        for s in (-1400.0, -1.0, 1e-200, 3.0, 1400.0):
             naive = reference_maps(div.name, s, _alpha(div))
             for name in MAPS:
                 closed = closed_form_map(div, name, s)
