@@ -311,19 +311,6 @@ def _log_plus_one(y: np.ndarray) -> np.ndarray:
     return out
 
 
-def _xlogx(u: np.ndarray) -> np.ndarray:
-    """``u log u`` with ``0 log 0 = 0``."""
-    out = np.zeros_like(u)
-    positive = u > 0
-    out[positive] = u[positive] * np.log(u[positive])
-    return out
-
-
-def _outside_domain_is_inf(u: np.ndarray, values: np.ndarray) -> np.ndarray:
-    values = np.where(u < 0, np.inf, values)
-    return values
-
-
 def _first_bad(values: np.ndarray, bad: np.ndarray) -> str:
     if values.ndim == 0:
         return f"(the scalar value {float(values)!r})"
