@@ -72,7 +72,9 @@ STATS: dict = {}
 #: ``FEBM_DOMAIN_SCALE=10 pytest tests/test_divergences_domain.py`` runs 10x the examples
 #: (a deeper search off CI; the default keeps the file under ~25 CPU seconds).
 SCALE = max(1, int(os.environ.get("FEBM_DOMAIN_SCALE", "1")))
-HYP = settings(deadline=None, derandomize=True, database=None,
+#: ``FEBM_DOMAIN_RANDOM=1``: random (not derandomized) generation, for fresh cases off CI.
+DERANDOMIZE = os.environ.get("FEBM_DOMAIN_RANDOM", "0") != "1"
+HYP = settings(deadline=None, derandomize=DERANDOMIZE, database=None,
                suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 
 
