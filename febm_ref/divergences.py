@@ -39,7 +39,9 @@ Conventions
   is accurate to 1e-12 relative (measured: a few 1e-14 at worst) over its whole float64
   domain, for every real ``alpha`` including subnormal ones, wherever the true value is
   a normal float; it returns the exact signed infinity where the true value overflows
-  and exact limits at ``u = 0``, ``u = inf``, ``s = +-inf``. A result that is subnormal
+  and exact limits at ``u = 0``, ``u = inf``, ``s = +-inf``. (The perspective from log
+  densities with |log p| + |log q| > 3800, far beyond float64 densities, is accurate to
+  2^-53 (2 (|log p| + |log q|) + 1420): the rounding of sums of that size.) A result that is subnormal
   (|value| < 2.2e-308) carries only absolute accuracy. The techniques: series near
   ``u = 1`` with thresholds derived from the truncation error, ``expm1``/``log1p``
   forms, factoring out ``u`` for huge ``u``, log-space products, and conjugate domain
@@ -1002,7 +1004,10 @@ class Alpha(Divergence):
         # out u, the bracket E_b - (u - 1)/u is bounded by E_b and u times it may overflow.
         low = u <= 1.0
         out = np.empty_like(L)
-        out[low] = (u[low] * ratio[low] - um1[low]) / a
+        # u e^{...}: (e^{aL} - e^L)/b -> 0; where e^L underflowed to 0 the product is 0 (not
+        # 0 * inf): it is below e^{-372}/|b| there, against u - 1 = -1.
+        product = np.where(u[low] == 0.0, 0.0, u[low] * ratio[low])
+        out[low] = (product - um1[low]) / a
         high = ~low
         bracket = ratio[high] - um1[high] / u[high]
         value = (u[high] * bracket) / a
