@@ -2,7 +2,8 @@
 
 One data table, :data:`CASES`, of ``(case id, class, call, expected exception type(s), regex)``:
 each call passes one bad argument to a public function or class of febm-ref (every module
-except ``divergences`` and ``gaussians``, which have their own campaign). A case is
+except ``gaussians``, which has its own campaign; ``divergences`` is the
+:func:`divergence_cases` block). A case is
 
 * **clear**   it raises the expected ValueError/TypeError (or the documented FloatingPointError),
   the message matches the regex (which names the offending argument), the exception is raised
@@ -658,6 +659,44 @@ target_cases()
 reference_optima_cases()
 sampler_cases()
 experiments2d_cases()
+
+
+# ------------------------------------------------------------------ divergence catalogue
+def divergence_cases():
+    """febm_ref.divergences: names, alpha, every element-wise map and the perspective."""
+    from febm_ref import divergences as dv
+    names = [("None", None, T), ("wrong-type", 3, T), ("object", object(), T), ("out-of-range", "kullback", V),
+             ("empty", "", V)]
+    add_scalar("get_divergence", lambda v: lambda: dv.get_divergence(v), "name", names,
+               pattern=r"divergence name|unknown divergence")
+    add_scalar("resolve_divergence", lambda v: lambda: dv.resolve_divergence(v), "divergence", names[:3],
+               pattern=r"divergence name")
+    alpha_bad = SCALAR_BAD + [("wrong-type", True, T)]
+    add_scalar("get_divergence(alpha)", lambda v: lambda: dv.get_divergence("alpha", alpha=v), "alpha",
+               [c for c in alpha_bad if c[0] != "None"] + [("None", None, T)])
+    add_scalar("Alpha", lambda v: lambda: dv.Alpha(alpha=v), "alpha", alpha_bad)
+    add_scalar("all_divergences", lambda v: lambda: dv.all_divergences(alphas=(v,)), "alpha", alpha_bad[:5])
+    add("get_divergence:params:wrong-type:0", "wrong-type", lambda: dv.get_divergence("kl", alpha=0.5), T,
+        r"takes no parameters")
+    add("get_divergence:params:wrong-type:1", "wrong-type", lambda: dv.get_divergence("alpha", alpha=0.5, beta=1.0),
+        T, r"unexpected parameter")
+    elementwise_bad = [("None", None, T), ("non-numeric", "abc", T), ("non-numeric", ["a", "b"], T),
+                       ("complex", COMPLEX_ARR, T), ("complex", 0.5 + 1e-3j, T), ("object", OBJECT_ARR, T),
+                       ("non-numeric", [1.0, [2.0, 3.0]], T), ("empty", np.zeros(0), V), ("empty", [], V)]
+    maps = (("f", "u"), ("f_prime", "u"), ("f_double_prime", "u"), ("conjugate", "t"), ("g_data", "s"),
+            ("g_model", "s"), ("g_data_prime", "s"), ("g_model_prime", "s"))
+    for div in (dv.KL(), dv.JensenShannon(), dv.Alpha(alpha=0.3)):
+        for meth, arg in maps:
+            add_array(f"{div.label}.{meth}", lambda v, m=getattr(div, meth): lambda: m(v), arg, elementwise_bad)
+        perspective_bad = elementwise_bad + [("non-finite", np.array([0.0, np.nan]), V),
+                                             ("non-finite", np.array([np.inf, 0.0]), V)]
+        add_array(f"{div.label}.perspective", lambda v, d=div: lambda: d.perspective(v, np.zeros(2)), "log_p",
+                  perspective_bad)
+        add_array(f"{div.label}.perspective", lambda v, d=div: lambda: d.perspective(np.zeros(2), v), "log_q",
+                  perspective_bad + [("wrong-shape", np.zeros(3), V), ("wrong-shape", np.zeros((2, 3)), V)])
+
+
+divergence_cases()
 
 
 # ------------------------------------------------------------------ classification

@@ -84,3 +84,46 @@ def check_alpha_limits(quick: bool) -> Measurement:
     # An O(eps) difference with a bounded constant (<= s^2/2 ~ 450 here) is continuity;
     # a wrong limit gives O(1)/eps ~ 1e7.
     return Measurement(worst, 1e3, {"epsilon": 1e-7})
+
+
+def _edge_points():
+    """u at and around the places where the generators lose precision or overflow."""
+    one = [float(np.nextafter(1.0, d)) for d in (0.0, 2.0)]
+    near_one = [1.0 + k * 2.0 ** -52 for k in (-32, -3, 2, 64)] + [1.0 + 2.0 ** -30, 1.0 - 1e-5, 1.0 + 1e-5]
+    return np.array(one + near_one + [5e-324, 1e-300, 0.36787944117144233, 0.3, 0.9, 1.2, 3.0, 1e20,
+                                      1e154, 1e200, 1e306, 1.7e308])
+
+
+@register("catalogue.generator_vs_mpmath", group="catalogue",
+          description="f, f', f'' at u = 1 +- ulps, subnormal and huge u; f* one ulp either side of its "
+                      "domain boundaries; vs naive mpmath")
+def check_generator_vs_mpmath(quick: bool) -> Measurement:
+    from verification.mp_reference import reference_conjugate, reference_generator
+
+    alphas = _ALPHAS + ((5e-324, 1.0 - 2.0 ** -53) if not quick else ())
+    worst, where, n = 0.0, "", 0
+    u_grid = _edge_points()
+    for div in all_divergences(alphas=alphas):
+        alpha = getattr(div, "alpha", None)
+        for which in ("f", "f_prime", "f_double_prime"):
+            for u, value in zip(u_grid, getattr(div, which)(u_grid)):
+                exact = reference_generator(div.name, which, float(u), alpha, check=False)
+                n += 1
+                if exact != 0 and abs(exact) < FLOAT_TINY:
+                    continue
+                err = relative_error(float(value), exact)
+                if err > worst:
+                    worst, where = err, f"{div.label}.{which}(u={u!r})"
+        bound = {"jensen_shannon": 0.6931471805599453, "squared_hellinger": 1.0, "neyman_chi2": 1.0,
+                 "reverse_kl": 0.0, "pearson_chi2": -2.0}.get(div.name, 1.0 / (1.0 - alpha) if alpha not in
+                                                             (None, 1.0) else 0.0)
+        t_grid = np.array([np.nextafter(bound, -np.inf), bound, np.nextafter(bound, np.inf), 1e-8, -1e-8, -1e300])
+        for t, value in zip(t_grid, div.conjugate(t_grid)):
+            exact = reference_conjugate(div.name, float(t), alpha, check=False)
+            n += 1
+            if exact != 0 and abs(exact) < FLOAT_TINY:
+                continue
+            err = relative_error(float(value), exact)
+            if err > worst:
+                worst, where = err, f"{div.label}.conjugate(t={t!r})"
+    return Measurement(worst, 1e-12, {"worst_at": where, "n_points": n})
