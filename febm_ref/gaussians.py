@@ -189,16 +189,59 @@ def has_closed_form(div, **params) -> bool:
     return d.name in ("kl", "reverse_kl", "squared_hellinger", "pearson_chi2", "neyman_chi2", "alpha")
 
 
-# Coefficients 2/(2k+1), k = 1..14, of the atanh series used by _log1p_minus_x.
+# ----------------------------------------------------------------------------------
+# Scalar building blocks of the closed forms (all vectorised over the d directions)
+# ----------------------------------------------------------------------------------
+
+LOG2 = math.log(2.0)
+_TINY = float(np.finfo(np.float64).tiny)
+# Coefficients 2/(2k+1), k = 1..14, of the atanh series used by _h1.
 _ATANH_TAIL = 2.0 / (2.0 * np.arange(1, 15) + 1.0)
+# 1/k!, k = 2..19, for the series of phi(l) = e^l - 1 - l.
+_EXP_TAIL = np.array([1.0 / math.factorial(k) for k in range(2, 20)])
 
 
-def _log1p_minus_x(x: np.ndarray) -> np.ndarray:
-    """``h(x) = log(1 + x) - x`` for ``x > -1``, accurate to a few ulps also near 0.
+def _phi(l: np.ndarray) -> np.ndarray:
+    """``phi(l) = e^l - 1 - l >= 0`` (``= lambda - 1 - log lambda`` for ``l = log lambda``).
 
-    Near 0 (``|x| < 1/4``) ``log1p(x) = 2 atanh(t)`` with ``t = x/(2 + x)`` and
-    ``x = 2t/(1 - t)`` give ``h = -2t^2/(1-t) + sum_k 2 t^{2k+1}/(2k+1)``, a sum of
-    terms without cancellation; elsewhere ``log1p(x) - x`` loses at most one digit.
+    For ``|l| < 1/2`` the Taylor series ``sum_{k>=2} l^k/k!`` (18 terms, truncation
+    ``< 0.5^18/20! < 1e-23`` relative) avoids the cancellation of ``expm1(l) - l``; for
+    ``|l| >= 1/2``, ``expm1(l) - l`` cancels by at most a factor
+    ``(|expm1 l| + |l|)/phi(l) <= 7.6`` (worst at ``l = -1/2``), i.e. a few ulps.
+    """
+    l = np.asarray(l, dtype=np.float64)
+    out = np.empty_like(l)
+    small = np.abs(l) < 0.5
+    ls = l[small]
+    acc = np.zeros_like(ls)
+    for c in _EXP_TAIL[::-1]:
+        acc = acc * ls + c
+    out[small] = ls * ls * acc
+    ll = l[~small]
+    with np.errstate(over="ignore"):
+        out[~small] = np.expm1(ll) - ll
+    return out
+
+
+def _half_phi(l: np.ndarray) -> np.ndarray:
+    """``phi(l)/2``, finite also for ``709.78 < l < 710.47`` where ``e^l`` overflows but
+    ``e^l/2`` does not (there ``exp(l - log 2) - (1 + l)/2``)."""
+    l = np.asarray(l, dtype=np.float64)
+    big = l > 700.0
+    out = 0.5 * _phi(np.where(big, 0.0, l))
+    with np.errstate(over="ignore"):
+        out[big] = np.exp(l[big] - LOG2) - 0.5 * (1.0 + l[big])
+    return out
+
+
+def _h1(x: np.ndarray) -> np.ndarray:
+    """``h1(x) = (log(1 + x) - x)/x`` for ``x > -1`` (``h1(0) = 0``), to a few ulps.
+
+    For ``|x| < 1/4`` put ``t = x/(2 + x)`` (so ``log(1+x) = 2 atanh t``, ``x = 2t/(1-t)``):
+    ``log(1+x) - x = -2t^2/(1-t) + sum_{k>=1} 2 t^{2k+1}/(2k+1)`` and dividing by ``x``,
+    ``h1 = -t + t^2 (1 - t) S/2``, ``S = sum_{k>=1} 2 t^{2k-2}/(2k+1)`` -- two terms of
+    which the second is ``<= |t|/3.5``, so no cancellation and no underflow of ``x^2``
+    for tiny ``x`` (``h1 ~ -x/2``). Elsewhere ``log1p(x)/x - 1`` loses at most a digit.
     """
     x = np.asarray(x, dtype=np.float64)
     out = np.empty_like(x)
@@ -209,65 +252,199 @@ def _log1p_minus_x(x: np.ndarray) -> np.ndarray:
     tail = np.zeros_like(t)
     for c in _ATANH_TAIL[::-1]:          # Horner in t^2: sum_k c_k t^{2k-2}
         tail = tail * t2 + c
-    out[small] = -2.0 * t2 / (1.0 - t) + t * t2 * tail
+    out[small] = -t + 0.5 * t2 * (1.0 - t) * tail
     xl = x[~small]
     with np.errstate(divide="ignore", invalid="ignore"):
-        out[~small] = np.log1p(xl) - xl
+        out[~small] = np.log1p(xl) / xl - 1.0
     return out
 
 
+def _expm1_ratio(y: float) -> float:
+    """``E(y) = (e^y - 1)/y`` (``E(0) = 1``), accurate to a few ulps for ``y <= 709``."""
+    if y == 0.0:
+        return 1.0
+    return math.expm1(y) / y
+
+
 class _RelativeSpectrum(NamedTuple):
-    """The pair in its relative eigenbasis: P = N(delta, diag(lam)), Q = N(0, I)."""
+    """The pair in its relative eigenbasis: P = N(delta, diag(lambda)), Q = N(0, I).
 
-    lam: np.ndarray      # generalised eigenvalues of (S_p, S_q)
-    excess: np.ndarray   # lam - 1, computed without cancellation
-    shift2: np.ndarray   # squared mean difference per eigen-direction
+    Stored in log form so that no entry over- or underflows where the divergence does not:
+    ``log_lam = log lambda_i`` (generalised eigenvalues of (S_p, S_q)), ``half_t =
+    delta_i^2/2`` (``inf`` if that overflows) and ``log_half_t = log(delta_i^2/2)``
+    (``-inf`` for a zero shift; finite wherever ``delta_i != 0``).
+    """
 
-
-def _relative_spectrum(P: _Gaussian, Q: _Gaussian) -> _RelativeSpectrum:
-    if P.scalar and Q.scalar or P.mean.shape[0] == 1:
-        vp, vq = P.cov[0, 0], Q.cov[0, 0]
-        lam = np.array([vp / vq])
-        excess = np.array([(vp - vq) / vq])
-        shift2 = np.array([(P.mean[0] - Q.mean[0]) ** 2 / vq])
-        return _RelativeSpectrum(lam, excess, shift2)
-    A = linalg.solve_triangular(Q.chol, P.chol, lower=True)
-    U, sigma, _ = np.linalg.svd(A)
-    delta = linalg.solve_triangular(Q.chol, P.mean - Q.mean, lower=True)
-    rotated = U.T @ delta
-    return _RelativeSpectrum(sigma ** 2, (sigma - 1.0) * (sigma + 1.0), rotated ** 2)
+    log_lam: np.ndarray
+    half_t: np.ndarray
+    log_half_t: np.ndarray
 
 
-def _swap(spec: _RelativeSpectrum) -> _RelativeSpectrum:
-    """The same pair with the roles of P and Q exchanged (scale by diag(lam)^{-1/2})."""
-    return _RelativeSpectrum(1.0 / spec.lam, -spec.excess / spec.lam, spec.shift2 / spec.lam)
+def _shift_terms(z: np.ndarray, k: int) -> Tuple[np.ndarray, np.ndarray]:
+    """``(delta^2/2, log(delta^2/2))`` for ``delta = z 2^k`` (z moderate, k any integer)."""
+    with np.errstate(over="ignore", under="ignore", divide="ignore"):
+        half_t = np.ldexp(0.5 * z * z, 2 * k)
+        log_half_t = 2.0 * np.log(np.abs(z)) + (2 * k - 1) * LOG2
+    return half_t, log_half_t
+
+
+def _exponent(x: np.ndarray) -> np.ndarray:
+    """The integer ``k`` with ``2^(k-1) <= |x| < 2^k`` (``frexp``'s exponent; 0 for 0)."""
+    return np.frexp(x)[1].astype(np.int64)
+
+
+def _mean_difference(P: "_Gaussian", Q: "_Gaussian") -> Tuple[np.ndarray, int]:
+    """``(D, k)`` with ``m_p - m_q = D 2^k`` and ``D`` finite: halved if the difference overflows."""
+    with np.errstate(over="ignore"):
+        diff = P.mean - Q.mean
+    if np.all(np.isfinite(diff)):
+        return diff, 0
+    return 0.5 * P.mean - 0.5 * Q.mean, 1
+
+
+def _relative_spectrum_1d(P: "_Gaussian", Q: "_Gaussian") -> _RelativeSpectrum:
+    """1-D: ``log lambda`` from ``vp/vq`` (or ``log1p((vp - vq)/vq)`` for ``1/2 < lambda < 2``,
+    where ``vp - vq`` is exact by Sterbenz's lemma, or ``log vp - log vq`` where the ratio
+    leaves the normal range: abs. error ``<= 2 eps |log lambda|``); ``delta = (m_p - m_q)/sd_q``."""
+    vp, vq = float(P.cov[0, 0]), float(Q.cov[0, 0])
+    r = vp / vq
+    if math.isfinite(r) and r >= _TINY:
+        log_lam = math.log1p((vp - vq) / vq) if 0.5 < r < 2.0 else math.log(r)
+    else:
+        log_lam = math.log(vp) - math.log(vq)
+    diff, k = _mean_difference(P, Q)
+    # delta = diff 2^k / sqrt(vq): split vq = m 2^(2j) exactly so that z = diff/sqrt(m) 2^-j
+    # is computed with scaling by powers of 2 only (no overflow of the quotient)
+    j = int(_exponent(np.array([vq]))[0]) // 2
+    kd = int(_exponent(diff)[0])
+    z = np.ldexp(diff, -kd) / math.sqrt(math.ldexp(vq, -2 * j))
+    half_t, log_half_t = _shift_terms(z, k + kd - j)
+    return _RelativeSpectrum(np.array([log_lam]), half_t, log_half_t)
+
+
+def _relative_spectrum(P: "_Gaussian", Q: "_Gaussian") -> _RelativeSpectrum:
+    """``log lambda_i`` and the shifts of P relative to Q, without over- or underflow.
+
+    Exact power-of-2 scaling first: with ``T_q = diag(2^-kq_i)``, ``2^(2 kq_i) ~ (S_q)_ii``,
+    and ``T_p`` likewise, ``C_q C_q^T = T_q S_q T_q`` and ``C_p C_p^T = T_p S_p T_p`` are
+    Cholesky factors of matrices with unit-sized diagonals (Cholesky is accurate relative
+    to the condition number of these *scaled* matrices). Then ``L_q^-1 L_p =
+    C_q^-1 G C_p`` with ``G = T_q T_p^-1 = 2^c G'``, ``G' = diag(2^(kp_i - kq_i - c))``,
+    ``c = max_i (kp_i - kq_i)``, so the SVD ``C_q^-1 G' C_p = U diag(sigma) V^T`` never
+    overflows and ``log lambda_i = 2 log sigma_i + 2c log 2`` (a diagonal pair is exact).
+    The shifts are ``U^T C_q^-1 T_q (m_p - m_q)``, scaled by a power of 2 as well. When every
+    ``lambda_i`` lies in (1/4, 9/4) the excess ``mu_i = lambda_i - 1`` is instead taken
+    from the eigenvalues of ``C_q^-1 T_q (S_p - S_q) T_q C_q^-T`` (the difference of the
+    inputs is formed entrywise, rounding relative to the difference), and
+    ``log lambda_i = log1p(mu_i)``: nearly equal pairs keep their relative accuracy.
+    """
+    d = P.mean.shape[0]
+    if d == 1:
+        return _relative_spectrum_1d(P, Q)
+    kq, kp = _exponent(np.diag(Q.cov)) // 2, _exponent(np.diag(P.cov)) // 2
+    q_shift = -(kq[:, None] + kq[None, :])
+    with np.errstate(under="ignore"):
+        Sq = np.ldexp(Q.cov, q_shift)
+        Sp = np.ldexp(P.cov, -(kp[:, None] + kp[None, :]))
+    try:
+        Cq, Cp = np.linalg.cholesky(Sq), np.linalg.cholesky(Sp)
+    except np.linalg.LinAlgError:  # pragma: no cover - the inputs passed the same test unscaled
+        raise ValueError("a covariance is not positive definite after exact diagonal scaling; "
+                         "pass well-conditioned symmetric positive-definite covariances") from None
+    c = int(np.max(kp - kq))
+    with np.errstate(under="ignore"):
+        B = linalg.solve_triangular(Cq, np.ldexp(1.0, kp - kq - c)[:, None] * Cp, lower=True)
+    U, sigma, _ = np.linalg.svd(B)
+    with np.errstate(divide="ignore"):
+        log_lam = 2.0 * np.log(sigma) + 2 * c * LOG2
+    if np.all(np.abs(log_lam) < math.log(2.25)):
+        E = np.ldexp(P.cov, q_shift) - Sq
+        X = linalg.solve_triangular(Cq, E, lower=True)
+        M = linalg.solve_triangular(Cq, X.T, lower=True)
+        mu, U = np.linalg.eigh(0.5 * (M + M.T))
+        log_lam = np.log1p(mu)
+    if not np.all(np.isfinite(log_lam)):
+        raise ValueError("a generalised eigenvalue of (cov_p, cov_q) underflowed: the ratio of the "
+                         "covariances spans more than the float64 range; rescale the coordinates")
+    diff, k = _mean_difference(P, Q)
+    kd = int(np.max(_exponent(diff) - kq)) if np.any(diff != 0) else 0
+    with np.errstate(under="ignore"):
+        scaled = np.ldexp(diff, -kq - kd)
+    z = U.T @ linalg.solve_triangular(Cq, scaled, lower=True)
+    half_t, log_half_t = _shift_terms(z, k + kd)
+    return _RelativeSpectrum(log_lam, half_t, log_half_t)
 
 
 def _kl_from_spectrum(spec: _RelativeSpectrum) -> float:
-    """KL(P||Q) = 1/2 sum [t_i + lambda_i - 1 - log lambda_i] (all terms >= 0)."""
-    return float(0.5 * np.sum(spec.shift2 - _log1p_minus_x(spec.excess)))
+    """``KL(P||Q) = sum_i [t_i/2 + phi(l_i)/2]`` with ``phi(l) = e^l - 1 - l`` (D2 closed form).
 
-
-def _log_power_integral(a: float, spec: _RelativeSpectrum) -> float:
-    """``log I_a = log ∫ p^a q^{1-a}`` (finite iff all ``s_i > 0``; ``+inf`` otherwise)."""
-    if a < 0.5:                          # D_a(P||Q) = D_{1-a}(Q||P): keep |b| >= 1/2
-        a, b, spec = 1.0 - a, a, _swap(spec)   # b = old a exactly (1 - (1 - a) may round)
-    else:
-        b = 1.0 - a                      # exact for 1/2 <= a <= 2, relative eps beyond
-    s = 1.0 + b * spec.excess
-    if not np.all(s > 0):
-        return math.inf
+    From the textbook form ``(1/2)[tr(S_q^-1 S_p) + t - d - log det(S_q^-1 S_p)]`` in the
+    relative eigenbasis: ``tr = sum lambda_i``, ``log det = sum l_i``, so each direction
+    contributes ``(t_i + lambda_i - 1 - log lambda_i)/2``: non-negative terms, no cancellation
+    in the sum, and ``phi`` is evaluated without cancellation (:func:`_phi`).
+    """
     with np.errstate(over="ignore"):
-        terms = -0.5 * a * b * spec.shift2 / s - 0.5 * (_log1p_minus_x(b * spec.excess)
-                                                       - b * _log1p_minus_x(spec.excess))
-    return float(np.sum(terms))
+        return float(np.sum(spec.half_t) + np.sum(_half_phi(spec.log_lam)))
 
 
-def _tilted_covariance_is_pd(a: float, P: _Gaussian, Q: _Gaussian) -> bool:
-    """Cholesky test of ``a S_q + (1-a) S_p`` (equivalent to ``a S_p^-1 + (1-a) S_q^-1 > 0``)."""
+def _log_s(b: float, log_lam: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """``(s_i, log s_i)``, ``s_i = a + b lambda_i = 1 + b (lambda_i - 1)`` with ``a = 1 - b``.
+
+    ``s = 1 + b expm1(l)``, ``log s = log1p(b expm1(l))``; for ``b > 0`` and ``l > 700``
+    (``lambda`` may overflow) ``log s = logaddexp(log1p(-b), log b + l)`` and ``s = e^{log s}``.
+    """
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        x = b * np.expm1(np.minimum(log_lam, 700.0))
+        s, log_s = 1.0 + x, np.log1p(x)
+        if b > 0:
+            big = log_lam > 700.0
+            log_s = np.where(big, np.logaddexp(math.log1p(-b), math.log(b) + log_lam), log_s)
+            s = np.where(big, np.exp(log_s), s)
+    return s, log_s
+
+
+def _chi(b: float, log_lam: np.ndarray, log_s: np.ndarray) -> np.ndarray:
+    """``chi_i = (log s_i - b l_i)/b >= 0``, the log-determinant part of ``-log I_a / b``.
+
+    With ``e = expm1(l)`` and ``x = b e``: ``log s - b l = log1p(x) - b l = h(x) + b phi(l)``
+    where ``h(x) = log1p(x) - x = x h1(x)``, hence ``chi = phi(l) + e h1(b e)``. For ``b < 0``
+    both terms are ``>= 0`` (no cancellation for any ``l``); for ``0 < b <= 1/2`` they have
+    opposite signs but cancel by at most ``1/(1-b) <= 2`` while ``l <= 1``. For ``b > 0`` and
+    ``l > 1`` (where ``e`` and ``-e h1`` would cancel) ``chi = e L1(x) - l`` with
+    ``L1(x) = log1p(x)/x = 1 + h1(x)`` while ``x < 1`` (cancellation ``<= e/(e - l) < 2.4``),
+    else ``chi = log s / b - l`` (``log s >= log 2`` and ``b l <= 1/2`` there).
+    """
+    with np.errstate(over="ignore", invalid="ignore"):
+        e = np.expm1(np.minimum(log_lam, 709.0))
+        x = b * e
+        out = _phi(np.minimum(log_lam, 709.0)) + e * _h1(np.maximum(x, -1.0))
+        if b > 0:
+            big = log_lam > 1.0
+            lb = log_lam[big]
+            via_l1 = e[big] * (1.0 + _h1(np.where(x[big] < 1.0, x[big], 0.0))) - lb
+            via_log = log_s[big] / b - lb
+            out[big] = np.where((x[big] < 1.0) & (lb <= 709.0), via_l1, via_log)
+    return out
+
+
+def _t_term(a: float, spec: _RelativeSpectrum, s: np.ndarray, log_s: np.ndarray) -> np.ndarray:
+    """``a t_i/(2 s_i)``, directly where nothing leaves the normal range, else from logs
+    (``exp(log a + log(t_i/2) - log s_i)``, abs. error of the exponent ``<~ 2e3 eps``)."""
+    with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
+        direct = a * (spec.half_t / s)
+        via_logs = np.exp(math.log(a) + spec.log_half_t - log_s)
+        ok = (np.isfinite(direct) & (direct >= _TINY)) | (spec.log_half_t == -math.inf)
+        return np.where(ok, np.where(spec.log_half_t == -math.inf, 0.0, direct), via_logs)
+
+
+def _tilted_covariance_is_pd(a: float, P: "_Gaussian", Q: "_Gaussian") -> bool:
+    """Cholesky test of ``M_a = a S_q + (1-a) S_p`` (``<=> a S_p^-1 + (1-a) S_q^-1 > 0``),
+    after dividing both covariances by one power of 2 (no overflow of ``a S``)."""
     if 0.0 <= a <= 1.0:
         return True
-    M = a * Q.cov + (1.0 - a) * P.cov
+    k = int(_exponent(np.array([max(np.max(np.abs(P.cov)), np.max(np.abs(Q.cov)))]))[0])
+    with np.errstate(under="ignore", over="ignore"):
+        M = a * np.ldexp(Q.cov, -k) + (1.0 - a) * np.ldexp(P.cov, -k)
     if M.shape == (1, 1):
         return bool(M[0, 0] > 0)
     try:
@@ -277,19 +454,63 @@ def _tilted_covariance_is_pd(a: float, P: _Gaussian, Q: _Gaussian) -> bool:
     return True
 
 
-def _alpha_divergence(a: float, P: _Gaussian, Q: _Gaussian, spec: _RelativeSpectrum) -> float:
-    if a == 1.0:
-        return _kl_from_spectrum(spec)
-    if a == 0.0:
-        return _kl_from_spectrum(_swap(spec))
-    if not _tilted_covariance_is_pd(a, P, Q):
+def _alpha_from_j(a: float, b: float, J: float) -> float:
+    """``D_a = (I_a - 1)/(a(a-1))`` from ``J = -log(I_a)/b >= 0``, without cancellation.
+
+    ``I_a - 1 = expm1(-b J)`` and ``a(a-1) = -a b``, so ``D = J E(-b J)/a`` with
+    ``E(y) = expm1(y)/y`` (no division of two small numbers when ``b`` is tiny). For
+    ``b > 0`` and ``b J > 1``: ``D = -expm1(-b J)/(a b)`` (``J = inf`` gives ``1/(ab)``,
+    the value for ``I_a = 0``). For ``b < 0`` and ``x = -b J > 700`` (``e^x`` near overflow):
+    ``D = exp(x - log a - log(-b) + log1p(-e^-x))``.
+    """
+    if b > 0:
+        y = b * J
+        if y <= 1.0:
+            return J * _expm1_ratio(-y) / a
+        return -math.expm1(-y) / (a * b)
+    x = -b * J
+    if x <= 700.0:
+        return (J / a) * _expm1_ratio(x)
+    if math.isinf(x):
         return math.inf
-    log_integral = _log_power_integral(a, spec)
-    if math.isinf(log_integral):
+    exponent = x - math.log(a) - math.log(-b) + math.log1p(-math.exp(-x))
+    return math.exp(exponent) if exponent < 709.782712893384 else math.inf
+
+
+def _alpha_divergence(alpha: float, P: "_Gaussian", Q: "_Gaussian") -> float:
+    """The alpha divergence ``D_a = (I_a - 1)/(a(a-1))``, ``I_a = ∫ p^a q^{1-a}`` (D2).
+
+    Derivation. In the relative eigenbasis (``Q = N(0, I)``, ``P = N(delta, diag lambda)``)
+    ``I_a`` factorises; per direction, completing the square in
+    ``a (x - delta)^2/lambda + b x^2`` (``b = 1 - a``) gives
+    ``log I_a = sum_i [-a b t_i/(2 s_i) - (log s_i - b l_i)/2]``, ``s_i = a + b lambda_i``,
+    ``l_i = log lambda_i``, ``t_i = delta_i^2``; finite iff every ``s_i > 0``. Writing
+    ``log I_a = -b J``,
+
+        J = sum_i [ a t_i/(2 s_i) + chi_i/2 ],   chi_i = (log s_i - b l_i)/b >= 0,
+
+    a sum of non-negative terms (for ``a >= 1/2``; :func:`_chi` evaluates ``chi`` without
+    cancellation, :func:`_t_term` the shift terms without over/underflow), and ``D`` follows
+    from ``J`` by :func:`_alpha_from_j`. For ``a < 1/2`` the symmetry
+    ``D_a(P||Q) = D_{1-a}(Q||P)`` is used with the spectrum of ``(Q, P)`` computed from the
+    inputs (so ``a >= 1/2`` always and ``b = alpha`` is exact); for ``1/2 <= a <= 2``,
+    ``b = 1 - a`` is exact (Sterbenz). ``+inf`` where ``M_a = a S_q + b S_p`` is not PD
+    (:func:`_tilted_covariance_is_pd`) or a computed ``s_i <= 0``.
+    """
+    if not _tilted_covariance_is_pd(alpha, P, Q):
         return math.inf
-    with np.errstate(over="ignore"):
-        value = float(np.expm1(log_integral)) / (a * (a - 1.0))
-    return value if value >= 0 else 0.0 * value  # only -0.0 / tiny rounding can be negative
+    if alpha >= 0.5:
+        a, b, spec = alpha, 1.0 - alpha, _relative_spectrum(P, Q)
+    else:
+        a, b, spec = 1.0 - alpha, alpha, _relative_spectrum(Q, P)
+    s, log_s = _log_s(b, spec.log_lam)
+    if not np.all(s > 0):
+        return math.inf
+    with np.errstate(over="ignore", invalid="ignore"):
+        J = float(np.sum(_t_term(a, spec, s, log_s)) + 0.5 * np.sum(_chi(b, spec.log_lam, log_s)))
+    if math.isnan(J):
+        raise FloatingPointError(f"internal error: nan in the alpha = {alpha!r} closed form; please report")
+    return _alpha_from_j(a, b, J)
 
 
 def f_divergence(div, mean_p, cov_p, mean_q, cov_q, **params) -> float:
@@ -342,13 +563,12 @@ def f_divergence(div, mean_p, cov_p, mean_q, cov_q, **params) -> float:
                          "f_divergence_quadrature_gaussians (1-D and 2-D, adaptive quadrature) or "
                          "f_divergence_monte_carlo_gaussians (any dimension, with a standard error)")
     P, Q = _parse_pair(mean_p, cov_p, mean_q, cov_q)
-    spec = _relative_spectrum(P, Q)
-    if d.name == "kl":
-        return _kl_from_spectrum(spec)
-    if d.name == "reverse_kl":
-        return _kl_from_spectrum(_swap(spec))
+    if d.name == "kl" or (d.name == "alpha" and d.alpha == 1.0):
+        return _kl_from_spectrum(_relative_spectrum(P, Q))
+    if d.name == "reverse_kl" or (d.name == "alpha" and d.alpha == 0.0):
+        return _kl_from_spectrum(_relative_spectrum(Q, P))
     a = d.alpha if d.name == "alpha" else power_exponent(d)
-    value = _alpha_divergence(a, P, Q, spec)
+    value = _alpha_divergence(a, P, Q)
     if d.name in ("pearson_chi2", "neyman_chi2"):
         return 2.0 * value
     if d.name == "squared_hellinger":
