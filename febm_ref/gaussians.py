@@ -293,7 +293,7 @@ def _exponent(x: np.ndarray) -> np.ndarray:
     return np.frexp(x)[1].astype(np.int64)
 
 
-def _mean_difference(P: "_Gaussian", Q: "_Gaussian") -> Tuple[np.ndarray, int]:
+def _mean_difference(P: _Gaussian, Q: _Gaussian) -> Tuple[np.ndarray, int]:
     """``(D, k)`` with ``m_p - m_q = D 2^k`` and ``D`` finite: halved if the difference overflows."""
     with np.errstate(over="ignore"):
         diff = P.mean - Q.mean
@@ -302,7 +302,7 @@ def _mean_difference(P: "_Gaussian", Q: "_Gaussian") -> Tuple[np.ndarray, int]:
     return 0.5 * P.mean - 0.5 * Q.mean, 1
 
 
-def _relative_spectrum_1d(P: "_Gaussian", Q: "_Gaussian") -> _RelativeSpectrum:
+def _relative_spectrum_1d(P: _Gaussian, Q: _Gaussian) -> _RelativeSpectrum:
     """1-D: ``log lambda`` from ``vp/vq`` (or ``log1p((vp - vq)/vq)`` for ``1/2 < lambda < 2``,
     where ``vp - vq`` is exact by Sterbenz's lemma, or ``log vp - log vq`` where the ratio
     leaves the normal range: abs. error ``<= 2 eps |log lambda|``); ``delta = (m_p - m_q)/sd_q``."""
@@ -322,7 +322,7 @@ def _relative_spectrum_1d(P: "_Gaussian", Q: "_Gaussian") -> _RelativeSpectrum:
     return _RelativeSpectrum(np.array([log_lam]), half_t, log_half_t)
 
 
-def _relative_spectrum(P: "_Gaussian", Q: "_Gaussian") -> _RelativeSpectrum:
+def _relative_spectrum(P: _Gaussian, Q: _Gaussian) -> _RelativeSpectrum:
     """``log lambda_i`` and the shifts of P relative to Q, without over- or underflow.
 
     Exact power-of-2 scaling first: with ``T_q = diag(2^-kq_i)``, ``2^(2 kq_i) ~ (S_q)_ii``,
@@ -437,7 +437,7 @@ def _t_term(a: float, spec: _RelativeSpectrum, s: np.ndarray, log_s: np.ndarray)
         return np.where(ok, np.where(spec.log_half_t == -math.inf, 0.0, direct), via_logs)
 
 
-def _tilted_covariance_is_pd(a: float, P: "_Gaussian", Q: "_Gaussian") -> bool:
+def _tilted_covariance_is_pd(a: float, P: _Gaussian, Q: _Gaussian) -> bool:
     """Cholesky test of ``M_a = a S_q + (1-a) S_p`` (``<=> a S_p^-1 + (1-a) S_q^-1 > 0``),
     after dividing both covariances by one power of 2 (no overflow of ``a S``)."""
     if 0.0 <= a <= 1.0:
@@ -477,7 +477,7 @@ def _alpha_from_j(a: float, b: float, J: float) -> float:
     return math.exp(exponent) if exponent < 709.782712893384 else math.inf
 
 
-def _alpha_divergence(alpha: float, P: "_Gaussian", Q: "_Gaussian") -> float:
+def _alpha_divergence(alpha: float, P: _Gaussian, Q: _Gaussian) -> float:
     """The alpha divergence ``D_a = (I_a - 1)/(a(a-1))``, ``I_a = ∫ p^a q^{1-a}`` (D2).
 
     Derivation. In the relative eigenbasis (``Q = N(0, I)``, ``P = N(delta, diag lambda)``)
