@@ -64,13 +64,15 @@ closer to its divergence boundary; tests/test_gaussians.py).
 from __future__ import annotations
 
 import math
+import numbers
 import warnings
 from typing import Callable, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 from scipy import integrate, linalg
 
-from febm_ref._validation import as_float_array, check_generator, check_positive_int
+from febm_ref._validation import (as_float_array, check_callable, check_choice, check_generator,
+                                  check_positive_int, check_real_scalar)
 from febm_ref.divergences import Divergence, resolve_divergence
 
 __all__ = [
@@ -601,13 +603,13 @@ def _log_density_from(G: _Gaussian) -> Callable[[np.ndarray], np.ndarray]:
     constant = -half_log_det - 0.5 * d * LOG_2PI
 
     def log_density(x):
-        x = np.asarray(x, dtype=np.float64)
+        x = as_float_array(x, "x", allow_inf=True)
         if d == 1:
             shape = x.shape[:-1] if (x.ndim == 2 and x.shape[-1] == 1) else x.shape
             z = (x.reshape(-1) - G.mean[0]) / G.chol[0, 0]
             return (constant - 0.5 * z * z).reshape(shape)
         if x.ndim == 0 or x.shape[-1] != d:
-            raise ValueError(f"points must have shape (..., {d}), got {x.shape}")
+            raise ValueError(f"x must have shape (..., {d}) (points in {d}-D), got shape {x.shape}")
         z = _whiten(G.chol, x.reshape(-1, d) - G.mean)
         return (constant - 0.5 * np.sum(z * z, axis=1)).reshape(x.shape[:-1])
 
@@ -628,8 +630,57 @@ def gaussian_log_density(mean, cov) -> Callable[[np.ndarray], np.ndarray]:
 # ----------------------------------------------------------------------------------
 
 def _check_callable(fn, name):
-    if not callable(fn):
-        raise TypeError(f"{name} must be a callable returning log densities, got {type(fn).__name__}")
+    check_callable(fn, name, "mapping an array of points to an array of log densities")
+
+
+def _check_limit(value, name: str) -> float:
+    """A real integration limit: finite or +-inf, never NaN, bool, complex or a string."""
+    if isinstance(value, bool) or not isinstance(value, (numbers.Real, np.floating, np.integer)):
+        raise TypeError(f"{name} must be a real number (or +-inf), got {value!r} ({type(value).__name__})")
+    out = float(value)
+    if math.isnan(out):
+        raise ValueError(f"{name} is NaN; pass a real number or +-inf")
+    return out
+
+
+def _checked_log_density(fn, x: np.ndarray, name: str, n: int) -> np.ndarray:
+    """``fn(x)`` as a float64 ``(n,)`` array, raising on anything that is not a log density.
+
+    ``-inf`` (a zero density) is legitimate; NaN and ``+inf`` are not: the first such value
+    raises a ValueError naming the point, so that no estimator silently integrates a
+    broken density (the perspective of the divergence may map NaN to a finite number).
+    """
+    values = np.asarray(fn(x))
+    if values.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must return real log densities, got dtype {values.dtype} at x = {x!r}")
+    values = values.astype(np.float64, copy=False)
+    if values.size != n:
+        raise ValueError(f"{name} returned shape {values.shape} for {n} point(s); it must return one "
+                         "log density per point")
+    values = values.reshape(n)
+    bad = np.isnan(values) | (values == math.inf)
+    if bad.any():
+        i = int(np.argmax(bad))
+        point = x[i] if x.ndim else x
+        raise ValueError(f"{name} returned {float(values[i])!r} at x = {np.asarray(point).tolist()!r}; a log "
+                         "density must be a real number or -inf (zero density) at every point: fix "
+                         f"{name} there or restrict the integration range / samples")
+    return values
+
+
+def _checked_perspective(div: Divergence, lp: np.ndarray, lq: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """``div.perspective(lp, lq)`` with a NaN (e.g. from ``inf - inf``) reported at its point."""
+    out = np.asarray(div.perspective(lp, lq), dtype=np.float64)
+    if np.isnan(out).any():
+        i = int(np.argmax(np.isnan(out)))
+        raise ValueError(f"the integrand q f(p/q) of {div.label} is NaN at x = "
+                         f"{np.asarray(x[i]).tolist()!r} (log p = {float(lp[i])!r}, log q = {float(lq[i])!r}); "
+                         "check the log densities there")
+    return out
+
+
+def _check_tolerance(value, name: str) -> float:
+    return check_real_scalar(value, name, nonnegative=True)
 
 
 def f_divergence_quadrature_1d(div, log_p, log_q, lower: float = -math.inf, upper: float = math.inf,
@@ -666,16 +717,22 @@ def f_divergence_quadrature_1d(div, log_p, log_q, lower: float = -math.inf, uppe
     d = _resolve(div, params)
     _check_callable(log_p, "log_p")
     _check_callable(log_q, "log_q")
-    lower, upper = float(lower), float(upper)
-    if math.isnan(lower) or math.isnan(upper) or not lower < upper:
+    lower, upper = _check_limit(lower, "lower"), _check_limit(upper, "upper")
+    if not lower < upper:
         raise ValueError(f"need lower < upper, got lower={lower}, upper={upper}")
     check_positive_int(limit, "limit")
-    cuts = sorted({float(c) for c in (points or ()) if lower < float(c) < upper})
+    rtol, atol = _check_tolerance(rtol, "rtol"), _check_tolerance(atol, "atol")
+    if rtol == 0.0 and atol == 0.0:
+        raise ValueError("rtol and atol are both 0; pass a positive rtol (e.g. 1e-11) or atol")
+    cuts_in = () if points is None else as_float_array(points, "points", ndim=(0, 1)).reshape(-1)
+    cuts = sorted({float(c) for c in cuts_in if lower < float(c) < upper})
     edges = [lower] + cuts + [upper]
 
     def integrand(x):
         arr = np.array([x])
-        return float(d.perspective(log_p(arr), log_q(arr))[0])
+        lp = _checked_log_density(log_p, arr, "log_p", 1)
+        lq = _checked_log_density(log_q, arr, "log_q", 1)
+        return float(_checked_perspective(d, lp, lq, arr)[0])
 
     value, error = 0.0, 0.0
     for a, b in zip(edges[:-1], edges[1:]):
@@ -731,22 +788,29 @@ def f_divergence_quadrature_2d(div, log_p, log_q, lower: Sequence[float], upper:
     d = _resolve(div, params)
     _check_callable(log_p, "log_p")
     _check_callable(log_q, "log_q")
-    lo = as_float_array(lower, "lower", ndim=1, allow_nonfinite=True)
-    hi = as_float_array(upper, "upper", ndim=1, allow_nonfinite=True)
-    if lo.shape != (2,) or hi.shape != (2,) or np.any(np.isnan(lo)) or np.any(np.isnan(hi)) \
-            or not np.all(lo < hi):
+    lo = as_float_array(lower, "lower", shape=(2,), allow_inf=True)
+    hi = as_float_array(upper, "upper", shape=(2,), allow_inf=True)
+    if not np.all(lo < hi):
         raise ValueError(f"lower and upper must be 2-vectors with lower < upper, got {lo}, {hi}")
     check_positive_int(max_subdivisions, "max_subdivisions")
+    rtol, atol = _check_tolerance(rtol, "rtol"), _check_tolerance(atol, "atol")
+    if rtol == 0.0 and atol == 0.0:
+        raise ValueError("rtol and atol are both 0; pass a positive rtol (e.g. 1e-11) or atol")
 
-    def grid(axis, breaks):
-        cuts = sorted({float(c) for c in (breaks or ()) if lo[axis] < float(c) < hi[axis]})
+    def grid(axis, breaks, name):
+        given = () if breaks is None else as_float_array(breaks, name, ndim=(0, 1)).reshape(-1)
+        cuts = sorted({float(c) for c in given if lo[axis] < float(c) < hi[axis]})
         return [lo[axis]] + cuts + [hi[axis]]
 
-    gx, gy = grid(0, breaks_x), grid(1, breaks_y)
+    gx, gy = grid(0, breaks_x, "breaks_x"), grid(1, breaks_y, "breaks_y")
     cells = [((x0, y0), (x1, y1)) for x0, x1 in zip(gx[:-1], gx[1:]) for y0, y1 in zip(gy[:-1], gy[1:])]
 
     def integrand(x):
-        return d.perspective(log_p(x), log_q(x))
+        x = np.asarray(x, dtype=np.float64)
+        n = x.shape[0]
+        lp = _checked_log_density(log_p, x, "log_p", n)
+        lq = _checked_log_density(log_q, x, "log_q", n)
+        return _checked_perspective(d, lp, lq, x)
 
     def absolute_integrand(x):
         return np.abs(integrand(x))
@@ -828,6 +892,8 @@ def f_divergence_quadrature_gaussians(div, mean_p, cov_p, mean_q, cov_q, *, widt
     """
     d = _resolve(div, params)
     P, Q = _parse_pair(mean_p, cov_p, mean_q, cov_q)
+    width = check_real_scalar(width, "width", positive=True)
+    rtol = check_real_scalar(rtol, "rtol", positive=True)
     dim = P.mean.shape[0]
     if dim > 2:
         raise ValueError(f"quadrature is available in 1-D and 2-D, got dimension {dim}; use "
@@ -877,13 +943,21 @@ def f_divergence_monte_carlo(div, log_p, log_q, samples, log_proposal=None, **pa
     d = _resolve(div, params)
     _check_callable(log_p, "log_p")
     _check_callable(log_q, "log_q")
+    if log_proposal is not None:
+        _check_callable(log_proposal, "log_proposal")
     x = as_float_array(samples, "samples", ndim=(1, 2))
     n = x.shape[0]
     if n < 2:
-        raise ValueError(f"need at least 2 samples for a standard error, got {n}")
-    lp, lq = np.asarray(log_p(x), dtype=np.float64), np.asarray(log_q(x), dtype=np.float64)
-    lw = lq if log_proposal is None else np.asarray(log_proposal(x), dtype=np.float64)
-    summands = d.perspective(lp - lw, lq - lw)
+        raise ValueError(f"samples: need at least 2 samples for a standard error, got {n}")
+    lp = _checked_log_density(log_p, x, "log_p", n)
+    lq = _checked_log_density(log_q, x, "log_q", n)
+    lw = lq if log_proposal is None else _checked_log_density(log_proposal, x, "log_proposal", n)
+    if np.any(lw == -math.inf):
+        i = int(np.argmax(lw == -math.inf))
+        raise ValueError(f"the proposal density is 0 at the sample x = {np.asarray(x[i]).tolist()!r}; "
+                         "samples must come from the proposal (log_proposal > -inf at every sample)")
+    with np.errstate(invalid="ignore"):
+        summands = _checked_perspective(d, lp - lw, lq - lw, x)
     value = float(np.mean(summands))
     standard_error = float(np.std(summands, ddof=1) / math.sqrt(n))
     return MonteCarloEstimate(value, standard_error)
@@ -913,6 +987,7 @@ def f_divergence_monte_carlo_gaussians(div, mean_p, cov_p, mean_q, cov_q, *, rng
     d = _resolve(div, params)
     check_generator(rng)
     n = check_positive_int(n, "n", minimum=2)
+    check_choice(proposal, "proposal", ("mixture", "q", "p"))
     P, Q = _parse_pair(mean_p, cov_p, mean_q, cov_q)
     dim = P.mean.shape[0]
     log_p, log_q = _log_density_from(P), _log_density_from(Q)
