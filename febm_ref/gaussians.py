@@ -65,6 +65,7 @@ from __future__ import annotations
 
 import math
 import numbers
+from fractions import Fraction
 import warnings
 from typing import Callable, NamedTuple, Optional, Sequence, Tuple
 
@@ -479,6 +480,20 @@ def _alpha_from_j(a: float, b: float, J: float) -> float:
     return math.exp(exponent) if exponent < 709.782712893384 else math.inf
 
 
+def _exact_s_1d(alpha: float, P: _Gaussian, Q: _Gaussian) -> float:
+    """1-D ``s = a + b lambda`` correctly rounded, in exact rational arithmetic.
+
+    ``s = (alpha v_q + (1 - alpha) v_p)/v_q`` for ``alpha >= 1/2`` (``lambda = v_p/v_q``) and
+    ``((1 - alpha) v_p + alpha v_q)/v_p`` in the swapped orientation: near the boundary of
+    finiteness (``s -> 0``, e.g. Pearson with ``v_p -> 2 v_q``) ``1 + b (lambda - 1)``
+    computed in floats has an absolute error of a few eps, i.e. a relative error
+    ``eps/s``, which the divergence (``~ s^(-1/2)``) inherits; the exact form does not.
+    """
+    vp, vq, al = Fraction(float(P.cov[0, 0])), Fraction(float(Q.cov[0, 0])), Fraction(alpha)
+    numerator = al * vq + (1 - al) * vp
+    return float(numerator / (vq if alpha >= 0.5 else vp))
+
+
 def _alpha_divergence(alpha: float, P: _Gaussian, Q: _Gaussian) -> float:
     """The alpha divergence ``D_a = (I_a - 1)/(a(a-1))``, ``I_a = ∫ p^a q^{1-a}`` (D2).
 
@@ -506,10 +521,20 @@ def _alpha_divergence(alpha: float, P: _Gaussian, Q: _Gaussian) -> float:
     else:
         a, b, spec = 1.0 - alpha, alpha, _relative_spectrum(Q, P)
     s, log_s = _log_s(b, spec.log_lam)
+    near_boundary = False
+    if P.mean.shape[0] == 1 and b < 0:
+        s = np.array([_exact_s_1d(alpha, P, Q)])
+        near_boundary = bool(s[0] < 0.5)
+        if near_boundary:
+            with np.errstate(divide="ignore"):
+                log_s = np.log(s)
     if not np.all(s > 0):
         return math.inf
     with np.errstate(over="ignore", invalid="ignore"):
-        J = float(np.sum(_t_term(a, spec, s, log_s)) + 0.5 * np.sum(_chi(b, spec.log_lam, log_s)))
+        chi = _chi(b, spec.log_lam, log_s)
+        if near_boundary:                # (log s - b l)/b: |log s| >= log 2 > |b l|/1.45 here
+            chi = (log_s - b * spec.log_lam) / b
+        J = float(np.sum(_t_term(a, spec, s, log_s)) + 0.5 * np.sum(chi))
     if math.isnan(J):
         raise FloatingPointError(f"internal error: nan in the alpha = {alpha!r} closed form; please report")
     return _alpha_from_j(a, b, J)

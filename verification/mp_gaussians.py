@@ -37,21 +37,59 @@ def _vector(x):
     return mp.matrix([mp.mpf(float(v)) for v in np.atleast_1d(np.asarray(x, dtype=np.float64))])
 
 
+def _solve(A, B):
+    """``A^-1 B`` by Gaussian elimination with partial pivoting and no singularity tolerance
+    (mpmath's ``lu_solve`` refuses well-conditioned matrices with entries of 1e300 and 1)."""
+    n = A.rows
+    M = [[A[i, j] for j in range(n)] + [B[i, k] for k in range(B.cols)] for i in range(n)]
+    for j in range(n):
+        p = max(range(j, n), key=lambda i: abs(M[i][j]))
+        M[j], M[p] = M[p], M[j]
+        for i in range(j + 1, n):
+            f = M[i][j] / M[j][j]
+            M[i] = [x - f * y for x, y in zip(M[i], M[j])]
+    X = mp.matrix(n, B.cols)
+    for k in range(B.cols):
+        for i in reversed(range(n)):
+            X[i, k] = (M[i][n + k] - sum(M[i][j] * X[j, k] for j in range(i + 1, n))) / M[i][i]
+    return X
+
+
+def _det(M):
+    """Determinant by the same elimination (exact up to the working precision)."""
+    n = M.rows
+    R = [[M[i, j] for j in range(n)] for i in range(n)]
+    det = mp.mpf(1)
+    for j in range(n):
+        p = max(range(j, n), key=lambda i: abs(R[i][j]))
+        if R[p][j] == 0:
+            return mp.mpf(0)
+        if p != j:
+            R[j], R[p] = R[p], R[j]
+            det = -det
+        det *= R[j][j]
+        for i in range(j + 1, n):
+            f = R[i][j] / R[j][j]
+            R[i] = [x - f * y for x, y in zip(R[i], R[j])]
+    return det
+
+
 def _logdet(M):
-    return mp.log(mp.det(M))
+    return mp.log(_det(M))
 
 
 def _is_pd(M) -> bool:
     """Positive definiteness from the exact leading principal minors (Sylvester's criterion)."""
     n = M.rows
-    return all(mp.det(M[:k, :k]) > 0 for k in range(1, n + 1))
+    return all(_det(M[:k, :k]) > 0 for k in range(1, n + 1))
 
 
 def _kl(mp_, Sp, mq, Sq):
     D = mp_ - mq
     d = Sp.rows
-    tr = sum((mp.lu_solve(Sq, Sp[:, j]))[j] for j in range(d))
-    quad = (D.T * mp.lu_solve(Sq, D))[0]
+    X = _solve(Sq, Sp)
+    tr = sum(X[j, j] for j in range(d))
+    quad = (D.T * _solve(Sq, D))[0]
     return (tr + quad - d + _logdet(Sq) - _logdet(Sp)) / 2
 
 
@@ -62,7 +100,7 @@ def _alpha(a, mp_, Sp, mq, Sq):
     if not _is_pd(M):
         return mp.inf
     D = mp_ - mq
-    log_i = (b * _logdet(Sp) + a * _logdet(Sq) - _logdet(M)) / 2 - a * b / 2 * (D.T * mp.lu_solve(M, D))[0]
+    log_i = (b * _logdet(Sp) + a * _logdet(Sq) - _logdet(M)) / 2 - a * b / 2 * (D.T * _solve(M, D))[0]
     return mp.expm1(log_i) / (a * (a - 1))
 
 
