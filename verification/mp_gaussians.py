@@ -125,14 +125,20 @@ def gaussian_divergence(name: str, m_p, S_p, m_q, S_q, alpha=None, dps: int = 60
     exactly). Raises ``RuntimeError`` if 4 doublings of the precision do not give two
     evaluations (40 digits apart) agreeing to 1e-30.
     """
+    same = (np.array_equal(np.asarray(m_p, dtype=np.float64), np.asarray(m_q, dtype=np.float64))
+            and np.array_equal(np.asarray(S_p, dtype=np.float64), np.asarray(S_q, dtype=np.float64)))
+    if same:                # D_f(P||P) = f(1) = 0 exactly (the formulas would return rounding noise)
+        return mp.mpf(0)
+    if alpha is not None and alpha not in (0.0, 1.0):
+        # log I_a = O(a b): the matrix formula cancels ~ -log10 min(|a|, |1-a|) digits
+        a = mp.mpf(alpha)
+        dps += int(max(0, -mp.log10(abs(a)), -mp.log10(abs(1 - a))))
     for _ in range(5):
         with mp.workdps(dps):
             low = _evaluate(name, alpha, m_p, S_p, m_q, S_q)
         with mp.workdps(dps + 40):
             high = _evaluate(name, alpha, m_p, S_p, m_q, S_q)
             if mp.isinf(low) and mp.isinf(high):
-                return high
-            if high == 0 and low == 0:
                 return high
             if high != 0 and abs(low - high) <= mp.mpf("1e-30") * abs(high):
                 return +high
