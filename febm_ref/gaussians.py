@@ -120,36 +120,41 @@ class _Gaussian(NamedTuple):
 
 
 def _parse_gaussian(mean, cov, which: str) -> _Gaussian:
-    """Validate one Gaussian: ``mean`` (scalar or (d,)) and ``cov`` (variance or (d, d))."""
-    m = as_float_array(mean, f"mean_{which}", ndim=(0, 1))
-    S = as_float_array(cov, f"cov_{which}", ndim=(0, 1, 2))
+    """Validate one Gaussian: ``mean`` (scalar or (d,)) and ``cov`` (variance or (d, d)).
+
+    ``which`` is the suffix of the argument names in messages (``"p"`` -> ``mean_p``,
+    ``cov_p``; ``""`` -> ``mean``, ``cov``).
+    """
+    mn, cn = ("mean_" + which, "cov_" + which) if which else ("mean", "cov")
+    m = as_float_array(mean, mn, ndim=(0, 1))
+    S = as_float_array(cov, cn, ndim=(0, 1, 2))
     scalar = m.ndim == 0
     d = 1 if scalar else m.shape[0]
     if d == 0:
-        raise ValueError(f"mean_{which} is empty; pass a scalar (1-D) or a vector of length d >= 1")
+        raise ValueError(f"{mn} is empty; pass a scalar (1-D) or a vector of length d >= 1")
     if S.ndim == 0 or S.shape == (1,):
         if d != 1:
-            raise ValueError(f"cov_{which} is a scalar variance but mean_{which} has length {d}; "
+            raise ValueError(f"{cn} is a scalar variance but {mn} has length {d}; "
                              f"pass a ({d}, {d}) covariance matrix")
         S = S.reshape(1, 1)
     elif S.ndim == 1:
-        raise ValueError(f"cov_{which} has shape {S.shape}; pass a ({d}, {d}) covariance matrix "
+        raise ValueError(f"{cn} has shape {S.shape}; pass a ({d}, {d}) covariance matrix "
                          "(for a diagonal covariance use np.diag(variances))")
     if S.shape != (d, d):
-        raise ValueError(f"cov_{which} has shape {S.shape} but mean_{which} has length {d}; "
+        raise ValueError(f"{cn} has shape {S.shape} but {mn} has length {d}; "
                          f"pass a ({d}, {d}) covariance matrix")
     scale = float(np.max(np.abs(S)))
     asym = float(np.max(np.abs(S - S.T)))
     if asym > _SYMMETRY_RTOL * scale:
-        raise ValueError(f"cov_{which} is not symmetric (max |S - S^T| = {asym:.3g}, max |S| = "
+        raise ValueError(f"{cn} is not symmetric (max |S - S^T| = {asym:.3g}, max |S| = "
                          f"{scale:.3g}); pass a symmetric matrix, e.g. (S + S.T) / 2")
     S = 0.5 * (S + S.T)
     if d == 1 and not S[0, 0] > 0:
-        raise ValueError(f"the variance cov_{which} = {float(S[0, 0])!r} is not > 0; pass a positive variance")
+        raise ValueError(f"the variance {cn} = {float(S[0, 0])!r} is not > 0; pass a positive variance")
     try:
         L = np.linalg.cholesky(S)
     except np.linalg.LinAlgError:
-        raise ValueError(f"cov_{which} is not positive definite (its Cholesky factorisation "
+        raise ValueError(f"{cn} is not positive definite (its Cholesky factorisation "
                          "failed); pass a symmetric positive-definite covariance matrix") from None
     return _Gaussian(m.reshape(d), S, L, scalar)
 
@@ -158,12 +163,15 @@ def _parse_pair(mean_p, cov_p, mean_q, cov_q) -> Tuple[_Gaussian, _Gaussian]:
     P = _parse_gaussian(mean_p, cov_p, "p")
     Q = _parse_gaussian(mean_q, cov_q, "q")
     if P.mean.shape != Q.mean.shape:
-        raise ValueError(f"P has dimension {P.mean.shape[0]} but Q has dimension {Q.mean.shape[0]}; "
-                         "pass two Gaussians on the same space")
+        raise ValueError(f"mean_p/cov_p have dimension {P.mean.shape[0]} but mean_q/cov_q have dimension "
+                         f"{Q.mean.shape[0]}; pass two Gaussians on the same space (same dimension)")
     return P, Q
 
 
 def _resolve(div, params) -> Divergence:
+    if not isinstance(div, (Divergence, str)):
+        raise TypeError(f"div must be a Divergence or a divergence name (febm_ref.DIVERGENCE_NAMES), "
+                        f"got {type(div).__name__}")
     return resolve_divergence(div, **params)
 
 
@@ -178,6 +186,7 @@ def power_exponent(div: Divergence) -> Optional[float]:
     pearson_chi2, ``-1`` for neyman_chi2, ``1/2`` for squared_hellinger and ``None``
     otherwise (KL, reverse KL, Jensen-Shannon, alpha = 0 or 1).
     """
+    div = _resolve(div, {})
     fixed = {"pearson_chi2": 2.0, "neyman_chi2": -1.0, "squared_hellinger": 0.5}
     if div.name in fixed:
         return fixed[div.name]
@@ -647,7 +656,7 @@ def gaussian_log_density(mean, cov) -> Callable[[np.ndarray], np.ndarray]:
     In 1-D (scalar mean and variance) the callable maps an array of any shape to the
     same shape; in d-D it maps ``(..., d)`` to ``(...)``.
     """
-    return _log_density_from(_parse_gaussian(mean, cov, "p"))
+    return _log_density_from(_parse_gaussian(mean, cov, ""))
 
 
 # ----------------------------------------------------------------------------------
