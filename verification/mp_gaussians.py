@@ -20,6 +20,8 @@ relative (the formulas cancel catastrophically for nearly equal Gaussians or ``a
 
 from __future__ import annotations
 
+import math
+
 import mpmath as mp
 import numpy as np
 
@@ -153,7 +155,7 @@ def relative_error(computed: float, exact) -> float:
     ``+inf``); ``inf`` when only one of them is infinite or ``computed`` is nan / negative
     zero for a positive truth.
     """
-    if computed != computed:
+    if math.isnan(computed):
         return float("inf")
     if exact == mp.inf or exact > FLOAT_MAX:
         return 0.0 if computed == float("inf") else float("inf")
