@@ -89,8 +89,14 @@ from typing import Callable, NamedTuple, Optional, Sequence, Tuple
 import numpy as np
 from scipy import integrate, linalg
 
-from febm_ref._validation import (as_float_array, check_callable, check_choice, check_generator,
-                                  check_positive_int, check_real_scalar)
+from febm_ref._validation import (
+    as_float_array,
+    check_callable,
+    check_choice,
+    check_generator,
+    check_positive_int,
+    check_real_scalar,
+)
 from febm_ref.divergences import Divergence, resolve_divergence
 
 __all__ = [
@@ -309,7 +315,7 @@ class _RelativeSpectrum(NamedTuple):
     log_half_t: np.ndarray
 
 
-def _shift_terms(z: np.ndarray, k: int) -> Tuple[np.ndarray, np.ndarray]:
+def _shift_terms(z: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """``(delta^2/2, log(delta^2/2))`` for ``delta = z 2^k`` (z moderate, k any integer)."""
     with np.errstate(over="ignore", under="ignore", divide="ignore"):
         half_t = np.ldexp(0.5 * z * z, 2 * k)
@@ -322,7 +328,7 @@ def _exponent(x: np.ndarray) -> np.ndarray:
     return np.frexp(x)[1].astype(np.int64)
 
 
-def _mean_difference(P: _Gaussian, Q: _Gaussian) -> Tuple[np.ndarray, int]:
+def _mean_difference(P: _Gaussian, Q: _Gaussian) -> tuple[np.ndarray, int]:
     """``(D, k)`` with ``m_p - m_q = D 2^k`` and ``D`` finite: halved if the difference overflows."""
     with np.errstate(over="ignore"):
         diff = P.mean - Q.mean
@@ -351,7 +357,7 @@ def _relative_spectrum_1d(P: _Gaussian, Q: _Gaussian) -> _RelativeSpectrum:
     return _RelativeSpectrum(np.array([log_lam]), half_t, log_half_t)
 
 
-def _one_sided_jacobi(B: np.ndarray, sweeps: int = 30) -> Tuple[np.ndarray, np.ndarray]:
+def _one_sided_jacobi(B: np.ndarray, sweeps: int = 30) -> tuple[np.ndarray, np.ndarray]:
     """``(U, sigma)`` with ``B = U diag(sigma) V^T`` by one-sided (Hestenes) Jacobi rotations.
 
     Columns are rotated pairwise until mutually orthogonal (``|b_i . b_j| <= eps ||b_i||
@@ -464,7 +470,7 @@ def _kl_from_spectrum(spec: _RelativeSpectrum) -> float:
         return float(np.sum(spec.half_t) + np.sum(_half_phi(spec.log_lam)))
 
 
-def _log_s(b: float, log_lam: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+def _log_s(b: float, log_lam: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``(s_i, log s_i)``, ``s_i = a + b lambda_i = 1 + b (lambda_i - 1)`` with ``a = 1 - b``.
 
     ``s = 1 + b expm1(l)``, ``log s = log1p(b expm1(l))``; for ``b > 0`` and ``l > 700``
