@@ -167,11 +167,13 @@ def _parse_gaussian(mean, cov, which: str) -> _Gaussian:
         raise ValueError(f"{cn} has shape {S.shape} but {mn} has length {d}; "
                          f"pass a ({d}, {d}) covariance matrix")
     scale = float(np.max(np.abs(S)))
-    asym = float(np.max(np.abs(S - S.T)))
+    with np.errstate(over="ignore"):
+        asym = float(np.max(np.abs(S - S.T)))
     if asym > _SYMMETRY_RTOL * scale:
         raise ValueError(f"{cn} is not symmetric (max |S - S^T| = {asym:.3g}, max |S| = "
                          f"{scale:.3g}); pass a symmetric matrix, e.g. (S + S.T) / 2")
-    S = 0.5 * (S + S.T)
+    # (S + S^T)/2 would overflow near 1.8e308 and halving loses subnormal entries: exact if symmetric
+    S = np.where(S == S.T, S, 0.5 * S + 0.5 * S.T)
     if d == 1 and not S[0, 0] > 0:
         raise ValueError(f"the variance {cn} = {float(S[0, 0])!r} is not > 0; pass a positive variance")
     try:

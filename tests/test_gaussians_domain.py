@@ -385,3 +385,30 @@ def test_graded_covariance_against_a_rotated_one(v):
             value = f_divergence(name, m_p, S_p, np.zeros(2), S_q, **params)
             exact = gaussian_divergence(name, m_p, S_p, np.zeros(2), S_q, alpha=alpha)
             assert relative_error(value, exact) <= RTOL, (name, alpha, S_p, value, mp.nstr(exact, 17))
+
+
+EXTREME_ALPHAS = [5e-324, 1e-310, -1e-310, 1 - 2 ** -53, 1 + 2 ** -52, 1e10, -1e10, 1e300, -1e300, 0.5, 2.0, 0.0, 1.0]
+EXTREME_VARIANCES = [5e-324, 1e-300, 1e-10, 1.0, 1 + 2 ** -52, 1e300, 1.7e308]
+EXTREME_MEANS = [(0.0, 0.0), (1.0, 0.0), (1e300, -1e300), (1.7e308, -1.7e308)]
+
+
+def test_extreme_grid_never_nan_and_matches_mpmath():
+    """Every combination of extreme alphas (subnormal, 1 +- 1 ulp, +-1e300), variances
+    (subnormal 5e-324 to 1.7e308) and means (up to +-1.7e308, whose difference overflows):
+    no exception, no nan, no negative or -0.0 value, and rel. error <= 1e-12 against mpmath
+    wherever the truth is a normal float or overflows (mpmath skipped for |alpha| > 1e6 and
+    subnormal alpha, where its matrix formula would need > 600 digits)."""
+    compared = 0
+    for a in EXTREME_ALPHAS:
+        for v_p in EXTREME_VARIANCES:
+            for v_q in EXTREME_VARIANCES:
+                for m_p, m_q in EXTREME_MEANS:
+                    value = f_divergence("alpha", m_p, v_p, m_q, v_q, alpha=a)
+                    assert not math.isnan(value) and math.copysign(1.0, value) == 1.0, (a, v_p, v_q, m_p, m_q)
+                    if abs(a) > 1e6 or 0 < abs(a) < 1e-300:
+                        continue
+                    exact = gaussian_divergence("alpha", m_p, v_p, m_q, v_q, alpha=a)
+                    if is_normal(exact) or exact > 1:
+                        compared += 1
+                        assert relative_error(value, exact) <= RTOL, (a, v_p, v_q, m_p, m_q, value, exact)
+    assert compared > 500, compared
