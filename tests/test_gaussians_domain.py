@@ -14,13 +14,15 @@ divergences, each d-D example 7):
   infinite or overflows, exactly 0 where it is 0; never nan, never -0.0.
   Tolerance: the implementation's error is a few eps from each scalar operation except the
   exponent amplification ``exp(x)`` of an argument with abs. error ``eps |x|``, |x| <= 710,
-  i.e. <= ~1e-13 (measured max below 1e-13); 1e-12 leaves a factor 10.
+  i.e. <= ~2e-13 (measured max 5.3e-14 over these examples, 1.8e-13 over 20 000 random
+  evaluations of the same kind); 1e-12 leaves a factor >= 5.
 * 2-D and 3-D, covariances ``c R diag(w) R^T`` with random rotations, ``w`` in [0.1, 10]
   (condition number <= 100) and scales ``c`` in [1e-290, 1e290] independently for P and Q:
   the same 1e-12, except within ``s_min`` of the boundary of finiteness of the alpha family
   (``s_min`` = smallest eigenvalue of ``a + (1-a) lambda``), where any backward-stable
   eigen-decomposition has an error ``~ kappa eps / s_min`` (the tolerance adds
-  ``8 kappa eps / s_min``, kappa = 100, measured 1.1 eps/s on a 2-D example).
+  ``8 kappa eps / s_min``, kappa = 100, measured 1.1 eps/s on a 2-D example). Measured max
+  2.7e-13 over these examples, 5.9e-13 over 3 600 random evaluations.
 """
 
 from __future__ import annotations
@@ -116,7 +118,7 @@ def check_all(m_p, S_p, m_q, S_q, alpha_list, tol):
 WORST = {"1d": 0.0, "dd": 0.0}
 
 
-@settings(max_examples=N_1D, deadline=None, derandomize=True,
+@settings(max_examples=N_1D, deadline=None, derandomize=True, database=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 @given(v=variances(), data=st.data(), a1=alphas, a2=alphas)
 def test_1d_closed_forms_match_mpmath_over_the_float64_domain(v, data, a1, a2):
@@ -148,7 +150,7 @@ def s_min(alpha, S_p, S_q):
     return float(np.min(alpha + (1.0 - alpha) * lam))
 
 
-@settings(max_examples=N_DD, deadline=None, derandomize=True,
+@settings(max_examples=N_DD, deadline=None, derandomize=True, database=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 @given(dim=st.sampled_from([2, 3]), seed=st.integers(0, 2 ** 32 - 1), log_cq=st.floats(-290.0, 290.0),
        mode=st.sampled_from(["independent", "moderate", "near_one"]), ratio=st.floats(-290.0, 290.0),
