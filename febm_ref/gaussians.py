@@ -1078,6 +1078,10 @@ def f_divergence_monte_carlo(div, log_p, log_q, samples, log_proposal=None, **pa
                          "samples must come from the proposal (log_proposal > -inf at every sample)")
     with np.errstate(invalid="ignore"):
         summands = _checked_perspective(d, lp - lw, lq - lw, x)
+    if not np.all(np.isfinite(summands)):
+        # a summand is +inf (p > 0 where q = 0 for KL, ...): the estimate is +inf, and so is its
+        # standard error (np.std would give nan from inf - inf)
+        return MonteCarloEstimate(float(np.sum(summands)), math.inf)
     value = float(np.mean(summands))
     standard_error = float(np.std(summands, ddof=1) / math.sqrt(n))
     return MonteCarloEstimate(value, standard_error)

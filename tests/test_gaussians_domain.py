@@ -429,3 +429,16 @@ def test_quadrature_resolves_a_narrow_gaussian(name, pair):
         assert value == math.inf
     else:
         assert relative_error(value, exact) <= 1e-9, (value, error, mp.nstr(exact, 17))
+
+
+def test_monte_carlo_infinite_summand_gives_inf_not_nan():
+    """KL(P||Q) with q = 0 at a sample where p > 0 is +inf: the estimate and its standard
+    error are +inf (np.std of a sample containing inf would be nan)."""
+    x = np.linspace(-1.0, 1.0, 6)
+
+    def log_q(z):                     # zero density on z > 0.5
+        z = np.asarray(z, dtype=np.float64)
+        return np.where(z > 0.5, -np.inf, LOG_N01(z))
+
+    value, se = f_divergence_monte_carlo("kl", LOG_N01, log_q, x, LOG_N01)
+    assert value == math.inf and se == math.inf, (value, se)
