@@ -21,56 +21,82 @@ in one of three ways:
   a :class:`MonteCarloEstimate` ``(value, standard_error)``, for d > 2.
 
 Closed forms (docs/theory.md section 3)
--------------------------------
-All closed forms are evaluated in the *relative eigenbasis* of the pair. With Cholesky
-factors ``S_q = L_q L_q^T``, ``S_p = L_p L_p^T``, the affine map ``x -> L_q^{-1}(x - m_q)``
-(which leaves every f-divergence unchanged) sends ``Q`` to ``N(0, I)`` and ``P`` to
-``N(delta, A A^T)`` with ``A = L_q^{-1} L_p`` and ``delta = L_q^{-1}(m_p - m_q)``. The SVD
-``A = U diag(sigma) V^T`` then rotates to ``P = N(U^T delta, diag(lambda))``, ``Q = N(0, I)``,
-where ``lambda_i = sigma_i^2`` are the generalised eigenvalues of ``(S_p, S_q)``: the pair
-factorises into d independent 1-D pairs. No inverse of a covariance matrix is formed;
-``lambda_i - 1`` is computed as ``(sigma_i - 1)(sigma_i + 1)``, and
-``h(x) = log(1 + x) - x`` by a cancellation-free series near 0, so divergences of nearly
-equal Gaussians keep their relative accuracy. With ``e_i = lambda_i - 1`` and
-``t_i = (U^T delta)_i^2``:
+---------------------------------------
+All closed forms are evaluated in the *relative eigenbasis* of the pair, in log form.
+The affine map ``x -> L_q^{-1}(x - m_q)`` (``S_q = L_q L_q^T``; it leaves every
+f-divergence unchanged) sends ``Q`` to ``N(0, I)`` and ``P`` to ``N(delta, A A^T)``,
+``A = L_q^{-1} L_p``, ``delta = L_q^{-1}(m_p - m_q)``; the SVD ``A = U diag(sigma) V^T``
+rotates to ``P = N(U^T delta, diag(lambda))``, ``lambda_i = sigma_i^2`` the generalised
+eigenvalues of ``(S_p, S_q)``: d independent 1-D pairs. What is stored per direction
+(:class:`_RelativeSpectrum`) is ``l_i = log lambda_i``, ``t_i/2 = (U^T delta)_i^2/2`` and
+``log(t_i/2)``, never ``lambda_i`` or ``1/lambda_i`` (which overflow for variance ratios
+beyond 1e308, and lose all digits of ``lambda - 1`` near 1 or of ``log(1 + (lambda - 1))``
+near 0). How they are computed without over/underflow (:func:`_relative_spectrum`):
 
-* KL (P||Q)            ``= 1/2 sum_i [ t_i - h(e_i) ]``  (= tr/Mahalanobis/log-det formula)
-* reverse KL = KL(Q||P) ``= 1/2 sum_i [ t_i/lambda_i - h(1/lambda_i - 1) ]``
-* alpha family         ``= (I_a - 1)/(a(a-1))``, ``I_a = ∫ p^a q^{1-a}``, with, for
-  ``b = 1 - a`` and ``s_i = a + b lambda_i = 1 + b e_i``,
+* 1-D: ``l = log(v_p/v_q)``, or ``log1p((v_p - v_q)/v_q)`` for ``1/2 < lambda < 2`` (the
+  difference is exact), or ``log v_p - log v_q`` outside the normal range;
+* d-D: exact power-of-2 diagonal scaling of both covariances before Cholesky, the diagonal
+  ratio factored out as a power of 2, one-sided Jacobi SVD (relative accuracy per singular
+  value, also for graded covariances), ``l_i = 2 log sigma_i + 2c log 2``; for nearly equal
+  covariances ``lambda_i - 1`` from the eigenvalues of ``L_q^{-1}(S_p - S_q)L_q^{-T}``;
+* the shifts from the mean difference scaled by a power of 2 (half of it if it overflows).
 
-      log I_a = sum_i [ -a b t_i / (2 s_i) - (h(b e_i) - b h(e_i)) / 2 ],
+With ``phi(l) = e^l - 1 - l >= 0`` (Taylor series for ``|l| < 1/2``):
 
-  finite iff every ``s_i > 0`` (equivalently ``a S_p^{-1} + (1-a) S_q^{-1}`` is positive
-  definite), ``+inf`` otherwise. ``D = expm1(log I_a)/(a(a-1))`` keeps tiny divergences
-  accurate. For ``a < 1/2`` the symmetry ``D_a(P||Q) = D_{1-a}(Q||P)`` is used, so that
-  the cancellation in ``h(b e) - b h(e)`` never exceeds a factor 2. ``a = 1`` and
-  ``a = 0`` are the KL and reverse-KL limits (the alpha generator differs from ``kl``'s
-  by a linear term, which does not change the divergence of normalised densities).
+* KL (P||Q) ``= sum_i [t_i/2 + phi(l_i)/2]`` (= the tr/Mahalanobis/log-det formula): a sum of
+  non-negative terms; reverse KL ``= KL(Q||P)`` from the spectrum of ``(Q, P)``.
+* alpha family ``D_a = (I_a - 1)/(a(a-1))``, ``I_a = ∫ p^a q^{1-a}``. With ``b = 1 - a``,
+  ``s_i = a + b lambda_i`` (completing the square per direction)
+
+      log I_a = sum_i [ -a b t_i/(2 s_i) - (log s_i - b l_i)/2 ] =: -b J,
+
+  ``J = sum_i [a t_i/(2 s_i) + chi_i/2] >= 0`` with ``chi_i = (log s_i - b l_i)/b >= 0``
+  (:func:`_chi`: ``phi(l) + e h1(b e)``, ``e = expm1 l``, ``h1(x) = (log1p x - x)/x``, or a
+  log-sum form where those would cancel), and ``D = J E(-bJ)/a`` with
+  ``E(y) = expm1(y)/y`` (or ``-expm1(-bJ)/(ab)``, or ``exp(...)`` in logs near overflow;
+  :func:`_alpha_from_j`). For ``a < 1/2`` the symmetry ``D_a(P||Q) = D_{1-a}(Q||P)`` is
+  used with the spectrum of ``(Q, P)``, so that ``a >= 1/2`` always. ``a = 1`` and ``a = 0``
+  are the KL and reverse-KL limits (the alpha generator differs from ``kl``'s by a linear
+  term, which does not change the divergence of normalised densities).
 * pearson_chi2 ``= ∫p^2/q - 1 = 2 D_{a=2}``; neyman_chi2 ``= ∫q^2/p - 1 = 2 D_{a=-1}``;
   squared_hellinger ``= 2(1 - ∫sqrt(pq)) = D_{a=1/2}/2``.
 
-Finiteness is decided twice, and ``+inf`` is returned if either test says "not positive
-definite": from the ``s_i`` above, and by a Cholesky factorisation of
-``a S_q + (1-a) S_p`` formed directly from the inputs (so that exact boundary cases
-such as Pearson with ``S_p = 2 S_q`` give ``+inf`` and never a huge finite number).
-Cases within rounding (relative ~1e-16 times the condition number) of the boundary may
-be classified either way. Accuracy: relative error ~1e-15 for well-conditioned pairs,
-degrading roughly like ``eps * cond(S_q)`` in the worst case (measured at
-condition number 1e8: 2e-10 to 1e-8 against mpmath, the worst for alpha = 1.6
-closer to its divergence boundary; tests/test_gaussians.py).
+Finiteness: ``I_a`` is finite iff every ``s_i > 0`` (equivalently ``a S_q + (1-a) S_p`` is
+positive definite); ``+inf`` is returned if either test says "not positive definite" (the
+``s_i``, or a Cholesky factorisation of ``a S_q + (1-a) S_p`` formed from the inputs, scaled
+by a power of 2). In 1-D ``s`` is computed in exact rational arithmetic, so the boundary
+(e.g. Pearson at ``var_p = 2 var_q``) is decided exactly and values just inside it are
+accurate; in d-D cases within ``~kappa eps`` of the boundary may be classified either way.
+
+Accuracy (tests/test_gaussians_domain.py against 50+-digit mpmath of the matrix formulas,
+verification/mp_gaussians.py): relative error <= 1e-12 wherever the value is a normal
+float -- variances 1e-300..1e300, means up to 1e300, alpha near 0 and 1 -- measured max
+~2e-13 in 1-D and ~3e-13 in 2-D/3-D (condition numbers <= 100 of each covariance after
+diagonal scaling); exactly ``+inf`` where the integral diverges or the value overflows.
+In d-D the error grows like ``eps * kappa`` with the condition number of the scaled
+covariances and like ``eps kappa / s_min`` near the boundary of finiteness (any
+backward-stable eigensolver does).
 """
 
 from __future__ import annotations
 
 import math
+import numbers
 import warnings
+from fractions import Fraction
 from typing import Callable, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 from scipy import integrate, linalg
 
-from febm_ref._validation import as_float_array, check_generator, check_positive_int
+from febm_ref._validation import (
+    as_float_array,
+    check_callable,
+    check_choice,
+    check_generator,
+    check_positive_int,
+    check_real_scalar,
+)
 from febm_ref.divergences import Divergence, resolve_divergence
 
 __all__ = [
@@ -117,36 +143,43 @@ class _Gaussian(NamedTuple):
 
 
 def _parse_gaussian(mean, cov, which: str) -> _Gaussian:
-    """Validate one Gaussian: ``mean`` (scalar or (d,)) and ``cov`` (variance or (d, d))."""
-    m = as_float_array(mean, f"mean_{which}", ndim=(0, 1))
-    S = as_float_array(cov, f"cov_{which}", ndim=(0, 1, 2))
+    """Validate one Gaussian: ``mean`` (scalar or (d,)) and ``cov`` (variance or (d, d)).
+
+    ``which`` is the suffix of the argument names in messages (``"p"`` -> ``mean_p``,
+    ``cov_p``; ``""`` -> ``mean``, ``cov``).
+    """
+    mn, cn = ("mean_" + which, "cov_" + which) if which else ("mean", "cov")
+    m = as_float_array(mean, mn, ndim=(0, 1))
+    S = as_float_array(cov, cn, ndim=(0, 1, 2))
     scalar = m.ndim == 0
     d = 1 if scalar else m.shape[0]
     if d == 0:
-        raise ValueError(f"mean_{which} is empty; pass a scalar (1-D) or a vector of length d >= 1")
+        raise ValueError(f"{mn} is empty; pass a scalar (1-D) or a vector of length d >= 1")
     if S.ndim == 0 or S.shape == (1,):
         if d != 1:
-            raise ValueError(f"cov_{which} is a scalar variance but mean_{which} has length {d}; "
+            raise ValueError(f"{cn} is a scalar variance but {mn} has length {d}; "
                              f"pass a ({d}, {d}) covariance matrix")
         S = S.reshape(1, 1)
     elif S.ndim == 1:
-        raise ValueError(f"cov_{which} has shape {S.shape}; pass a ({d}, {d}) covariance matrix "
+        raise ValueError(f"{cn} has shape {S.shape}; pass a ({d}, {d}) covariance matrix "
                          "(for a diagonal covariance use np.diag(variances))")
     if S.shape != (d, d):
-        raise ValueError(f"cov_{which} has shape {S.shape} but mean_{which} has length {d}; "
+        raise ValueError(f"{cn} has shape {S.shape} but {mn} has length {d}; "
                          f"pass a ({d}, {d}) covariance matrix")
     scale = float(np.max(np.abs(S)))
-    asym = float(np.max(np.abs(S - S.T)))
+    with np.errstate(over="ignore"):
+        asym = float(np.max(np.abs(S - S.T)))
     if asym > _SYMMETRY_RTOL * scale:
-        raise ValueError(f"cov_{which} is not symmetric (max |S - S^T| = {asym:.3g}, max |S| = "
+        raise ValueError(f"{cn} is not symmetric (max |S - S^T| = {asym:.3g}, max |S| = "
                          f"{scale:.3g}); pass a symmetric matrix, e.g. (S + S.T) / 2")
-    S = 0.5 * (S + S.T)
+    # (S + S^T)/2 would overflow near 1.8e308 and halving loses subnormal entries: exact if symmetric
+    S = np.where(S == S.T, S, 0.5 * S + 0.5 * S.T)
     if d == 1 and not S[0, 0] > 0:
-        raise ValueError(f"the variance cov_{which} = {float(S[0, 0])!r} is not > 0; pass a positive variance")
+        raise ValueError(f"the variance {cn} = {float(S[0, 0])!r} is not > 0; pass a positive variance")
     try:
         L = np.linalg.cholesky(S)
     except np.linalg.LinAlgError:
-        raise ValueError(f"cov_{which} is not positive definite (its Cholesky factorisation "
+        raise ValueError(f"{cn} is not positive definite (its Cholesky factorisation "
                          "failed); pass a symmetric positive-definite covariance matrix") from None
     return _Gaussian(m.reshape(d), S, L, scalar)
 
@@ -155,12 +188,15 @@ def _parse_pair(mean_p, cov_p, mean_q, cov_q) -> Tuple[_Gaussian, _Gaussian]:
     P = _parse_gaussian(mean_p, cov_p, "p")
     Q = _parse_gaussian(mean_q, cov_q, "q")
     if P.mean.shape != Q.mean.shape:
-        raise ValueError(f"P has dimension {P.mean.shape[0]} but Q has dimension {Q.mean.shape[0]}; "
-                         "pass two Gaussians on the same space")
+        raise ValueError(f"mean_p/cov_p have dimension {P.mean.shape[0]} but mean_q/cov_q have dimension "
+                         f"{Q.mean.shape[0]}; pass two Gaussians on the same space (same dimension)")
     return P, Q
 
 
 def _resolve(div, params) -> Divergence:
+    if not isinstance(div, (Divergence, str)):
+        raise TypeError(f"div must be a Divergence or a divergence name (febm_ref.DIVERGENCE_NAMES), "
+                        f"got {type(div).__name__}")
     return resolve_divergence(div, **params)
 
 
@@ -175,6 +211,7 @@ def power_exponent(div: Divergence) -> Optional[float]:
     pearson_chi2, ``-1`` for neyman_chi2, ``1/2`` for squared_hellinger and ``None``
     otherwise (KL, reverse KL, Jensen-Shannon, alpha = 0 or 1).
     """
+    div = _resolve(div, {})
     fixed = {"pearson_chi2": 2.0, "neyman_chi2": -1.0, "squared_hellinger": 0.5}
     if div.name in fixed:
         return fixed[div.name]
@@ -189,16 +226,59 @@ def has_closed_form(div, **params) -> bool:
     return d.name in ("kl", "reverse_kl", "squared_hellinger", "pearson_chi2", "neyman_chi2", "alpha")
 
 
-# Coefficients 2/(2k+1), k = 1..14, of the atanh series used by _log1p_minus_x.
+# ----------------------------------------------------------------------------------
+# Scalar building blocks of the closed forms (all vectorised over the d directions)
+# ----------------------------------------------------------------------------------
+
+LOG2 = math.log(2.0)
+_TINY = float(np.finfo(np.float64).tiny)
+# Coefficients 2/(2k+1), k = 1..14, of the atanh series used by _h1.
 _ATANH_TAIL = 2.0 / (2.0 * np.arange(1, 15) + 1.0)
+# 1/k!, k = 2..19, for the series of phi(l) = e^l - 1 - l.
+_EXP_TAIL = np.array([1.0 / math.factorial(k) for k in range(2, 20)])
 
 
-def _log1p_minus_x(x: np.ndarray) -> np.ndarray:
-    """``h(x) = log(1 + x) - x`` for ``x > -1``, accurate to a few ulps also near 0.
+def _phi(l: np.ndarray) -> np.ndarray:
+    """``phi(l) = e^l - 1 - l >= 0`` (``= lambda - 1 - log lambda`` for ``l = log lambda``).
 
-    Near 0 (``|x| < 1/4``) ``log1p(x) = 2 atanh(t)`` with ``t = x/(2 + x)`` and
-    ``x = 2t/(1 - t)`` give ``h = -2t^2/(1-t) + sum_k 2 t^{2k+1}/(2k+1)``, a sum of
-    terms without cancellation; elsewhere ``log1p(x) - x`` loses at most one digit.
+    For ``|l| < 1/2`` the Taylor series ``sum_{k>=2} l^k/k!`` (18 terms, truncation
+    ``< 0.5^18/20! < 1e-23`` relative) avoids the cancellation of ``expm1(l) - l``; for
+    ``|l| >= 1/2``, ``expm1(l) - l`` cancels by at most a factor
+    ``(|expm1 l| + |l|)/phi(l) <= 7.6`` (worst at ``l = -1/2``), i.e. a few ulps.
+    """
+    l = np.asarray(l, dtype=np.float64)
+    out = np.empty_like(l)
+    small = np.abs(l) < 0.5
+    ls = l[small]
+    acc = np.zeros_like(ls)
+    for c in _EXP_TAIL[::-1]:
+        acc = acc * ls + c
+    out[small] = ls * ls * acc
+    ll = l[~small]
+    with np.errstate(over="ignore"):
+        out[~small] = np.expm1(ll) - ll
+    return out
+
+
+def _half_phi(l: np.ndarray) -> np.ndarray:
+    """``phi(l)/2``, finite also for ``709.78 < l < 710.47`` where ``e^l`` overflows but
+    ``e^l/2`` does not (there ``exp(l - log 2) - (1 + l)/2``)."""
+    l = np.asarray(l, dtype=np.float64)
+    big = l > 700.0
+    out = 0.5 * _phi(np.where(big, 0.0, l))
+    with np.errstate(over="ignore"):
+        out[big] = np.exp(l[big] - LOG2) - 0.5 * (1.0 + l[big])
+    return out
+
+
+def _h1(x: np.ndarray) -> np.ndarray:
+    """``h1(x) = (log(1 + x) - x)/x`` for ``x > -1`` (``h1(0) = 0``), to a few ulps.
+
+    For ``|x| < 1/4`` put ``t = x/(2 + x)`` (so ``log(1+x) = 2 atanh t``, ``x = 2t/(1-t)``):
+    ``log(1+x) - x = -2t^2/(1-t) + sum_{k>=1} 2 t^{2k+1}/(2k+1)`` and dividing by ``x``,
+    ``h1 = -t + t^2 (1 - t) S/2``, ``S = sum_{k>=1} 2 t^{2k-2}/(2k+1)`` -- two terms of
+    which the second is ``<= |t|/3.5``, so no cancellation and no underflow of ``x^2``
+    for tiny ``x`` (``h1 ~ -x/2``). Elsewhere ``log1p(x)/x - 1`` loses at most a digit.
     """
     x = np.asarray(x, dtype=np.float64)
     out = np.empty_like(x)
@@ -209,65 +289,247 @@ def _log1p_minus_x(x: np.ndarray) -> np.ndarray:
     tail = np.zeros_like(t)
     for c in _ATANH_TAIL[::-1]:          # Horner in t^2: sum_k c_k t^{2k-2}
         tail = tail * t2 + c
-    out[small] = -2.0 * t2 / (1.0 - t) + t * t2 * tail
+    out[small] = -t + 0.5 * t2 * (1.0 - t) * tail
     xl = x[~small]
     with np.errstate(divide="ignore", invalid="ignore"):
-        out[~small] = np.log1p(xl) - xl
+        out[~small] = np.log1p(xl) / xl - 1.0
     return out
 
 
-class _RelativeSpectrum(NamedTuple):
-    """The pair in its relative eigenbasis: P = N(delta, diag(lam)), Q = N(0, I)."""
+def _expm1_ratio(y: float) -> float:
+    """``E(y) = (e^y - 1)/y`` (``E(0) = 1``), accurate to a few ulps for ``y <= 709``."""
+    if y == 0.0:
+        return 1.0
+    return math.expm1(y) / y
 
-    lam: np.ndarray      # generalised eigenvalues of (S_p, S_q)
-    excess: np.ndarray   # lam - 1, computed without cancellation
-    shift2: np.ndarray   # squared mean difference per eigen-direction
+
+class _RelativeSpectrum(NamedTuple):
+    """The pair in its relative eigenbasis: P = N(delta, diag(lambda)), Q = N(0, I).
+
+    Stored in log form so that no entry over- or underflows where the divergence does not:
+    ``log_lam = log lambda_i`` (generalised eigenvalues of (S_p, S_q)), ``half_t =
+    delta_i^2/2`` (``inf`` if that overflows) and ``log_half_t = log(delta_i^2/2)``
+    (``-inf`` for a zero shift; finite wherever ``delta_i != 0``).
+    """
+
+    log_lam: np.ndarray
+    half_t: np.ndarray
+    log_half_t: np.ndarray
+
+
+def _shift_terms(z: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(delta^2/2, log(delta^2/2))`` for ``delta = z 2^k`` (z moderate, k any integer)."""
+    with np.errstate(over="ignore", under="ignore", divide="ignore"):
+        half_t = np.ldexp(0.5 * z * z, 2 * k)
+        log_half_t = 2.0 * np.log(np.abs(z)) + (2 * k - 1) * LOG2
+    return half_t, log_half_t
+
+
+def _exponent(x: np.ndarray) -> np.ndarray:
+    """The integer ``k`` with ``2^(k-1) <= |x| < 2^k`` (``frexp``'s exponent; 0 for 0)."""
+    return np.frexp(x)[1].astype(np.int64)
+
+
+def _mean_difference(P: _Gaussian, Q: _Gaussian) -> tuple[np.ndarray, int]:
+    """``(D, k)`` with ``m_p - m_q = D 2^k`` and ``D`` finite: halved if the difference overflows."""
+    with np.errstate(over="ignore"):
+        diff = P.mean - Q.mean
+    if np.all(np.isfinite(diff)):
+        return diff, 0
+    return 0.5 * P.mean - 0.5 * Q.mean, 1
+
+
+def _relative_spectrum_1d(P: _Gaussian, Q: _Gaussian) -> _RelativeSpectrum:
+    """1-D: ``log lambda`` from ``vp/vq`` (or ``log1p((vp - vq)/vq)`` for ``1/2 < lambda < 2``,
+    where ``vp - vq`` is exact by Sterbenz's lemma, or ``log vp - log vq`` where the ratio
+    leaves the normal range: abs. error ``<= 2 eps |log lambda|``); ``delta = (m_p - m_q)/sd_q``."""
+    vp, vq = float(P.cov[0, 0]), float(Q.cov[0, 0])
+    r = vp / vq
+    if math.isfinite(r) and r >= _TINY:
+        log_lam = math.log1p((vp - vq) / vq) if 0.5 < r < 2.0 else math.log(r)
+    else:
+        log_lam = math.log(vp) - math.log(vq)
+    diff, k = _mean_difference(P, Q)
+    # delta = diff 2^k / sqrt(vq): split vq = m 2^(2j) exactly so that z = diff/sqrt(m) 2^-j
+    # is computed with scaling by powers of 2 only (no overflow of the quotient)
+    j = int(_exponent(np.array([vq]))[0]) // 2
+    kd = int(_exponent(diff)[0])
+    z = np.ldexp(diff, -kd) / math.sqrt(math.ldexp(vq, -2 * j))
+    half_t, log_half_t = _shift_terms(z, k + kd - j)
+    return _RelativeSpectrum(np.array([log_lam]), half_t, log_half_t)
+
+
+def _one_sided_jacobi(B: np.ndarray, sweeps: int = 30) -> tuple[np.ndarray, np.ndarray]:
+    """``(U, sigma)`` with ``B = U diag(sigma) V^T`` by one-sided (Hestenes) Jacobi rotations.
+
+    Columns are rotated pairwise until mutually orthogonal (``|b_i . b_j| <= eps ||b_i||
+    ||b_j||``); then ``sigma_i = ||b_i||`` and ``U`` has the normalised columns. Unlike the
+    bidiagonalising SVD, whose error is ``eps sigma_max`` for every ``sigma_i``, this is
+    accurate *relative to each* ``sigma_i`` when ``B`` is a well-conditioned matrix times a
+    diagonal (Demmel & Veselic 1992), e.g. ``S_p`` diagonal with entries 1e-300 and 1.
+    """
+    B = np.array(B, dtype=np.float64)
+    n = B.shape[1]
+    for _ in range(sweeps):
+        rotated = False
+        for i in range(n - 1):
+            for j in range(i + 1, n):
+                # dot products of the columns scaled by powers of 2 (b = b~ 2^e): no underflow
+                ei, ej = int(_exponent(np.max(np.abs(B[:, i])))), int(_exponent(np.max(np.abs(B[:, j]))))
+                bi_s, bj_s = np.ldexp(B[:, i], -ei), np.ldexp(B[:, j], -ej)
+                alpha, beta, gamma = float(bi_s @ bi_s), float(bj_s @ bj_s), float(bi_s @ bj_s)
+                if abs(gamma) <= 2.2e-16 * math.sqrt(alpha * beta) or gamma == 0.0:
+                    continue
+                rotated = True
+                with np.errstate(over="ignore"):  # zeta = (beta - alpha)/(2 gamma) of the unscaled columns
+                    zeta = float((np.ldexp(beta, ej - ei) - np.ldexp(alpha, ei - ej)) / (2.0 * gamma))
+                if abs(zeta) > 1e30:
+                    # t ~ 1/(2 zeta) < 1e-30: cos = 1 and the rotation is the projection of the
+                    # smaller column off the larger one (the larger changes by < 1e-30 relative);
+                    # formed from the scaled columns, so that t itself may underflow harmlessly
+                    if 2 * ej + math.log2(beta) > 2 * ei + math.log2(alpha):   # ||b_j|| > ||b_i||
+                        B[:, i] = B[:, i] - np.ldexp((gamma / beta) * bj_s, ei)
+                    else:
+                        B[:, j] = B[:, j] - np.ldexp((gamma / alpha) * bi_s, ej)
+                    continue
+                t = math.copysign(1.0, zeta) / (abs(zeta) + math.hypot(1.0, zeta))
+                cs = 1.0 / math.hypot(1.0, t)
+                sn = cs * t
+                bi = B[:, i].copy()
+                B[:, i] = cs * bi - sn * B[:, j]
+                B[:, j] = sn * bi + cs * B[:, j]
+        if not rotated:
+            break
+    scale = np.max(np.abs(B), axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        sigma = np.where(scale > 0, scale * np.linalg.norm(B / np.where(scale > 0, scale, 1.0), axis=0), 0.0)
+        U = B / sigma
+    return U, sigma
 
 
 def _relative_spectrum(P: _Gaussian, Q: _Gaussian) -> _RelativeSpectrum:
-    if P.scalar and Q.scalar or P.mean.shape[0] == 1:
-        vp, vq = P.cov[0, 0], Q.cov[0, 0]
-        lam = np.array([vp / vq])
-        excess = np.array([(vp - vq) / vq])
-        shift2 = np.array([(P.mean[0] - Q.mean[0]) ** 2 / vq])
-        return _RelativeSpectrum(lam, excess, shift2)
-    A = linalg.solve_triangular(Q.chol, P.chol, lower=True)
-    U, sigma, _ = np.linalg.svd(A)
-    delta = linalg.solve_triangular(Q.chol, P.mean - Q.mean, lower=True)
-    rotated = U.T @ delta
-    return _RelativeSpectrum(sigma ** 2, (sigma - 1.0) * (sigma + 1.0), rotated ** 2)
+    """``log lambda_i`` and the shifts of P relative to Q, without over- or underflow.
 
-
-def _swap(spec: _RelativeSpectrum) -> _RelativeSpectrum:
-    """The same pair with the roles of P and Q exchanged (scale by diag(lam)^{-1/2})."""
-    return _RelativeSpectrum(1.0 / spec.lam, -spec.excess / spec.lam, spec.shift2 / spec.lam)
+    Exact power-of-2 scaling first: with ``T_q = diag(2^-kq_i)``, ``2^(2 kq_i) ~ (S_q)_ii``,
+    and ``T_p`` likewise, ``C_q C_q^T = T_q S_q T_q`` and ``C_p C_p^T = T_p S_p T_p`` are
+    Cholesky factors of matrices with unit-sized diagonals (Cholesky is accurate relative
+    to the condition number of these *scaled* matrices). Then ``L_q^-1 L_p =
+    C_q^-1 G C_p`` with ``G = T_q T_p^-1 = 2^c G'``, ``G' = diag(2^(kp_i - kq_i - c))``,
+    ``c = max_i (kp_i - kq_i)``, so the SVD ``C_q^-1 G' C_p = U diag(sigma) V^T`` never
+    overflows and ``log lambda_i = 2 log sigma_i + 2c log 2`` (a diagonal pair is exact).
+    The shifts are ``U^T C_q^-1 T_q (m_p - m_q)``, scaled by a power of 2 as well. When every
+    ``lambda_i`` lies in (1/4, 9/4) the excess ``mu_i = lambda_i - 1`` is instead taken
+    from the eigenvalues of ``C_q^-1 T_q (S_p - S_q) T_q C_q^-T`` (the difference of the
+    inputs is formed entrywise, rounding relative to the difference), and
+    ``log lambda_i = log1p(mu_i)``: nearly equal pairs keep their relative accuracy.
+    """
+    d = P.mean.shape[0]
+    if d == 1:
+        return _relative_spectrum_1d(P, Q)
+    kq, kp = _exponent(np.diag(Q.cov)) // 2, _exponent(np.diag(P.cov)) // 2
+    q_shift = -(kq[:, None] + kq[None, :])
+    with np.errstate(under="ignore"):
+        Sq = np.ldexp(Q.cov, q_shift)
+        Sp = np.ldexp(P.cov, -(kp[:, None] + kp[None, :]))
+    try:
+        Cq, Cp = np.linalg.cholesky(Sq), np.linalg.cholesky(Sp)
+    except np.linalg.LinAlgError:  # pragma: no cover - the inputs passed the same test unscaled
+        raise ValueError("a covariance is not positive definite after exact diagonal scaling; "
+                         "pass well-conditioned symmetric positive-definite covariances") from None
+    c = int(np.max(kp - kq))
+    with np.errstate(under="ignore"):
+        B = linalg.solve_triangular(Cq, np.ldexp(1.0, kp - kq - c)[:, None] * Cp, lower=True)
+    U, sigma = _one_sided_jacobi(B)
+    with np.errstate(divide="ignore"):
+        log_lam = 2.0 * np.log(sigma) + 2 * c * LOG2
+    if np.all(np.abs(log_lam) < math.log(2.25)):
+        E = np.ldexp(P.cov, q_shift) - Sq
+        X = linalg.solve_triangular(Cq, E, lower=True)
+        M = linalg.solve_triangular(Cq, X.T, lower=True)
+        mu, U = np.linalg.eigh(0.5 * (M + M.T))
+        log_lam = np.log1p(mu)
+    if not np.all(np.isfinite(log_lam)):
+        raise ValueError("a generalised eigenvalue of (cov_p, cov_q) underflowed: the ratio of the "
+                         "covariances spans more than the float64 range; rescale the coordinates")
+    diff, k = _mean_difference(P, Q)
+    kd = int(np.max(_exponent(diff) - kq)) if np.any(diff != 0) else 0
+    with np.errstate(under="ignore"):
+        scaled = np.ldexp(diff, -kq - kd)
+    z = U.T @ linalg.solve_triangular(Cq, scaled, lower=True)
+    half_t, log_half_t = _shift_terms(z, k + kd)
+    return _RelativeSpectrum(log_lam, half_t, log_half_t)
 
 
 def _kl_from_spectrum(spec: _RelativeSpectrum) -> float:
-    """KL(P||Q) = 1/2 sum [t_i + lambda_i - 1 - log lambda_i] (all terms >= 0)."""
-    return float(0.5 * np.sum(spec.shift2 - _log1p_minus_x(spec.excess)))
+    """``KL(P||Q) = sum_i [t_i/2 + phi(l_i)/2]`` with ``phi(l) = e^l - 1 - l`` (D2 closed form).
 
-
-def _log_power_integral(a: float, spec: _RelativeSpectrum) -> float:
-    """``log I_a = log ∫ p^a q^{1-a}`` (finite iff all ``s_i > 0``; ``+inf`` otherwise)."""
-    if a < 0.5:                          # D_a(P||Q) = D_{1-a}(Q||P): keep |b| >= 1/2
-        a, b, spec = 1.0 - a, a, _swap(spec)   # b = old a exactly (1 - (1 - a) may round)
-    else:
-        b = 1.0 - a                      # exact for 1/2 <= a <= 2, relative eps beyond
-    s = 1.0 + b * spec.excess
-    if not np.all(s > 0):
-        return math.inf
+    From the textbook form ``(1/2)[tr(S_q^-1 S_p) + t - d - log det(S_q^-1 S_p)]`` in the
+    relative eigenbasis: ``tr = sum lambda_i``, ``log det = sum l_i``, so each direction
+    contributes ``(t_i + lambda_i - 1 - log lambda_i)/2``: non-negative terms, no cancellation
+    in the sum, and ``phi`` is evaluated without cancellation (:func:`_phi`).
+    """
     with np.errstate(over="ignore"):
-        terms = -0.5 * a * b * spec.shift2 / s - 0.5 * (_log1p_minus_x(b * spec.excess)
-                                                       - b * _log1p_minus_x(spec.excess))
-    return float(np.sum(terms))
+        return float(np.sum(spec.half_t) + np.sum(_half_phi(spec.log_lam)))
+
+
+def _log_s(b: float, log_lam: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(s_i, log s_i)``, ``s_i = a + b lambda_i = 1 + b (lambda_i - 1)`` with ``a = 1 - b``.
+
+    ``s = 1 + b expm1(l)``, ``log s = log1p(b expm1(l))``; for ``b > 0`` and ``l > 700``
+    (``lambda`` may overflow) ``log s = logaddexp(log1p(-b), log b + l)`` and ``s = e^{log s}``.
+    """
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        x = b * np.expm1(np.minimum(log_lam, 700.0))
+        s, log_s = 1.0 + x, np.log1p(x)
+        if b > 0:
+            big = log_lam > 700.0
+            log_s = np.where(big, np.logaddexp(math.log1p(-b), math.log(b) + log_lam), log_s)
+            s = np.where(big, np.exp(log_s), s)
+    return s, log_s
+
+
+def _chi(b: float, log_lam: np.ndarray, log_s: np.ndarray) -> np.ndarray:
+    """``chi_i = (log s_i - b l_i)/b >= 0``, the log-determinant part of ``-log I_a / b``.
+
+    With ``e = expm1(l)`` and ``x = b e``: ``log s - b l = log1p(x) - b l = h(x) + b phi(l)``
+    where ``h(x) = log1p(x) - x = x h1(x)``, hence ``chi = phi(l) + e h1(b e)``. For ``b < 0``
+    both terms are ``>= 0`` (no cancellation for any ``l``); for ``0 < b <= 1/2`` they have
+    opposite signs but cancel by at most ``1/(1-b) <= 2`` while ``l <= 1``. For ``b > 0`` and
+    ``l > 1`` (where ``e`` and ``-e h1`` would cancel) ``chi = e L1(x) - l`` with
+    ``L1(x) = log1p(x)/x = 1 + h1(x)`` while ``x < 1`` (cancellation ``<= e/(e - l) < 2.4``),
+    else ``chi = log s / b - l`` (``log s >= log 2`` and ``b l <= 1/2`` there).
+    """
+    with np.errstate(over="ignore", invalid="ignore"):
+        e = np.expm1(np.minimum(log_lam, 709.0))
+        x = b * e
+        out = _phi(np.minimum(log_lam, 709.0)) + e * _h1(np.maximum(x, -1.0))
+        if b > 0:
+            big = log_lam > 1.0
+            lb = log_lam[big]
+            via_l1 = e[big] * (1.0 + _h1(np.where(x[big] < 1.0, x[big], 0.0))) - lb
+            via_log = log_s[big] / b - lb
+            out[big] = np.where((x[big] < 1.0) & (lb <= 709.0), via_l1, via_log)
+    return out
+
+
+def _t_term(a: float, spec: _RelativeSpectrum, s: np.ndarray, log_s: np.ndarray) -> np.ndarray:
+    """``a t_i/(2 s_i)``, directly where nothing leaves the normal range, else from logs
+    (``exp(log a + log(t_i/2) - log s_i)``, abs. error of the exponent ``<~ 2e3 eps``)."""
+    with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
+        direct = a * (spec.half_t / s)
+        via_logs = np.exp(math.log(a) + spec.log_half_t - log_s)
+        ok = (np.isfinite(direct) & (direct >= _TINY)) | (spec.log_half_t == -math.inf)
+        return np.where(ok, np.where(spec.log_half_t == -math.inf, 0.0, direct), via_logs)
 
 
 def _tilted_covariance_is_pd(a: float, P: _Gaussian, Q: _Gaussian) -> bool:
-    """Cholesky test of ``a S_q + (1-a) S_p`` (equivalent to ``a S_p^-1 + (1-a) S_q^-1 > 0``)."""
+    """Cholesky test of ``M_a = a S_q + (1-a) S_p`` (``<=> a S_p^-1 + (1-a) S_q^-1 > 0``),
+    after dividing both covariances by one power of 2 (no overflow of ``a S``)."""
     if 0.0 <= a <= 1.0:
         return True
-    M = a * Q.cov + (1.0 - a) * P.cov
+    k = int(_exponent(np.array([max(np.max(np.abs(P.cov)), np.max(np.abs(Q.cov)))]))[0])
+    with np.errstate(under="ignore", over="ignore"):
+        M = a * np.ldexp(Q.cov, -k) + (1.0 - a) * np.ldexp(P.cov, -k)
     if M.shape == (1, 1):
         return bool(M[0, 0] > 0)
     try:
@@ -277,19 +539,87 @@ def _tilted_covariance_is_pd(a: float, P: _Gaussian, Q: _Gaussian) -> bool:
     return True
 
 
-def _alpha_divergence(a: float, P: _Gaussian, Q: _Gaussian, spec: _RelativeSpectrum) -> float:
-    if a == 1.0:
-        return _kl_from_spectrum(spec)
-    if a == 0.0:
-        return _kl_from_spectrum(_swap(spec))
-    if not _tilted_covariance_is_pd(a, P, Q):
+def _alpha_from_j(a: float, b: float, J: float) -> float:
+    """``D_a = (I_a - 1)/(a(a-1))`` from ``J = -log(I_a)/b >= 0``, without cancellation.
+
+    ``I_a - 1 = expm1(-b J)`` and ``a(a-1) = -a b``, so ``D = J E(-b J)/a`` with
+    ``E(y) = expm1(y)/y`` (no division of two small numbers when ``b`` is tiny). For
+    ``b > 0`` and ``b J > 1``: ``D = -expm1(-b J)/(a b)`` (``J = inf`` gives ``1/(ab)``,
+    the value for ``I_a = 0``). For ``b < 0`` and ``x = -b J > 700`` (``e^x`` near overflow):
+    ``D = exp(x - log a - log(-b) + log1p(-e^-x))``.
+    """
+    if b > 0:
+        y = b * J
+        if y <= 1.0:
+            return J * _expm1_ratio(-y) / a
+        return -math.expm1(-y) / (a * b)
+    x = -b * J
+    if x <= 700.0:
+        return (J / a) * _expm1_ratio(x)
+    if math.isinf(x):
         return math.inf
-    log_integral = _log_power_integral(a, spec)
-    if math.isinf(log_integral):
+    exponent = x - math.log(a) - math.log(-b) + math.log1p(-math.exp(-x))
+    return math.exp(exponent) if exponent < 709.782712893384 else math.inf
+
+
+def _exact_s_1d(alpha: float, P: _Gaussian, Q: _Gaussian) -> float:
+    """1-D ``s = a + b lambda`` correctly rounded, in exact rational arithmetic.
+
+    ``s = (alpha v_q + (1 - alpha) v_p)/v_q`` for ``alpha >= 1/2`` (``lambda = v_p/v_q``) and
+    ``((1 - alpha) v_p + alpha v_q)/v_p`` in the swapped orientation: near the boundary of
+    finiteness (``s -> 0``, e.g. Pearson with ``v_p -> 2 v_q``) ``1 + b (lambda - 1)``
+    computed in floats has an absolute error of a few eps, i.e. a relative error
+    ``eps/s``, which the divergence (``~ s^(-1/2)``) inherits; the exact form does not.
+    """
+    vp, vq, al = Fraction(float(P.cov[0, 0])), Fraction(float(Q.cov[0, 0])), Fraction(alpha)
+    numerator = al * vq + (1 - al) * vp
+    return float(numerator / (vq if alpha >= 0.5 else vp))
+
+
+def _alpha_divergence(alpha: float, P: _Gaussian, Q: _Gaussian) -> float:
+    """The alpha divergence ``D_a = (I_a - 1)/(a(a-1))``, ``I_a = ∫ p^a q^{1-a}`` (D2).
+
+    Derivation. In the relative eigenbasis (``Q = N(0, I)``, ``P = N(delta, diag lambda)``)
+    ``I_a`` factorises; per direction, completing the square in
+    ``a (x - delta)^2/lambda + b x^2`` (``b = 1 - a``) gives
+    ``log I_a = sum_i [-a b t_i/(2 s_i) - (log s_i - b l_i)/2]``, ``s_i = a + b lambda_i``,
+    ``l_i = log lambda_i``, ``t_i = delta_i^2``; finite iff every ``s_i > 0``. Writing
+    ``log I_a = -b J``,
+
+        J = sum_i [ a t_i/(2 s_i) + chi_i/2 ],   chi_i = (log s_i - b l_i)/b >= 0,
+
+    a sum of non-negative terms (for ``a >= 1/2``; :func:`_chi` evaluates ``chi`` without
+    cancellation, :func:`_t_term` the shift terms without over/underflow), and ``D`` follows
+    from ``J`` by :func:`_alpha_from_j`. For ``a < 1/2`` the symmetry
+    ``D_a(P||Q) = D_{1-a}(Q||P)`` is used with the spectrum of ``(Q, P)`` computed from the
+    inputs (so ``a >= 1/2`` always and ``b = alpha`` is exact); for ``1/2 <= a <= 2``,
+    ``b = 1 - a`` is exact (Sterbenz). ``+inf`` where ``M_a = a S_q + b S_p`` is not PD
+    (:func:`_tilted_covariance_is_pd`) or a computed ``s_i <= 0``.
+    """
+    if not _tilted_covariance_is_pd(alpha, P, Q):
         return math.inf
-    with np.errstate(over="ignore"):
-        value = float(np.expm1(log_integral)) / (a * (a - 1.0))
-    return value if value >= 0 else 0.0 * value  # only -0.0 / tiny rounding can be negative
+    if alpha >= 0.5:
+        a, b, spec = alpha, 1.0 - alpha, _relative_spectrum(P, Q)
+    else:
+        a, b, spec = 1.0 - alpha, alpha, _relative_spectrum(Q, P)
+    s, log_s = _log_s(b, spec.log_lam)
+    near_boundary = False
+    if P.mean.shape[0] == 1 and b < 0:
+        s = np.array([_exact_s_1d(alpha, P, Q)])
+        near_boundary = bool(s[0] < 0.5)
+        if near_boundary:
+            with np.errstate(divide="ignore"):
+                log_s = np.log(s)
+    if not np.all(s > 0):
+        return math.inf
+    with np.errstate(over="ignore", invalid="ignore"):
+        chi = _chi(b, spec.log_lam, log_s)
+        if near_boundary:                # (log s - b l)/b: |log s| >= log 2 > |b l|/1.45 here
+            chi = (log_s - b * spec.log_lam) / b
+        J = float(np.sum(_t_term(a, spec, s, log_s)) + 0.5 * np.sum(chi))
+    if math.isnan(J):
+        raise FloatingPointError(f"internal error: nan in the alpha = {alpha!r} closed form; please report")
+    return _alpha_from_j(a, b, J)
 
 
 def f_divergence(div, mean_p, cov_p, mean_q, cov_q, **params) -> float:
@@ -322,14 +652,19 @@ def f_divergence(div, mean_p, cov_p, mean_q, cov_q, **params) -> float:
         Jensen-Shannon (no closed form: use :func:`f_divergence_quadrature_gaussians` in
         1-D/2-D or :func:`f_divergence_monte_carlo_gaussians`), non-finite inputs,
         mismatched shapes, a non-symmetric or non-positive-definite covariance.
+    TypeError
+        Non-numeric, complex, object or ``None`` inputs; ``div`` not a Divergence or name.
 
     Notes
     -----
     KL: ``1/2 [tr(S_q^-1 S_p) + (m_p-m_q)^T S_q^-1 (m_p-m_q) - d + log|S_q|/|S_p|]``;
     reverse KL is ``KL(Q||P)``; the alpha family is ``(I_a - 1)/(a(a-1))`` with
     ``I_a = ∫ p^a q^{1-a}``; Pearson ``= 2 D_2``, Neyman ``= 2 D_{-1}``, squared
-    Hellinger ``= D_{1/2}/2``. All are evaluated in the relative eigenbasis described in
-    the module docstring (Cholesky + SVD, no explicit inverses).
+    Hellinger ``= D_{1/2}/2``. All are evaluated in log form in the relative eigenbasis
+    described in the module docstring (scaled Cholesky + Jacobi SVD, log-eigenvalues, no
+    explicit inverses, no ``1/lambda``): relative error <= 1e-12 over the float64 domain
+    (variance ratios 1e-300..1e300 and beyond), ``+inf`` exactly where the integral
+    diverges or the value overflows, never nan or -0.0.
 
     Examples
     --------
@@ -342,13 +677,12 @@ def f_divergence(div, mean_p, cov_p, mean_q, cov_q, **params) -> float:
                          "f_divergence_quadrature_gaussians (1-D and 2-D, adaptive quadrature) or "
                          "f_divergence_monte_carlo_gaussians (any dimension, with a standard error)")
     P, Q = _parse_pair(mean_p, cov_p, mean_q, cov_q)
-    spec = _relative_spectrum(P, Q)
-    if d.name == "kl":
-        return _kl_from_spectrum(spec)
-    if d.name == "reverse_kl":
-        return _kl_from_spectrum(_swap(spec))
+    if d.name == "kl" or (d.name == "alpha" and d.alpha == 1.0):
+        return _kl_from_spectrum(_relative_spectrum(P, Q))
+    if d.name == "reverse_kl" or (d.name == "alpha" and d.alpha == 0.0):
+        return _kl_from_spectrum(_relative_spectrum(Q, P))
     a = d.alpha if d.name == "alpha" else power_exponent(d)
-    value = _alpha_divergence(a, P, Q, spec)
+    value = _alpha_divergence(a, P, Q)
     if d.name in ("pearson_chi2", "neyman_chi2"):
         return 2.0 * value
     if d.name == "squared_hellinger":
@@ -381,13 +715,13 @@ def _log_density_from(G: _Gaussian) -> Callable[[np.ndarray], np.ndarray]:
     constant = -half_log_det - 0.5 * d * LOG_2PI
 
     def log_density(x):
-        x = np.asarray(x, dtype=np.float64)
+        x = as_float_array(x, "x", allow_inf=True)
         if d == 1:
             shape = x.shape[:-1] if (x.ndim == 2 and x.shape[-1] == 1) else x.shape
             z = (x.reshape(-1) - G.mean[0]) / G.chol[0, 0]
             return (constant - 0.5 * z * z).reshape(shape)
         if x.ndim == 0 or x.shape[-1] != d:
-            raise ValueError(f"points must have shape (..., {d}), got {x.shape}")
+            raise ValueError(f"x must have shape (..., {d}) (points in {d}-D), got shape {x.shape}")
         z = _whiten(G.chol, x.reshape(-1, d) - G.mean)
         return (constant - 0.5 * np.sum(z * z, axis=1)).reshape(x.shape[:-1])
 
@@ -400,7 +734,7 @@ def gaussian_log_density(mean, cov) -> Callable[[np.ndarray], np.ndarray]:
     In 1-D (scalar mean and variance) the callable maps an array of any shape to the
     same shape; in d-D it maps ``(..., d)`` to ``(...)``.
     """
-    return _log_density_from(_parse_gaussian(mean, cov, "p"))
+    return _log_density_from(_parse_gaussian(mean, cov, ""))
 
 
 # ----------------------------------------------------------------------------------
@@ -408,8 +742,59 @@ def gaussian_log_density(mean, cov) -> Callable[[np.ndarray], np.ndarray]:
 # ----------------------------------------------------------------------------------
 
 def _check_callable(fn, name):
-    if not callable(fn):
-        raise TypeError(f"{name} must be a callable returning log densities, got {type(fn).__name__}")
+    check_callable(fn, name, "mapping an array of points to an array of log densities")
+
+
+def _check_limit(value, name: str) -> float:
+    """A real integration limit: finite or +-inf, never NaN, bool, complex or a string."""
+    if isinstance(value, bool) or not isinstance(value, (numbers.Real, np.floating, np.integer)):
+        raise TypeError(f"{name} must be a real number (or +-inf), got {value!r} ({type(value).__name__})")
+    out = float(value)
+    if math.isnan(out):
+        raise ValueError(f"{name} is NaN; pass a real number or +-inf")
+    return out
+
+
+def _checked_log_density(fn, x: np.ndarray, name: str, n: int) -> np.ndarray:
+    """``fn(x)`` as a float64 ``(n,)`` array, raising on anything that is not a log density.
+
+    ``-inf`` (a zero density) is legitimate; NaN and ``+inf`` are not: the first such value
+    raises a ValueError naming the point, so that no estimator silently integrates a
+    broken density (the perspective of the divergence may map NaN to a finite number).
+    """
+    values = np.asarray(fn(x))
+    if values.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must return real log densities, got dtype {values.dtype} at x = {x!r}")
+    values = values.astype(np.float64, copy=False)
+    if values.size != n:
+        raise ValueError(f"{name} returned shape {values.shape} for {n} point(s); it must return one "
+                         "log density per point")
+    values = values.reshape(n)
+    bad = np.isnan(values) | (values == math.inf)
+    if bad.any():
+        i = int(np.argmax(bad))
+        point = x[i] if x.ndim else x
+        raise ValueError(f"{name} returned {float(values[i])!r} at x = {np.asarray(point).tolist()!r}; a log "
+                         "density must be a real number or -inf (zero density) at every point: fix "
+                         f"{name} there or restrict the integration range / samples")
+    return values
+
+
+def _checked_perspective(div: Divergence, lp: np.ndarray, lq: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """``div.perspective(lp, lq)``, 0 where both densities are 0 (the convention
+    ``0 f(0/0) = 0``), and a NaN anywhere else reported at its point."""
+    out = np.asarray(div.perspective(lp, lq), dtype=np.float64)
+    out = np.where((lp == -math.inf) & (lq == -math.inf), 0.0, out)   # p = q = 0: q f(p/q) = 0
+    if np.isnan(out).any():
+        i = int(np.argmax(np.isnan(out)))
+        raise ValueError(f"the integrand q f(p/q) of {div.label} is NaN at x = "
+                         f"{np.asarray(x[i]).tolist()!r} (log p = {float(lp[i])!r}, log q = {float(lq[i])!r}); "
+                         "check the log densities there")
+    return out
+
+
+def _check_tolerance(value, name: str) -> float:
+    return check_real_scalar(value, name, nonnegative=True)
 
 
 def f_divergence_quadrature_1d(div, log_p, log_q, lower: float = -math.inf, upper: float = math.inf,
@@ -446,16 +831,22 @@ def f_divergence_quadrature_1d(div, log_p, log_q, lower: float = -math.inf, uppe
     d = _resolve(div, params)
     _check_callable(log_p, "log_p")
     _check_callable(log_q, "log_q")
-    lower, upper = float(lower), float(upper)
-    if math.isnan(lower) or math.isnan(upper) or not lower < upper:
+    lower, upper = _check_limit(lower, "lower"), _check_limit(upper, "upper")
+    if not lower < upper:
         raise ValueError(f"need lower < upper, got lower={lower}, upper={upper}")
     check_positive_int(limit, "limit")
-    cuts = sorted({float(c) for c in (points or ()) if lower < float(c) < upper})
+    rtol, atol = _check_tolerance(rtol, "rtol"), _check_tolerance(atol, "atol")
+    if rtol == 0.0 and atol == 0.0:
+        raise ValueError("rtol and atol are both 0; pass a positive rtol (e.g. 1e-11) or atol")
+    cuts_in = () if points is None else as_float_array(points, "points", ndim=(0, 1)).reshape(-1)
+    cuts = sorted({float(c) for c in cuts_in if lower < float(c) < upper})
     edges = [lower] + cuts + [upper]
 
     def integrand(x):
         arr = np.array([x])
-        return float(d.perspective(log_p(arr), log_q(arr))[0])
+        lp = _checked_log_density(log_p, arr, "log_p", 1)
+        lq = _checked_log_density(log_q, arr, "log_q", 1)
+        return float(_checked_perspective(d, lp, lq, arr)[0])
 
     value, error = 0.0, 0.0
     for a, b in zip(edges[:-1], edges[1:]):
@@ -511,22 +902,29 @@ def f_divergence_quadrature_2d(div, log_p, log_q, lower: Sequence[float], upper:
     d = _resolve(div, params)
     _check_callable(log_p, "log_p")
     _check_callable(log_q, "log_q")
-    lo = as_float_array(lower, "lower", ndim=1, allow_nonfinite=True)
-    hi = as_float_array(upper, "upper", ndim=1, allow_nonfinite=True)
-    if lo.shape != (2,) or hi.shape != (2,) or np.any(np.isnan(lo)) or np.any(np.isnan(hi)) \
-            or not np.all(lo < hi):
+    lo = as_float_array(lower, "lower", shape=(2,), allow_inf=True)
+    hi = as_float_array(upper, "upper", shape=(2,), allow_inf=True)
+    if not np.all(lo < hi):
         raise ValueError(f"lower and upper must be 2-vectors with lower < upper, got {lo}, {hi}")
     check_positive_int(max_subdivisions, "max_subdivisions")
+    rtol, atol = _check_tolerance(rtol, "rtol"), _check_tolerance(atol, "atol")
+    if rtol == 0.0 and atol == 0.0:
+        raise ValueError("rtol and atol are both 0; pass a positive rtol (e.g. 1e-11) or atol")
 
-    def grid(axis, breaks):
-        cuts = sorted({float(c) for c in (breaks or ()) if lo[axis] < float(c) < hi[axis]})
+    def grid(axis, breaks, name):
+        given = () if breaks is None else as_float_array(breaks, name, ndim=(0, 1)).reshape(-1)
+        cuts = sorted({float(c) for c in given if lo[axis] < float(c) < hi[axis]})
         return [lo[axis]] + cuts + [hi[axis]]
 
-    gx, gy = grid(0, breaks_x), grid(1, breaks_y)
+    gx, gy = grid(0, breaks_x, "breaks_x"), grid(1, breaks_y, "breaks_y")
     cells = [((x0, y0), (x1, y1)) for x0, x1 in zip(gx[:-1], gx[1:]) for y0, y1 in zip(gy[:-1], gy[1:])]
 
     def integrand(x):
-        return d.perspective(log_p(x), log_q(x))
+        x = np.asarray(x, dtype=np.float64)
+        n = x.shape[0]
+        lp = _checked_log_density(log_p, x, "log_p", n)
+        lq = _checked_log_density(log_q, x, "log_q", n)
+        return _checked_perspective(d, lp, lq, x)
 
     def absolute_integrand(x):
         return np.abs(integrand(x))
@@ -578,8 +976,14 @@ def _integration_layout(P: _Gaussian, Q: _Gaussian, div: Divergence, width: floa
     breaks = []
     for axis in range(dim):
         cuts = set()
+        # A piece much narrower than the widest one is invisible to the first Gauss-Kronrod
+        # rule on its interval (e.g. var_p = 1e-17 next to var_q = 1: the quadrature returned
+        # KL = 0 for 19.07); cuts at its mean +- (1, 4, 16) sd make it an interval of its own.
+        # In 1-D always (cheap); in 2-D only for such a narrow piece (more cells are slow).
+        ratio = float(np.max([sd[axis] for sd in sds]) / np.min([sd[axis] for sd in sds]))
+        offsets = (0.0, -1.0, 1.0, -4.0, 4.0, -16.0, 16.0) if dim == 1 or ratio > 10.0 else (0.0,)
         for G, sd in zip(pieces, sds):
-            cuts.add(float(G.mean[axis]))
+            cuts.update(float(G.mean[axis] + k * sd[axis]) for k in offsets)
         breaks.append(sorted(cuts))
     return lo, hi, breaks
 
@@ -608,6 +1012,8 @@ def f_divergence_quadrature_gaussians(div, mean_p, cov_p, mean_q, cov_q, *, widt
     """
     d = _resolve(div, params)
     P, Q = _parse_pair(mean_p, cov_p, mean_q, cov_q)
+    width = check_real_scalar(width, "width", positive=True)
+    rtol = check_real_scalar(rtol, "rtol", positive=True)
     dim = P.mean.shape[0]
     if dim > 2:
         raise ValueError(f"quadrature is available in 1-D and 2-D, got dimension {dim}; use "
@@ -657,13 +1063,25 @@ def f_divergence_monte_carlo(div, log_p, log_q, samples, log_proposal=None, **pa
     d = _resolve(div, params)
     _check_callable(log_p, "log_p")
     _check_callable(log_q, "log_q")
+    if log_proposal is not None:
+        _check_callable(log_proposal, "log_proposal")
     x = as_float_array(samples, "samples", ndim=(1, 2))
     n = x.shape[0]
     if n < 2:
-        raise ValueError(f"need at least 2 samples for a standard error, got {n}")
-    lp, lq = np.asarray(log_p(x), dtype=np.float64), np.asarray(log_q(x), dtype=np.float64)
-    lw = lq if log_proposal is None else np.asarray(log_proposal(x), dtype=np.float64)
-    summands = d.perspective(lp - lw, lq - lw)
+        raise ValueError(f"samples: need at least 2 samples for a standard error, got {n}")
+    lp = _checked_log_density(log_p, x, "log_p", n)
+    lq = _checked_log_density(log_q, x, "log_q", n)
+    lw = lq if log_proposal is None else _checked_log_density(log_proposal, x, "log_proposal", n)
+    if np.any(lw == -math.inf):
+        i = int(np.argmax(lw == -math.inf))
+        raise ValueError(f"the proposal density is 0 at the sample x = {np.asarray(x[i]).tolist()!r}; "
+                         "samples must come from the proposal (log_proposal > -inf at every sample)")
+    with np.errstate(invalid="ignore"):
+        summands = _checked_perspective(d, lp - lw, lq - lw, x)
+    if not np.all(np.isfinite(summands)):
+        # a summand is +inf (p > 0 where q = 0 for KL, ...): the estimate is +inf, and so is its
+        # standard error (np.std would give nan from inf - inf)
+        return MonteCarloEstimate(float(np.sum(summands)), math.inf)
     value = float(np.mean(summands))
     standard_error = float(np.std(summands, ddof=1) / math.sqrt(n))
     return MonteCarloEstimate(value, standard_error)
@@ -693,6 +1111,7 @@ def f_divergence_monte_carlo_gaussians(div, mean_p, cov_p, mean_q, cov_q, *, rng
     d = _resolve(div, params)
     check_generator(rng)
     n = check_positive_int(n, "n", minimum=2)
+    check_choice(proposal, "proposal", ("mixture", "q", "p"))
     P, Q = _parse_pair(mean_p, cov_p, mean_q, cov_q)
     dim = P.mean.shape[0]
     log_p, log_q = _log_density_from(P), _log_density_from(Q)

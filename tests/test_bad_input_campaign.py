@@ -1,9 +1,9 @@
 """Bad-input campaign over the public API (issue 13, build point 3).
 
 One data table, :data:`CASES`, of ``(case id, class, call, expected exception type(s), regex)``:
-each call passes one bad argument to a public function or class of febm-ref (every module
-except ``gaussians``, which has its own campaign; ``divergences`` is the
-:func:`divergence_cases` block). A case is
+each call passes one bad argument to a public function or class of febm-ref (every public
+module; ``divergences`` and ``gaussians`` are the :func:`divergence_cases` and
+:func:`gaussian_cases` blocks). A case is
 
 * **clear**   it raises the expected ValueError/TypeError (or the documented FloatingPointError),
   the message matches the regex (which names the offending argument), the exception is raised
@@ -697,6 +697,131 @@ def divergence_cases():
 
 
 divergence_cases()
+
+
+# ------------------------------------------------------------------ gaussians (closed forms, quadrature, MC)
+def gaussian_cases():
+    """febm_ref.gaussians: every argument of every public function (issue 13, point 3)."""
+    from febm_ref import gaussians as gs
+
+    m2, s2, ln = np.zeros(2), np.eye(2), gs.gaussian_log_density(0.0, 1.0)
+    ln2 = gs.gaussian_log_density(np.zeros(2), np.eye(2))
+    bad_cov = [np.eye(3), np.ones((2, 3)), np.zeros(2)]
+    pd_bad = [("out-of-range", np.array([[1.0, 0.5], [0.2, 1.0]]), V),      # not symmetric
+              ("out-of-range", np.array([[1.0, 2.0], [2.0, 1.0]]), V),      # not positive definite
+              ("out-of-range", np.zeros((2, 2)), V)]
+    pair = {"mean_p": m2, "cov_p": s2, "mean_q": m2, "cov_q": s2}
+    for fname in ("f_divergence", "f_divergence_quadrature_gaussians"):
+        fn = getattr(gs, fname)
+        for arg in pair:
+            def build(v, fn=fn, arg=arg):
+                kw = dict(pair, **{arg: v})
+                return lambda: fn("kl", kw["mean_p"], kw["cov_p"], kw["mean_q"], kw["cov_q"])
+            if arg.startswith("mean"):
+                bad = array_bad([np.zeros(3), np.zeros((2, 1))], empty=np.zeros(0))
+            else:
+                bad = array_bad(bad_cov, nonfinite=False, extra=pd_bad + [("non-finite", np.array(
+                    [[1.0, np.nan], [np.nan, 1.0]]), V), ("empty", np.zeros((0, 0)), V)])
+            add_array(f"gaussians.{fname}", build, arg, bad)
+        add_scalar(f"gaussians.{fname}", lambda v, fn=fn: lambda: fn(v, 0.0, 1.0, 0.0, 1.0), "div",
+                   [("None", None, T), ("wrong-type", 3, T), ("out-of-range", "no_such", V)],
+                   pattern=r"\bdiv\b|divergence")
+        add(f"gaussians.{fname}:variance:out-of-range", "out-of-range",
+            lambda fn=fn: fn("kl", 0.0, -1.0, 0.0, 1.0), V, r"\bcov_p\b")
+        add(f"gaussians.{fname}:dimension:wrong-shape", "wrong-shape",
+            lambda fn=fn: fn("kl", m2, s2, np.zeros(3), np.eye(3)), V, r"mean_q/cov_q have dimension 3")
+    add("gaussians.f_divergence:div:no-closed-form", "out-of-range",
+        lambda: gs.f_divergence("jensen_shannon", 0.0, 1.0, 0.0, 1.0), V, r"no closed form")
+    for arg, bad in (("width", POSITIVE_BAD), ("rtol", POSITIVE_BAD)):
+        add_scalar("gaussians.f_divergence_quadrature_gaussians",
+                   lambda v, arg=arg: lambda: gs.f_divergence_quadrature_gaussians("kl", 0.0, 1.0, 0.0, 1.0,
+                                                                                 **{arg: v}), arg, bad)
+    add("gaussians.f_divergence_quadrature_gaussians:dim:out-of-range", "out-of-range",
+        lambda: gs.f_divergence_quadrature_gaussians("kl", np.zeros(3), np.eye(3), np.zeros(3), np.eye(3)),
+        V, r"dimension 3")
+    for fname in ("has_closed_form", "power_exponent"):
+        add_scalar(f"gaussians.{fname}", lambda v, f=getattr(gs, fname): lambda: f(v), "div",
+                   [("None", None, T), ("wrong-type", 2.0, T)])
+    # gaussian_log_density and its callable
+    add_array("gaussians.gaussian_log_density", lambda v: lambda: gs.gaussian_log_density(v, s2), "mean",
+              array_bad([np.zeros(3)], empty=np.zeros(0)))
+    add_array("gaussians.gaussian_log_density", lambda v: lambda: gs.gaussian_log_density(m2, v), "cov",
+              array_bad(bad_cov, nonfinite=False, extra=pd_bad))
+    add_array("gaussians.log_density", lambda v: lambda: ln2(v), "x",
+              array_bad([np.zeros(3), np.zeros((4, 3))], nonfinite=True))
+    # generic quadrature in 1-D
+    q1 = gs.f_divergence_quadrature_1d
+    for arg in ("log_p", "log_q"):
+        add_scalar("gaussians.f_divergence_quadrature_1d",
+                   lambda v, arg=arg: lambda: q1("kl", **{"log_p": ln, "log_q": ln, arg: v}), arg,
+                   [("None", None, T), ("wrong-type", np.zeros(3), T), ("non-numeric", "log", T)])
+    limit_bad = [("None", None, T), ("non-numeric", "0", T), ("complex", 1j, T), ("non-finite", float("nan"), V),
+                 ("wrong-shape", np.zeros(2), T)]
+    add_scalar("gaussians.f_divergence_quadrature_1d", lambda v: lambda: q1("kl", ln, ln, v, 1.0), "lower",
+               limit_bad + [("out-of-range", 2.0, V)])
+    add_scalar("gaussians.f_divergence_quadrature_1d", lambda v: lambda: q1("kl", ln, ln, -1.0, v), "upper",
+               limit_bad + [("out-of-range", -2.0, V)])
+    not_none = [c for c in array_bad([np.zeros((2, 2))]) if c[0] != "None"]   # None is the default
+    add_array("gaussians.f_divergence_quadrature_1d", lambda v: lambda: q1("kl", ln, ln, points=v), "points",
+              not_none)
+    for arg in ("rtol", "atol"):
+        add_scalar("gaussians.f_divergence_quadrature_1d", lambda v, arg=arg: lambda: q1("kl", ln, ln, **{arg: v}),
+                   arg, NONNEG_BAD)
+    add_scalar("gaussians.f_divergence_quadrature_1d", lambda v: lambda: q1("kl", ln, ln, limit=v), "limit", INT_BAD)
+    add("gaussians.f_divergence_quadrature_1d:log_p:wrong-shape", "wrong-shape",
+        lambda: q1("kl", lambda x: np.zeros(2), ln), V, r"\blog_p\b returned shape")
+    add("gaussians.f_divergence_quadrature_1d:log_p:complex", "complex",
+        lambda: q1("kl", lambda x: np.zeros(1) + 0j, ln), T, r"\blog_p\b must return real")
+    add("gaussians.f_divergence_quadrature_1d:log_p:non-finite", "non-finite",
+        lambda: q1("kl", lambda x: np.full(1, np.nan), ln), V, r"\blog_p\b returned nan at x =")
+    # generic cubature in 2-D
+    q2 = gs.f_divergence_quadrature_2d
+    box = ([-5.0, -5.0], [5.0, 5.0])
+    for k, arg in enumerate(("lower", "upper")):
+        def build(v, k=k):
+            b = list(box)
+            b[k] = v
+            return lambda: q2("kl", ln2, ln2, b[0], b[1])
+        add_array("gaussians.f_divergence_quadrature_2d", build, arg,
+                  array_bad([np.zeros(3), np.zeros((2, 2))], extra=[("out-of-range", [9.0, 9.0] if k == 0
+                                                                     else [-9.0, -9.0], V)]))
+    for arg in ("breaks_x", "breaks_y"):
+        add_array("gaussians.f_divergence_quadrature_2d",
+                  lambda v, arg=arg: lambda: q2("kl", ln2, ln2, *box, **{arg: v}), arg, not_none)
+    add_scalar("gaussians.f_divergence_quadrature_2d", lambda v: lambda: q2("kl", ln2, v, *box), "log_q",
+               [("None", None, T), ("wrong-type", 1.0, T)])
+    add_scalar("gaussians.f_divergence_quadrature_2d", lambda v: lambda: q2("kl", ln2, ln2, *box, rtol=v), "rtol",
+               NONNEG_BAD)
+    add_scalar("gaussians.f_divergence_quadrature_2d",
+               lambda v: lambda: q2("kl", ln2, ln2, *box, max_subdivisions=v), "max_subdivisions", INT_BAD)
+    add("gaussians.f_divergence_quadrature_2d:log_p:non-finite", "non-finite",
+        lambda: q2("kl", lambda x: np.full(x.shape[0], np.inf), ln2, *box), V, r"\blog_p\b returned inf at x =")
+    # Monte Carlo
+    mc, xs = gs.f_divergence_monte_carlo, np.linspace(-1.0, 1.0, 5)
+    add_array("gaussians.f_divergence_monte_carlo", lambda v: lambda: mc("kl", ln, ln, v), "samples",
+              array_bad([np.zeros((2, 2, 2))], empty=np.zeros(0)))
+    for arg in ("log_p", "log_q", "log_proposal"):
+        def build(v, arg=arg):
+            kw = dict({"log_p": ln, "log_q": ln, "log_proposal": ln}, **{arg: v})
+            return lambda: mc("kl", kw["log_p"], kw["log_q"], xs, kw["log_proposal"])
+        add_scalar("gaussians.f_divergence_monte_carlo", build, arg,
+                   [("wrong-type", np.zeros(5), T), ("non-numeric", "log", T),
+                    ("wrong-shape", lambda x: np.zeros(3), V), ("complex", lambda x: np.zeros(5) + 1j, T),
+                    ("non-finite", lambda x: np.full(5, np.nan), V), ("object", lambda x: OBJECT_ARR, T)])
+    add("gaussians.f_divergence_monte_carlo:samples:out-of-range", "out-of-range",
+        lambda: mc("kl", ln, ln, xs, lambda x: np.full(5, -np.inf)), V, r"proposal density is 0 at the sample")
+    mcg = gs.f_divergence_monte_carlo_gaussians
+    add_rng("gaussians.f_divergence_monte_carlo_gaussians", lambda v: lambda: mcg("kl", 0.0, 1.0, 0.0, 1.0, rng=v, n=10))
+    add_scalar("gaussians.f_divergence_monte_carlo_gaussians",
+               lambda v: lambda: mcg("kl", 0.0, 1.0, 0.0, 1.0, rng=RNG, n=v), "n", INT_BAD + [("out-of-range", 1, V)])
+    add_scalar("gaussians.f_divergence_monte_carlo_gaussians",
+               lambda v: lambda: mcg("kl", 0.0, 1.0, 0.0, 1.0, rng=RNG, n=10, proposal=v), "proposal",
+               [("None", None, V), ("out-of-range", "w", V), ("wrong-type", 1, V)])
+    add_array("gaussians.f_divergence_monte_carlo_gaussians",
+              lambda v: lambda: mcg("kl", v, s2, m2, s2, rng=RNG, n=10), "mean_p", array_bad([np.zeros(3)]))
+
+
+gaussian_cases()
 
 
 # ------------------------------------------------------------------ classification

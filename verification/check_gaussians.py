@@ -141,3 +141,41 @@ def check_divergent_integrals(quick: bool) -> Measurement:
             wrong.append(f"{name}{params}: {value!r}")
     return Measurement(float(len(wrong)), 0.0, {"n_cases": len(DIVERGENT_CASES), "wrong": wrong},
                        passed=not wrong)
+
+
+# Extreme but finite inputs (issue 13): variance ratios 1e-300..1e300 and 1 +- 1e-10, offsets up
+# to 1e150 sd, alphas near 0 and 1; truth from verification/mp_gaussians.py (certified mpmath).
+_EXTREME_VARIANCES = (1e-300, 1e-17, 1e-12, 1.0 - 1e-10, 1.0 + 1e-10, 1.5, 1e20, 1e300)
+_EXTREME_ALPHAS = (1e-12, 0.3, 0.7, 1.0 - 1e-9, 1.5, -0.5, 3.0)
+
+
+@register("gaussians.closed_form_vs_mpmath_extremes", group="gaussians",
+          description="closed-form Gaussian D_f at variance ratios 1e-300..1e300 (1-D and 2-D) vs mpmath, "
+                      "worst rel. error (exact +inf where the truth diverges or overflows)")
+def check_extremes(quick: bool) -> Measurement:
+    from verification.mp_gaussians import gaussian_divergence, is_normal, relative_error
+
+    names = [("kl", None), ("reverse_kl", None), ("pearson_chi2", None), ("neyman_chi2", None),
+             ("squared_hellinger", None)] + [("alpha", a) for a in _EXTREME_ALPHAS]
+    variances = _EXTREME_VARIANCES[::2] if quick else _EXTREME_VARIANCES
+    pairs = []
+    for v in variances:
+        for shift in (0.0, 1e-3, 1e150):
+            pairs.append((shift, v, 0.0, 1.0))
+            scale = 1e-150 if v >= 1e-150 else 1e150     # the same pair rescaled (affine invariance)
+            pairs.append((shift * math.sqrt(scale), v * scale, 0.0, scale))
+        pairs.append((np.array([0.0, 1.0]), np.diag([v, 2.0]), np.zeros(2), _cov([1.0, 0.5], 0.3)))
+    worst, where, n_inf = 0.0, "", 0
+    for pair in pairs:
+        for name, alpha in names:
+            params = {} if alpha is None else {"alpha": alpha}
+            value = f_divergence(name, *pair, **params)
+            exact = gaussian_divergence(name, *pair, alpha=alpha)
+            if not (is_normal(exact) or exact > 1):    # 0 / subnormal truths: not in the claim
+                continue
+            n_inf += value == math.inf
+            err = relative_error(value, exact)
+            if err > worst or not where:
+                worst, where = err, f"{name} alpha={alpha} on {pair!r}: {value!r} vs {exact}"
+    return Measurement(worst, 1e-12, {"worst": where, "n_pairs": len(pairs), "n_divergences": len(names),
+                                      "n_exact_inf": int(n_inf)})
