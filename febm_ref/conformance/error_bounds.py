@@ -26,12 +26,18 @@ __all__ = ["map_scale", "map_derivative", "MLPBounds", "mlp_bounds", "estimator_
 
 # --------------------------------------------------------------------------- element-wise maps
 
-def map_derivative(fn, x: np.ndarray) -> np.ndarray:
+def map_derivative(fn, x: np.ndarray, *, positive: bool = False) -> np.ndarray:
     """``fn'(x)`` by central differences in float64 (step ``1e-5 max(1, |x|)``; relative
     accuracy ~1e-9, ample for an error scale). Non-finite differences count as 0: they
-    occur only where the value itself overflows (compared as "beyond range")."""
+    occur only where the value itself overflows (compared as "beyond range").
+
+    ``positive``: ``fn`` is defined on ``x > 0`` only (the u-grid maps), so the step is
+    relative, ``1e-5 x``: with the absolute step ``1e-5`` the difference at ``u = 1e-12``
+    would evaluate ``fn`` at a negative ``u`` (NaN, counted as 0) and drop the input-rounding
+    term ``|u y'|`` of :func:`map_scale` exactly where it dominates (``u^(a-2)`` at
+    ``u = 1e-12``: ``|u y'| = |a - 2| |y|``)."""
     x = np.asarray(x, dtype=np.float64)
-    h = 1e-5 * np.maximum(1.0, np.abs(x))
+    h = 1e-5 * (np.abs(x) if positive else np.maximum(1.0, np.abs(x)))
     with np.errstate(all="ignore"):
         d = (np.asarray(fn(x + h), dtype=np.float64) - np.asarray(fn(x - h), dtype=np.float64)) / (2 * h)
     return np.where(np.isfinite(d), d, 0.0)
@@ -58,7 +64,7 @@ def map_scale(fn, x: np.ndarray, value: np.ndarray, derivative=None, *, powers: 
     """
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(value, dtype=np.float64)
-    dy = map_derivative(fn, x) if derivative is None else np.asarray(derivative, dtype=np.float64)
+    dy = map_derivative(fn, x, positive=powers) if derivative is None else np.asarray(derivative, dtype=np.float64)
     with np.errstate(all="ignore"):
         log_factor = 1.0 + K_FN * np.abs(np.log(np.abs(x))) if powers else 1.0
         s = np.abs(x * dy) * log_factor + K_FN * (np.abs(y) + offset) + (2.0 * np.abs(x) if linear_terms else 0.0)
