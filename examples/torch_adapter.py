@@ -17,6 +17,15 @@ nothing here imports febm_ref. Everything is written independently in torch:
 
 Run: ``febm-ref check --adapter examples/torch_adapter.py``.
 
+Precision
+---------
+Every function computes in the module's ``DTYPE``: float64 by default, float32 with
+``FEBM_TORCH_DTYPE=float32`` in the environment (read at import). Inputs arrive as float64
+and are rounded to ``DTYPE`` on entry (``_t``); results are returned in ``DTYPE``. The
+objects ``adapter_float64`` and ``adapter_float32`` carry the same functions with a fixed
+dtype, so both precisions can be checked in one process:
+``febm-ref check --precision float32 --adapter examples/torch_adapter.py:adapter_float32``.
+
 The surrogate losses
 --------------------
 With ``r = H + E`` (D6), negatives ``x-`` treated as constants and ``sg`` the stop-gradient
@@ -35,12 +44,17 @@ minus the D13 omega-gradient. The l2 terms (D14) are added to both losses as the
 
 from __future__ import annotations
 
+import functools
 import math
+import os
 
 import torch
 
 torch.set_num_threads(1)
-DTYPE = torch.float64
+_DTYPES = {"float64": torch.float64, "float32": torch.float32}
+if os.environ.get("FEBM_TORCH_DTYPE", "float64") not in _DTYPES:
+    raise ValueError(f"FEBM_TORCH_DTYPE must be float64 or float32, got {os.environ['FEBM_TORCH_DTYPE']!r}")
+DTYPE = _DTYPES[os.environ.get("FEBM_TORCH_DTYPE", "float64")]
 LOG2 = math.log(2.0)
 
 
@@ -168,7 +182,7 @@ def gaussian_f_divergence(name, params, mean_p, cov_p, mean_q, cov_q):
         value = 0.5 * _alpha_gaussians(0.5, m_p, S_p, m_q, S_q)
     else:
         raise NotImplementedError(f"no closed form for {name!r} in this adapter")
-    return float(value)
+    return value.detach().numpy()  # a 0-d array of DTYPE (float() would hide the precision)
 
 
 # ----------------------------------------------------------------------------- MLP
@@ -380,3 +394,42 @@ def convergence_jacobian(name, params, toy):
     eig = torch.linalg.eigvals(J)
     eta_star = float(torch.min(2.0 * eig.real.abs() / eig.abs() ** 2))
     return J.detach().numpy(), torch.stack([eig.real, eig.imag], dim=1).numpy(), eta_star
+
+
+# ----------------------------------------------------------------------------- fixed-dtype objects
+
+PROTOCOL_FUNCTIONS = ("divergence_map", "gaussian_f_divergence", "mlp_energy", "mlp_grad_x",
+                      "mlp_grad_params", "febm_loss_gradients", "ula_trajectory",
+                      "decoupled_langevin_trajectory", "exact_optimum_1d", "convergence_jacobian")
+
+
+class TorchFEBM:
+    """The functions of this module with a fixed dtype: each call runs the module function
+    with ``DTYPE`` set to ``dtype`` (and restores it), so ``adapter_float64`` and
+    ``adapter_float32`` can be checked in one process. Not thread-safe (neither is the
+    checker's call sequence meant to be)."""
+
+    def __init__(self, dtype):
+        if dtype not in _DTYPES.values():
+            raise ValueError(f"dtype must be torch.float64 or torch.float32, got {dtype!r}")
+        self.dtype = dtype
+        for name in PROTOCOL_FUNCTIONS:
+            setattr(self, name, self._bind(globals()[name]))
+
+    def __repr__(self) -> str:
+        return f"TorchFEBM({self.dtype})"
+
+    def _bind(self, fn):
+        @functools.wraps(fn)
+        def call(*args):
+            global DTYPE
+            saved, DTYPE = DTYPE, self.dtype
+            try:
+                return fn(*args)
+            finally:
+                DTYPE = saved
+        return call
+
+
+adapter_float64 = TorchFEBM(torch.float64)
+adapter_float32 = TorchFEBM(torch.float32)
