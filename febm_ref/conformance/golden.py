@@ -156,6 +156,8 @@ def build_catalogue(rng: np.random.Generator) -> Section:
                                            powers=quantity in ("f", "f_prime", "f_double_prime"),
                                            offset=0.0 if quantity == "f_double_prime" else 1.0,
                                            linear_terms=quantity in ("g_data", "g_model"))
+            # alpha held in the implementation's precision (at fixed x: x is its own input)
+            scale = scale + error_bounds.alpha_rounding_scale(div, lambda d, q=quantity, x=x: getattr(d, q)(x))
             section.add_case(f"{key}/{quantity}", quantity, "divergence_map",
                              {"name": div.name, "params": div.params, "quantity": quantity, "x": ref},
                              section.add_array(f"{key}/{quantity}", expected), scale=scale)
@@ -212,9 +214,10 @@ depth ``log2 m <= 64``."""
 
 
 def _gaussian_scale(div, value, m_p, S_p, m_q, S_q, closed_form: bool) -> float:
-    """Scale of ``D_f`` between Gaussians: ``(d + 2) kappa_in + K_FN d (1 + |D|) w``.
+    """Scale of ``D_f`` between Gaussians: ``(d + 2) kappa_in + kappa_alpha + K_FN d (1 + |D|) w``.
 
-    ``kappa_in`` (:func:`_input_sensitivity`) is the input rounding; a Cholesky / triangular
+    ``kappa_in`` (:func:`_input_sensitivity`) is the input rounding, ``kappa_alpha``
+    (:func:`.error_bounds.alpha_rounding_scale`) the rounding of alpha; a Cholesky / triangular
     solve is backward stable with a relative backward error ``(d + 1) u`` per entry, i.e.
     another ``(d + 1) kappa_in``; the closed forms add O(d) terms (trace, Mahalanobis,
     log-determinants, ``-d``) that cancel to ``D``: ``K_FN d (1 + |D|)``, times
@@ -231,7 +234,8 @@ def _gaussian_scale(div, value, m_p, S_p, m_q, S_q, closed_form: bool) -> float:
     a = div.params.get("alpha")
     w = 1.0 if a is None or a in (0.0, 1.0) else max(1.0, 1.0 / abs(a * (a - 1.0)))
     kappa = _input_sensitivity(lambda *xs: f_divergence(div, *xs), [m_p, S_p, m_q, S_q])
-    return (d + 2) * kappa + K_FN * d * (1.0 + abs(value)) * w
+    kappa_alpha = float(error_bounds.alpha_rounding_scale(div, lambda d: f_divergence(d, m_p, S_p, m_q, S_q)))
+    return (d + 2) * kappa + kappa_alpha + K_FN * d * (1.0 + abs(value)) * w
 
 
 def build_gaussians(rng: np.random.Generator) -> Section:
