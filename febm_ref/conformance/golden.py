@@ -288,6 +288,20 @@ def build_gaussians(rng: np.random.Generator) -> Section:
 MLP_SIZES = (3, 6, 5, 1)
 
 
+def _beyond_softplus_threshold(params: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """``x`` if some first-layer pre-activation ``z = x W_0 + b_0`` of the MLP exceeds 20
+    (torch's softplus threshold), else the point ``w (25 - b_j) / |w|^2`` along the column
+    ``w = W_0[:, j]`` of largest norm, where ``z_j = 25``: for some seeds the fixed point
+    (18, -22.5, 15) points away from every unit (seed 0 keeps it)."""
+    n_w = MLP_SIZES[0] * MLP_SIZES[1]
+    W = params[:n_w].reshape(MLP_SIZES[0], MLP_SIZES[1])
+    b = params[n_w:n_w + MLP_SIZES[1]]
+    if np.max(x @ W + b) > 20.0:
+        return x
+    j = int(np.argmax(np.sum(W * W, axis=0)))
+    return W[:, j] * (25.0 - b[j]) / float(W[:, j] @ W[:, j])
+
+
 def build_mlp(rng: np.random.Generator) -> Section:
     """Energies, input gradients and per-sample parameter gradients of one MLP per activation."""
     from febm_ref._kernels import ACTIVATION_CODES
@@ -305,6 +319,8 @@ def build_mlp(rng: np.random.Generator) -> Section:
         x = 1.5 * rng.standard_normal((9, MLP_SIZES[0]))
         x[-2] = np.array([6.0, -7.5, 5.0])
         x[-1] = np.array([18.0, -22.5, 15.0])  # softplus pre-activations beyond 20
+        if activation == "softplus":
+            x[-1] = _beyond_softplus_threshold(model.params, x[-1])
         energy, grad_x = model.energy_and_grad_x(x)
         grad_params = model.grad_params(x)
         bounds = error_bounds.MLPBounds(model.params, MLP_SIZES, activation, x)
