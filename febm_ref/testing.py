@@ -47,20 +47,43 @@ def _selected(report, quantities: Optional[Iterable[str]]):
     return [row for row in report.rows if row.section in wanted or f"{row.section}.{row.quantity}" in wanted]
 
 
-def conformance_report(adapter, *, precision: str = "float64", golden: Union[str, Path, None] = None):
+def _isolated_spec(adapter) -> str:
+    """The ``MODULE[:OBJECT]`` string a worker process can import for ``adapter``."""
+    if isinstance(adapter, str):
+        return adapter
+    import types
+
+    if isinstance(adapter, types.ModuleType):
+        filename = getattr(adapter, "__file__", None)
+        if adapter.__name__.startswith("_febm_ref_adapter_") and filename:  # loaded from a file
+            return filename
+        return adapter.__name__
+    raise TypeError(f"isolated=True needs the adapter as a 'MODULE[:OBJECT]' string or a module, got "
+                    f"{type(adapter).__name__}; a worker process cannot receive an object")
+
+
+def conformance_report(adapter, *, precision: str = "float64", golden: Union[str, Path, None] = None,
+                       isolated: bool = False, timeout: float = 60.0):
     """The :class:`febm_ref.conformance.checker.Report` of ``adapter`` (an object or module
-    with protocol functions, or a ``"MODULE[:OBJECT]"`` string) on the golden set."""
+    with protocol functions, or a ``"MODULE[:OBJECT]"`` string) on the golden set.
+
+    ``isolated=True`` runs it in a worker process as ``febm-ref check`` does (a crash, a hang
+    beyond ``timeout`` seconds per case or raw fd output of the adapter cannot break the
+    test run; ~0.5 s more, plus the adapter's imports); the default evaluates in-process."""
     from febm_ref.conformance.checker import check_adapter, run_check
 
     directory = golden_dir() if golden is None else Path(golden)
+    if isolated:
+        return run_check(_isolated_spec(adapter), directory, precision=precision, timeout=timeout)
     if isinstance(adapter, str):
-        return run_check(adapter, directory, precision=precision)
+        return run_check(adapter, directory, precision=precision, isolated=False)
     return check_adapter(adapter, directory, adapter_name=getattr(adapter, "__name__", repr(adapter)),
                          precision=precision)
 
 
 def assert_conforms(adapter, quantities: Optional[Iterable[str]] = None, precision: str = "float64", *,
-                    golden: Union[str, Path, None] = None, allow_skipped: bool = False) -> None:
+                    golden: Union[str, Path, None] = None, allow_skipped: bool = False,
+                    isolated: bool = False, timeout: float = 60.0) -> None:
     """Assert that ``adapter`` reproduces the golden values within the tolerances of ``precision``.
 
     Parameters
@@ -78,6 +101,11 @@ def assert_conforms(adapter, quantities: Optional[Iterable[str]] = None, precisi
     allow_skipped : bool
         If False (default), a selected row that the adapter does not provide fails too, so a
         typo in a function name cannot pass silently.
+    isolated : bool
+        True: evaluate in a worker process like ``febm-ref check`` (:func:`conformance_report`;
+        ``adapter`` must then be a string or a module); default False (in-process, faster).
+    timeout : float
+        Seconds per case in the worker (``isolated=True`` only).
 
     Raises
     ------
@@ -89,7 +117,8 @@ def assert_conforms(adapter, quantities: Optional[Iterable[str]] = None, precisi
     """
     from febm_ref.conformance.checker import Report, format_table
 
-    report = conformance_report(adapter, precision=precision, golden=golden)
+    report = conformance_report(adapter, precision=precision, golden=golden, isolated=isolated,
+                                timeout=timeout)
     load_error = [row for row in report.rows if row.section == "adapter"]
     rows = load_error or _selected(report, quantities)
     bad = [row for row in rows if row.status in ("FAIL", "ERROR") or (row.status == "skipped" and not allow_skipped)]

@@ -45,23 +45,32 @@ import importlib
 import importlib.util
 import inspect
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Tuple
 
 
 @dataclass(frozen=True)
 class FunctionSpec:
-    """One protocol function: argument names (positional order), return shapes, meaning."""
+    """One protocol function: argument names (positional order), return shapes, meaning;
+    ``inputs`` (type / shape of each argument, same order as ``args``) and ``summary`` (one
+    line) are what ``febm-ref check --list-protocol`` prints."""
 
     name: str
     args: Tuple[str, ...]
     returns: str
     section: str
     doc: str
+    inputs: Tuple[str, ...] = ()
+    summary: str = ""
 
     def signature(self) -> str:
         return f"{self.name}({', '.join(self.args)}) -> {self.returns}"
+
+    def as_json(self) -> dict:
+        return {"name": self.name, "signature": self.signature(), "section": self.section,
+                "args": [{"name": a, "type": t} for a, t in zip(self.args, self.inputs)],
+                "returns": self.returns, "summary": self.summary, "doc": self.doc}
 
 
 _SPECS = (
@@ -170,7 +179,54 @@ _SPECS = (
         "x' - step_size g, clipped to [box[0], box[1]] unless box is None."),
 )
 
-PROTOCOL = {spec.name: spec for spec in _SPECS}
+_DIV = ("str: kl, reverse_kl, jensen_shannon, squared_hellinger, pearson_chi2, neyman_chi2, alpha",
+        "dict: {} or {'alpha': a}")
+_MLP = "dict MLP spec {'params': (P,), 'sizes': [d, h_1, ..., 1], 'activation': str}"
+_VALUES = ("(n+,) float64: E(x+_i)", "(n-,) float64: E(x-_j)", "(n+,) float64: H(x+_i)",
+           "(n-,) float64: H(x-_j)", "float >= 0: lambda of D14")
+_FLAT = ("(P,) float64: flat layout W_0, b_0, ..., W_{L-1}, b_{L-1}", "list of int [d, h_1, ..., 1]",
+         "str: tanh, softplus, silu, elu")
+
+_DETAILS = {
+    # name: (one-line meaning, types / shapes of the arguments in positional order)
+    "divergence_map": ("an element-wise map f, f', f'', f*, g_data, g_model, g_data', g_model' (D3, D7)",
+                       _DIV + ("str: f, f_prime, f_double_prime, conjugate, g_data, g_model, "
+                               "g_data_prime, g_model_prime", "(n,) float64: u, t or s")),
+    "gaussian_f_divergence": ("D_f(N(mean_p, cov_p) || N(mean_q, cov_q)) (D2); +inf where it diverges",
+                              _DIV + ("(d,) float64", "(d, d) float64", "(d,) float64", "(d, d) float64")),
+    "mlp_energy": ("the MLP energy E(x_i)", _FLAT + ("(n, d) float64",)),
+    "mlp_grad_x": ("grad_x E(x_i) of the MLP energy", _FLAT + ("(n, d) float64",)),
+    "mlp_grad_params": ("per-sample parameter gradients dE(x_i)/dparams", _FLAT + ("(n, d) float64",)),
+    "febm_loss_gradients": ("gradients of the energy's and the critic's minibatch losses (D13, D14)",
+                            _DIV + (_MLP + ": energy", _MLP + ": critic", "(n+, d) float64: positives",
+                                    "(n-, d) float64: negatives (constants)", "float >= 0: lambda of D14")),
+    "ula_trajectory": ("K steps of ULA (D15) with given noise",
+                       (_MLP, "(n, d) float64", "(K, n, d) float64: standard normal", "float > 0")),
+    "decoupled_langevin_trajectory": ("K steps of decoupled Langevin (D16) with clipping",
+                                      (_MLP, "(n, d) float64", "(K, n, d) float64: standard normal",
+                                       "float > 0", "float >= 0", "float > 0 or None",
+                                       "[low, high] or None")),
+    "exact_optimum_1d": ("argmin and min of D_f(P || N(mu, sigma^2)) for a 1-D Gaussian mixture P",
+                         _DIV + ("dict {'weights', 'means', 'variances'}: lists of equal length",)),
+    "convergence_jacobian": ("D17 Jacobian at equilibrium, its eigenvalues and the step-size bound",
+                             _DIV + ("dict {'family': 'gaussian_1d', 'mu', 'sigma'}",)),
+    "febm_energy_weights": ("per-sample weights dLoss_E/dE(x+_i), dLoss_E/dE(x-_j) for any model (D13, D14)",
+                            _DIV + _VALUES),
+    "febm_critic_weights": ("per-sample weights dLoss_H/dH(x+_i), dLoss_H/dH(x-_j) for any critic (D13, D14)",
+                            _DIV + _VALUES),
+    "febm_loss_values": ("the objective value L (D8) and the two losses with their l2 terms (D14)",
+                         _DIV + _VALUES),
+    "ula_step": ("one ULA step (D15) for any energy, gradient and noise given",
+                 ("(n, d) float64", "(n, d) float64: grad_x E(x)", "(n, d) float64: standard normal",
+                  "float > 0")),
+    "decoupled_langevin_step": ("one decoupled Langevin step (D16) for any energy, gradient at x' given",
+                                ("(n, d) float64", "(n, d) float64: grad_x E(x') at x' = x + noise_scale noise",
+                                 "(n, d) float64: standard normal", "float > 0", "float >= 0",
+                                 "float > 0 or None", "[low, high] or None")),
+}
+
+PROTOCOL = {spec.name: replace(spec, summary=_DETAILS[spec.name][0], inputs=tuple(_DETAILS[spec.name][1]))
+            for spec in _SPECS}
 """Protocol function name -> :class:`FunctionSpec`, in documentation order."""
 
 

@@ -5,12 +5,19 @@ tolerance the golden file states. Row status:
 
 ``pass``     every evaluated case is within tolerance;
 ``FAIL``     some value is out of tolerance, NaN, or a wrong infinity;
-``ERROR``    the adapter raised, returned the wrong shape / type, or could not be loaded;
+``ERROR``    the adapter raised, returned the wrong shape or something that is not a real
+             numeric array (None, strings, complex, booleans, objects), could not be loaded,
+             or (isolated runs, :mod:`.worker`) timed out or killed its worker process;
 ``skipped``  the adapter does not provide the function, or raised ``NotImplementedError``
              for every case of the row.
 
+The verdict (:attr:`Report.verdict`) is ``PASSED`` only if no row is FAIL or ERROR *and*
+at least one row passed: an adapter whose rows are all skipped is ``NOTHING CHECKED``
+(a failure), and with ``strict`` a skipped row fails too.
+
 Foreign code never crashes the checker: every exception becomes an ``ERROR`` row with its
-type, message and the adapter source line that raised it.
+type, message and the adapter source line that raised it (the innermost frame of the
+adapter's own code, not of numpy, torch or jax: :func:`adapter_frame`).
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
+import sysconfig
 import traceback
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -32,7 +40,8 @@ from febm_ref.conformance.schema import Tolerance
 from febm_ref.conformance.tolerance import compare_case, describe_left_out, precision_of, resolve_precision
 
 __all__ = ["GoldenError", "Row", "Report", "load_golden", "check_adapter", "run_check",
-           "format_table"]
+           "format_table", "case_outcome", "build_rows", "auto_precision", "adapter_frame",
+           "DEFAULT_TIMEOUT"]
 
 STATUS_ORDER = ("ERROR", "FAIL", "pass", "skipped")
 
@@ -71,26 +80,40 @@ class Row:
 
 @dataclass
 class Report:
-    """All rows plus the verdict (``passed`` is False iff some row is FAIL or ERROR)."""
+    """All rows plus the verdict (:attr:`verdict`; ``passed`` iff it is ``PASSED``)."""
 
     golden: str
     adapter: str
     rows: list
     precision: str = "float64"
+    strict: bool = False          #: a skipped row fails too (``check --strict``)
+    adapter_output: str = ""      #: what the isolated adapter wrote to its fd 1 and 2
+    events: list = field(default_factory=list)  #: worker restarts (crash, timeout) of an isolated run
 
     @property
     def counts(self) -> dict:
         return {status: sum(row.status == status for row in self.rows) for status in STATUS_ORDER}
 
     @property
-    def passed(self) -> bool:
+    def verdict(self) -> str:
+        """``FAILED`` if some row is FAIL or ERROR (or, with ``strict``, skipped);
+        ``NOTHING CHECKED`` if no row passed (every row skipped); else ``PASSED``."""
         counts = self.counts
-        return counts["FAIL"] == 0 and counts["ERROR"] == 0
+        if counts["FAIL"] or counts["ERROR"] or (self.strict and counts["skipped"]):
+            return "FAILED"
+        if counts["pass"] == 0:
+            return "NOTHING CHECKED"
+        return "PASSED"
+
+    @property
+    def passed(self) -> bool:
+        return self.verdict == "PASSED"
 
     def as_json(self) -> dict:
         return {"golden": self.golden, "adapter": self.adapter, "precision": self.precision,
-                "passed": self.passed,
-                "counts": self.counts, "rows": [row.as_json() for row in self.rows]}
+                "passed": self.passed, "verdict": self.verdict, "strict": self.strict,
+                "counts": self.counts, "rows": [row.as_json() for row in self.rows],
+                "worker_events": list(self.events), "adapter_output": self.adapter_output}
 
 
 # --------------------------------------------------------------------------- golden files
@@ -162,19 +185,70 @@ def _resolve(value, arrays):
     return value
 
 
+_LIBRARY_PACKAGES = frozenset({"numpy", "scipy", "torch", "jax", "jaxlib", "numba", "functorch",
+                               "opt_einsum", "ml_dtypes"})
+_OWN_DIR = str(Path(__file__).resolve().parent)
+
+
+def _is_library_file(filename: str) -> bool:
+    """True for frames of the numeric libraries (numpy, scipy, torch, jax, numba in any
+    site-packages / dist-packages), of the Python standard library (``ctypes``, ``functools``)
+    and of the checker itself: an error is reported at the innermost frame that is none of
+    these, i.e. in the adapter's own code."""
+    if not filename or filename.startswith("<"):
+        return filename.startswith("<frozen")
+    path = Path(filename)
+    parts = path.parts
+    for i, part in enumerate(parts[:-1]):
+        if part in ("site-packages", "dist-packages"):
+            top = parts[i + 1].split(".")[0]
+            return top in _LIBRARY_PACKAGES or top.startswith("_") and top.lstrip("_") in _LIBRARY_PACKAGES
+    resolved = str(path.resolve()) if path.is_absolute() else filename
+    if resolved.startswith(_OWN_DIR + "/"):
+        return True
+    for top in _LIBRARY_PACKAGES:  # a library installed outside site-packages (a source checkout)
+        module = sys.modules.get(top)
+        root = getattr(module, "__file__", None)
+        if root and resolved.startswith(str(Path(root).resolve().parent) + "/"):
+            return True
+    return resolved.startswith(_STDLIB + "/")
+
+
+_STDLIB = str(Path(sysconfig.get_paths()["stdlib"]).resolve())
+
+
+def adapter_frame(frames) -> Optional[tuple]:
+    """``(filename, lineno, name)`` of the innermost frame of ``frames`` (outermost first) that
+    is the adapter's own code (:func:`_is_library_file`), else the innermost frame."""
+    frames = [(f[0], f[1], f[2]) for f in frames]
+    for filename, lineno, name in reversed(frames):
+        if not _is_library_file(filename):
+            return filename, lineno, name
+    return frames[-1] if frames else None
+
+
 def _describe_exception(exc: BaseException) -> str:
-    """``Type: message (at file:line in function)``, naming the innermost frame."""
+    """``Type: message (at file:line in function)``, naming the innermost frame of the
+    adapter's own code (not numpy's, torch's or jax's internals; :func:`adapter_frame`)."""
     frames = traceback.extract_tb(exc.__traceback__)
+    frame = adapter_frame([(f.filename, f.lineno, f.name) for f in frames])
     where = ""
-    if frames:
-        frame = frames[-1]
-        where = f" (at {Path(frame.filename).name}:{frame.lineno} in {frame.name})"
+    if frame:
+        inner = frames[-1]
+        where = f" (at {Path(frame[0]).name}:{frame[1]} in {frame[2]}"
+        if (inner.filename, inner.lineno) != (frame[0], frame[1]):
+            where += f"; raised inside {_library_name(inner.filename)}"
+        where += ")"
     message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     return f"{type(exc).__name__}: {message}{where}"
 
 
-class _Skip(Exception):
-    pass
+def _library_name(filename: str) -> str:
+    parts = Path(filename).parts
+    for i, part in enumerate(parts[:-1]):
+        if part in ("site-packages", "dist-packages"):
+            return parts[i + 1].split(".")[0].lstrip("_")
+    return Path(filename).name
 
 
 def _call(fn, args: list, cache: dict, key: str):
@@ -182,7 +256,8 @@ def _call(fn, args: list, cache: dict, key: str):
         outcome = cache[key]
     else:
         try:
-            # Foreign output goes to stderr so that ``check --json`` stays parseable.
+            # Foreign output goes to stderr so that ``check --json`` stays parseable (in-process
+            # checks; the isolated worker also redirects fd 1 and 2 at OS level, worker.py).
             with contextlib.redirect_stdout(sys.stderr):
                 outcome = ("ok", fn(*args))
         except NotImplementedError as exc:
@@ -193,24 +268,71 @@ def _call(fn, args: list, cache: dict, key: str):
     return outcome
 
 
-def _to_array(result, output: Optional[int], expected_shape) -> np.ndarray:
-    if output is not None:
-        if not isinstance(result, (tuple, list)) or len(result) <= output:
-            raise TypeError(f"expected a tuple with at least {output + 1} results, got "
-                            f"{type(result).__name__}")
-        result = result[output]
+def _short_repr(value, limit: int = 40) -> str:
+    try:
+        text = repr(value)
+    except Exception:  # noqa: BLE001 - foreign __repr__
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def _numeric_array(result, label: str) -> np.ndarray:
+    """``result`` as a float64 array if it is real numeric data (float or integer dtype, a
+    Python number, a CPU/GPU torch tensor, a JAX array); anything else raises ``TypeError``
+    saying what was received. Rejected: None, str/bytes (numeric strings too), dicts, complex
+    values (any complex dtype, even with zero imaginary part), booleans, object arrays."""
+    if result is None:
+        raise TypeError(f"{label} returned None, not convertible to a float64 array (a missing "
+                        "return statement?); return a real numeric array")
+    if isinstance(result, (str, bytes, bytearray)):
+        raise TypeError(f"{label} returned a {type(result).__name__} ({_short_repr(result)}), not "
+                        "convertible to a float64 array: strings are not accepted, even numeric ones")
+    if isinstance(result, dict):
+        raise TypeError(f"{label} returned a dict (keys {_short_repr(list(result))}), not "
+                        "convertible to a float64 array")
+    kind_name = type(result).__name__
     if hasattr(result, "detach") and hasattr(result, "cpu"):  # a torch tensor
         result = result.detach().cpu()
+        if getattr(result, "is_complex", lambda: False)():
+            raise TypeError(f"{label} returned a complex torch tensor ({result.dtype}); protocol "
+                            "values are real (return the real part yourself if it is real by construction)")
         if "bfloat16" in str(getattr(result, "dtype", "")):  # numpy has no bfloat16: exact widening
             result = result.float()
         result = result.numpy()
+    raw = np.asarray(result)
+    kind = raw.dtype.kind
+    if kind == "c":
+        raise TypeError(f"{label} returned a complex {kind_name} (dtype {raw.dtype}); protocol "
+                        "values are real: complex results are rejected even when the imaginary "
+                        "part is zero (return the real part yourself)")
+    if kind == "b":
+        raise TypeError(f"{label} returned booleans ({kind_name}, dtype bool), not real numbers")
+    if kind not in "fiu":
+        raise TypeError(f"{label} returned a {kind_name} of dtype {raw.dtype} "
+                        f"({_short_repr(result)}), not convertible to a float64 array: return "
+                        "a real numeric array (float or integer dtype)")
+    return raw.astype(np.float64)
+
+
+def _to_array(result, output: Optional[int], expected_shape, function: str = "the adapter function") -> np.ndarray:
+    """Select output ``output`` of a tuple result and convert it (:func:`_numeric_array`);
+    ``TypeError`` / ``ValueError`` with the function, the output and the type received."""
+    label = function
+    if output is not None:
+        if not isinstance(result, (tuple, list)) or len(result) <= output:
+            raise TypeError(f"{function}: expected a tuple with at least {output + 1} results, got "
+                            f"{type(result).__name__}")
+        result = result[output]
+        label = f"{function} (output {output})"
     try:
-        array = np.asarray(result, dtype=np.float64)
-    except Exception as exc:  # noqa: BLE001
-        raise TypeError(f"result of type {type(result).__name__} is not convertible to a float64 "
+        array = _numeric_array(result, label)
+    except TypeError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - foreign objects: __array__, ragged lists, ...
+        raise TypeError(f"{label} returned a {type(result).__name__}, not convertible to a float64 "
                         f"array ({type(exc).__name__}: {exc})") from None
     if array.shape != tuple(expected_shape):
-        raise ValueError(f"wrong shape: expected {tuple(expected_shape)}, got {array.shape}")
+        raise ValueError(f"{label}: wrong shape: expected {tuple(expected_shape)}, got {array.shape}")
     return array
 
 
@@ -226,35 +348,59 @@ def _match_rows(actual: np.ndarray, expected: np.ndarray) -> np.ndarray:
     return actual[order]
 
 
-def _evaluate_case(case: dict, section: GoldenSection, functions: dict, cache: dict, row: Row,
-                   tol: Tolerance, precision: str = "float64") -> None:
-    row.n_cases += 1
+def _expected_of(case: dict, section: GoldenSection) -> np.ndarray:
+    ref = case["expected"]
+    return (section.arrays[ref["array"]] if "array" in ref
+            else np.asarray(ref["value"], dtype=np.float64))
+
+
+def case_outcome(case: dict, section: GoldenSection, functions: dict, cache: dict) -> tuple:
+    """Call the adapter on one golden case and convert its result.
+
+    Returns one of ``("missing",)`` (no such function), ``("skip", message)``
+    (``NotImplementedError``), ``("error", message)`` (an exception, or a result that is not
+    a real numeric array of the expected shape) and ``("ok", array, precision)`` with the
+    float64 array and the precision name of the returned dtype (or None). Calls shared by
+    several cases (the outputs of one tuple) are made once (``cache``). Used in-process and
+    by the isolated worker (:mod:`.worker`), so both paths judge the same outcomes."""
     fn = functions.get(case["function"])
     if fn is None:
-        row.n_skipped += 1
-        return
+        return ("missing",)
     args = [_resolve(case["args"][name], section.arrays) for name in case["args"]]
     call_key = case["function"] + json.dumps(case["args"], sort_keys=True)
-    state, result = _call(fn, args, cache, call_key)
-    if state == "skip":
+    with np.errstate(all="ignore"):
+        state, result = _call(fn, args, cache, call_key)
+    if state != "ok":
+        return (state, result)
+    try:
+        actual = _to_array(result, case["output"], _expected_of(case, section).shape, case["function"])
+    except (TypeError, ValueError) as exc:
+        return ("error", str(exc))
+    try:
+        precision = precision_of(result)
+    except Exception:  # noqa: BLE001 - a foreign dtype attribute
+        precision = None
+    return ("ok", actual, precision)
+
+
+def _judge_case(case: dict, section: GoldenSection, outcome: tuple, row: Row, tol: Tolerance,
+                precision: str = "float64") -> None:
+    """Fold one case's outcome (:func:`case_outcome`) into its row."""
+    row.n_cases += 1
+    state = outcome[0]
+    if state in ("missing", "skip"):
         row.n_skipped += 1
         return
     if state == "error":
-        row._errors.append(f"{case['id']}: {result}")
+        row._errors.append(f"{case['id']}: {outcome[1]}")
         return
-    expected_ref = case["expected"]
-    expected = (section.arrays[expected_ref["array"]] if "array" in expected_ref
-                else np.asarray(expected_ref["value"], dtype=np.float64))
-    try:
-        actual = _to_array(result, case["output"], expected.shape)
-    except (TypeError, ValueError) as exc:
-        row._errors.append(f"{case['id']}: {exc}")
-        return
+    actual, expected = outcome[1], _expected_of(case, section)
     if case.get("match") == "unordered_rows":
         actual = _match_rows(actual, expected)
     row.n_checked += 1
-    comparison = compare_case(actual, expected, case, section.arrays, rtol=tol.rtol, atol=tol.atol,
-                              precision=precision)
+    with np.errstate(all="ignore"):
+        comparison = compare_case(actual, expected, case, section.arrays, rtol=tol.rtol, atol=tol.atol,
+                                  precision=precision)
     ok, ratio = comparison.ok, comparison.ratio
     row.precision = precision
     note = describe_left_out(comparison, precision)
@@ -298,71 +444,96 @@ def _finish(row: Row) -> Row:
     return row
 
 
-def _auto_precision(sections, functions: dict, cache: dict) -> str:
+def auto_precision(outcomes) -> str:
     """``--precision auto``: the lowest floating precision among all results of the adapter
-    (float64 if none carries a dtype). The calls are cached, so the checking pass that
-    follows does not repeat them."""
-    found = set()
-    for section in sections:
-        for case in section.document["cases"]:
-            fn = functions.get(case["function"])
-            if fn is None:
-                continue
-            args = [_resolve(case["args"][name], section.arrays) for name in case["args"]]
-            key = case["function"] + json.dumps(case["args"], sort_keys=True)
-            with np.errstate(all="ignore"):
-                state, result = _call(fn, args, cache, key)
-            if state == "ok":
-                found.add(precision_of(result))
+    (float64 if none carries a dtype)."""
+    found = {outcome[2] for outcome in outcomes if outcome[0] == "ok"}
     for name in ("float16", "bfloat16", "float32"):
         if name in found:
             return name
     return "float64"
 
 
+def build_rows(sections, outcomes: dict, provided, precision: str) -> list:
+    """One :class:`Row` per (section, quantity) from the outcomes ``{(section index, case
+    index): outcome}`` (:func:`case_outcome`; a case without an outcome is an ERROR: it was
+    never evaluated). ``provided``: the protocol functions the adapter has."""
+    rows = []
+    for si, section in enumerate(sections):
+        tolerances = {key: Tolerance(value["rtol"], value["atol"], value["why"])
+                      for key, value in section.document["tolerances"].items()}
+        by_quantity: dict = {}
+        for ci, case in enumerate(section.document["cases"]):
+            quantity = case["quantity"]
+            tol = tolerances[case["tolerance"]]
+            if quantity not in by_quantity:
+                by_quantity[quantity] = Row(section.name, quantity, rtol=tol.rtol, atol=tol.atol)
+            outcome = outcomes.get((si, ci), ("error", "not evaluated: no result was reported for this case"))
+            _judge_case(case, section, outcome, by_quantity[quantity], tol, precision)
+        for row in by_quantity.values():
+            if row.n_checked == 0 and not row._errors and not row._fails:
+                missing = {case["function"] for case in section.document["cases"]
+                           if case["quantity"] == row.quantity} - set(provided)
+                row.message = (f"adapter has no {', '.join(sorted(missing))}" if missing
+                               else "NotImplementedError for every case")
+            rows.append(_finish(row))
+    return rows
+
+
 def check_adapter(adapter: Any, golden_dir, *, adapter_name: str = "", precision: str = "float64") -> Report:
-    """Evaluate ``adapter`` (an object with protocol functions) on the golden set.
+    """Evaluate ``adapter`` (an object with protocol functions) on the golden set, in this
+    process (fast; no protection against ``os._exit``, crashes, hangs or raw fd writes: use
+    :func:`run_check` for foreign code).
 
     ``precision``: ``float64``, ``float32``, ``bfloat16``, ``float16`` or ``auto`` (the lowest
-    precision among the dtypes the adapter returns, :func:`_auto_precision`): the tolerances
+    precision among the dtypes the adapter returns, :func:`auto_precision`): the tolerances
     of :mod:`febm_ref.conformance.tolerance`."""
     if precision != "auto":
         resolve_precision(precision)
     manifest, sections = load_golden(golden_dir)
     functions = provided_functions(adapter)
-    rows = []
     cache: dict = {}
+    outcomes = {(si, ci): case_outcome(case, section, functions, cache)
+                for si, section in enumerate(sections) for ci, case in enumerate(section.document["cases"])}
     if precision == "auto":
-        precision = _auto_precision(sections, functions, cache)
-    for section in sections:
-        tolerances = {key: Tolerance(value["rtol"], value["atol"], value["why"])
-                      for key, value in section.document["tolerances"].items()}
-        by_quantity: dict = {}
-        for case in section.document["cases"]:
-            quantity = case["quantity"]
-            if quantity not in by_quantity:
-                tol = tolerances[case["tolerance"]]
-                by_quantity[quantity] = Row(section.name, quantity, rtol=tol.rtol, atol=tol.atol)
-            row = by_quantity[quantity]
-            with np.errstate(all="ignore"):
-                _evaluate_case(case, section, functions, cache, row, tolerances[case["tolerance"]],
-                               precision)
-        for row in by_quantity.values():
-            if row.n_checked == 0 and not row._errors and not row._fails:
-                missing = {case["function"] for case in section.document["cases"]
-                           if case["quantity"] == row.quantity} - set(functions)
-                row.message = (f"adapter has no {', '.join(sorted(missing))}" if missing
-                               else "NotImplementedError for every case")
-            rows.append(_finish(row))
+        precision = auto_precision(outcomes.values())
+    rows = build_rows(sections, outcomes, functions, precision)
     return Report(str(golden_dir), adapter_name or repr(adapter), rows, precision)
 
 
-def run_check(adapter_spec: str, golden_dir, *, precision: str = "float64") -> Report:
+DEFAULT_TIMEOUT = 60.0
+"""Seconds each case may take in the isolated worker (``check --timeout``)."""
+
+
+def run_check(adapter_spec: str, golden_dir, *, precision: str = "float64", timeout: float = DEFAULT_TIMEOUT,
+              isolated: bool = True) -> Report:
     """Load the adapter ``MODULE[:OBJECT]`` and check it; a load failure is one ERROR row.
+
+    ``isolated`` (default): the adapter runs in a worker process (:mod:`.worker`) with its
+    fd 1 and 2 captured, a per-case ``timeout`` in seconds, and a fresh worker after a crash
+    (``os._exit``, a signal) or a timeout, so foreign code can neither crash the checker nor
+    corrupt its output nor fake a result. ``isolated=False`` loads it in this process
+    (:func:`check_adapter`).
 
     The golden set is validated first, so a bad golden directory raises :class:`GoldenError`
     before any foreign code is imported."""
-    load_golden(golden_dir)
+    if precision != "auto":
+        resolve_precision(precision)
+    _, sections = load_golden(golden_dir)
+    if isolated:
+        from febm_ref.conformance.worker import run_isolated
+
+        if not (isinstance(timeout, (int, float)) and timeout > 0):
+            raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
+        run = run_isolated(adapter_spec, golden_dir, sections, timeout=float(timeout))
+        if run.load_error is not None:
+            row = Row("adapter", "load", status="ERROR", message=run.load_error)
+            return Report(str(golden_dir), adapter_spec, [row], adapter_output=run.output, events=run.events)
+        if precision == "auto":
+            precision = auto_precision(run.outcomes.values())
+        rows = build_rows(sections, run.outcomes, run.provided, precision)
+        return Report(str(golden_dir), adapter_spec, rows, precision, adapter_output=run.output,
+                      events=run.events)
     try:
         with contextlib.redirect_stdout(sys.stderr):
             adapter = load_adapter(adapter_spec)
@@ -403,9 +574,19 @@ def format_table(report: Report) -> str:
             lines.append(f"{'':<11}    ({row.message})")
     counts = report.counts
     lines.append("")
-    lines.append(f"{'PASSED' if report.passed else 'FAILED'}: {counts['pass']} pass, "
-                 f"{counts['FAIL']} FAIL, {counts['ERROR']} ERROR, {counts['skipped']} skipped")
-    if counts["pass"] == 0 and report.passed:
-        lines.append("warning: nothing was checked (the adapter provides no protocol function); "
-                     "see docs/conformance.md")
+    for event in report.events:
+        lines.append(f"worker: {event}")
+    if report.adapter_output:
+        n_lines = len(report.adapter_output.splitlines())
+        lines.append(f"adapter output: {n_lines} line(s) written to fd 1/2 by the adapter (kept out of "
+                     "this report; printed on stderr, 'adapter_output' in --json)")
+    verdict = report.verdict
+    lines.append(f"{verdict}: {counts['pass']} pass, {counts['FAIL']} FAIL, {counts['ERROR']} ERROR, "
+                 f"{counts['skipped']} skipped")
+    if verdict == "FAILED" and report.strict and counts["skipped"] and not (counts["FAIL"] or counts["ERROR"]):
+        lines.append(f"--strict: the {counts['skipped']} skipped row(s) count as failures")
+    if verdict == "NOTHING CHECKED":
+        lines.append("nothing was checked: every row is skipped (the adapter provides no protocol function, "
+                     "or raised NotImplementedError for every case); this is not a pass. "
+                     "'febm-ref check --list-protocol' lists the functions")
     return "\n".join(lines)
