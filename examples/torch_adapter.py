@@ -13,7 +13,10 @@ nothing here imports febm_ref. Everything is written independently in torch:
   checker shows the two agree);
 * Gaussian f-divergences from the textbook closed forms (Jensen-Shannon: not implemented,
   so the checker skips it);
-* ULA (D15) and decoupled Langevin (D16) with the pre-drawn noise.
+* ULA (D15) and decoupled Langevin (D16) with the pre-drawn noise, and single steps from
+  a given gradient (any energy);
+* the architecture-agnostic value rows (per-sample weights by autograd of the same
+  surrogates with the per-sample values as leaves, and the loss values).
 
 Run: ``febm-ref check --adapter examples/torch_adapter.py``.
 
@@ -275,14 +278,56 @@ def febm_loss_gradients(name, params, energy, critic, x_pos, x_neg, l2_weight):
     return grad_theta.numpy(), grad_omega.numpy()
 
 
+# ----------------------------------------------------------------------------- value rows (any model)
+
+def febm_energy_weights(name, params, e_pos, e_neg, h_pos, h_neg, l2_weight):
+    """dS_E/dE(x+_i), dS_E/dE(x-_j): autograd of the same surrogate S_E as the model
+    gradients, with the given per-sample values as the leaves (what a ResNet
+    implementation's loss code sees)."""
+    E_pos, E_neg = _t(e_pos).requires_grad_(True), _t(e_neg).requires_grad_(True)
+    loss = energy_surrogate(divergence_maps(name, params), E_pos, E_neg, _t(h_pos), _t(h_neg), l2_weight)
+    return tuple(g.numpy() for g in torch.autograd.grad(loss, (E_pos, E_neg)))
+
+
+def febm_critic_weights(name, params, e_pos, e_neg, h_pos, h_neg, l2_weight):
+    """dS_H/dH(x+_i), dS_H/dH(x-_j) by autograd of the critic's surrogate."""
+    H_pos, H_neg = _t(h_pos).requires_grad_(True), _t(h_neg).requires_grad_(True)
+    loss = critic_surrogate(divergence_maps(name, params), _t(e_pos), _t(e_neg), H_pos, H_neg, l2_weight)
+    return tuple(g.numpy() for g in torch.autograd.grad(loss, (H_pos, H_neg)))
+
+
+def febm_loss_values(name, params, e_pos, e_neg, h_pos, h_neg, l2_weight):
+    """(L, L + lambda(<E+^2> + <E-^2>), -L + lambda(<H+^2> + <H-^2>)): the objective VALUE."""
+    maps = divergence_maps(name, params)
+    E_pos, E_neg, H_pos, H_neg = (_t(v) for v in (e_pos, e_neg, h_pos, h_neg))
+    bound = maps["g_data"](H_pos + E_pos).mean() - maps["g_model"](H_neg + E_neg).mean()
+    energy_loss = bound + l2_weight * ((E_pos ** 2).mean() + (E_neg ** 2).mean())
+    critic_loss = -bound + l2_weight * ((H_pos ** 2).mean() + (H_neg ** 2).mean())
+    return bound.numpy(), energy_loss.numpy(), critic_loss.numpy()
+
+
 # ----------------------------------------------------------------------------- Langevin
+
+def ula_update(x, grad, z, step_size):
+    """D15: x - (eps/2) grad_x E(x) + sqrt(eps) z."""
+    return x - 0.5 * step_size * grad + math.sqrt(step_size) * z
+
+
+def decoupled_update(x_noised, grad_noised, step_size, grad_clip, box):
+    """D16 from the noised point x' = x + sigma z and g = grad_x E(x'):
+    clip(x' - lambda clip(g, +-grad_clip), box)."""
+    if grad_clip is not None:
+        grad_noised = torch.clamp(grad_noised, -grad_clip, grad_clip)
+    x = x_noised - step_size * grad_noised
+    return x if box is None else torch.clamp(x, box[0], box[1])
+
 
 def ula_trajectory(energy, x0, noise, step_size):
     params, sizes, act = _t(energy["params"]), energy["sizes"], energy["activation"]
     x, noise = _t(x0), _t(noise)
     points = []
     for z in noise:
-        x = x - 0.5 * step_size * _grad_x(params, sizes, act, x) + math.sqrt(step_size) * z
+        x = ula_update(x, _grad_x(params, sizes, act, x), z, step_size)
         points.append(x)
     return torch.stack(points).numpy()
 
@@ -293,14 +338,20 @@ def decoupled_langevin_trajectory(energy, x0, noise, step_size, noise_scale, gra
     points = []
     for z in noise:
         x_noised = x + noise_scale * z
-        g = _grad_x(params, sizes, act, x_noised)
-        if grad_clip is not None:
-            g = torch.clamp(g, -grad_clip, grad_clip)
-        x = x_noised - step_size * g
-        if box is not None:
-            x = torch.clamp(x, box[0], box[1])
+        x = decoupled_update(x_noised, _grad_x(params, sizes, act, x_noised), step_size, grad_clip, box)
         points.append(x)
     return torch.stack(points).numpy()
+
+
+def ula_step(x, grad_x, noise, step_size):
+    """One D15 step from a given gradient (any energy)."""
+    return ula_update(_t(x), _t(grad_x), _t(noise), step_size).numpy()
+
+
+def decoupled_langevin_step(x, grad_x, noise, step_size, noise_scale, grad_clip, box):
+    """One D16 step; ``grad_x`` is the gradient at the noised point x + noise_scale noise."""
+    x_noised = _t(x) + noise_scale * _t(noise)
+    return decoupled_update(x_noised, _t(grad_x), step_size, grad_clip, box).numpy()
 
 
 # ----------------------------------------------------------------------------- 1-D optima
@@ -400,7 +451,9 @@ def convergence_jacobian(name, params, toy):
 
 PROTOCOL_FUNCTIONS = ("divergence_map", "gaussian_f_divergence", "mlp_energy", "mlp_grad_x",
                       "mlp_grad_params", "febm_loss_gradients", "ula_trajectory",
-                      "decoupled_langevin_trajectory", "exact_optimum_1d", "convergence_jacobian")
+                      "decoupled_langevin_trajectory", "exact_optimum_1d", "convergence_jacobian",
+                      "febm_energy_weights", "febm_critic_weights", "febm_loss_values", "ula_step",
+                      "decoupled_langevin_step")
 
 
 class TorchFEBM:

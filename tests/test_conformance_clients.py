@@ -8,9 +8,7 @@ float64 tolerances (the tight febm-ref 0.1 tolerances are the floors of every ro
 float32 at the float32 tolerances (derived rounding-error bounds, docs/conformance.md,
 "Precision-aware tolerances"); ``--precision auto`` detects float32 from the returned dtypes.
 A row is skipped only where the client does not implement the function (Jensen-Shannon
-between Gaussians has no closed form; the torch example has no value-only estimator or
-single-step sampler functions: those rows are covered by the torch clients of
-tests/test_conformance_precision.py).
+between Gaussians has no closed form in either client).
 
 Cost: JAX traces and compiles its transformations (``vmap(grad)``, ``jacfwd``, the jitted
 Newton steps of the optima) anew for each case: ~20-25 CPU s per dtype, so every client is
@@ -101,10 +99,7 @@ def _not_passing(report):
 
 EXPECTED_SKIPS = {
     "jax": {"gaussians.jensen_shannon"},
-    "torch": {"gaussians.jensen_shannon", "estimator.energy_weights", "estimator.critic_weights",
-              "estimator.objective_value", "estimator.energy_weights+l2", "estimator.critic_weights+l2",
-              "estimator.energy_loss+l2", "estimator.critic_loss+l2", "sampler_step.ula_step",
-              "sampler_step.d16_step"},
+    "torch": {"gaussians.jensen_shannon"},
 }
 
 
