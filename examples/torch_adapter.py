@@ -13,9 +13,21 @@ nothing here imports febm_ref. Everything is written independently in torch:
   checker shows the two agree);
 * Gaussian f-divergences from the textbook closed forms (Jensen-Shannon: not implemented,
   so the checker skips it);
-* ULA (D15) and decoupled Langevin (D16) with the pre-drawn noise.
+* ULA (D15) and decoupled Langevin (D16) with the pre-drawn noise, and single steps from
+  a given gradient (any energy);
+* the architecture-agnostic value rows (per-sample weights by autograd of the same
+  surrogates with the per-sample values as leaves, and the loss values).
 
 Run: ``febm-ref check --adapter examples/torch_adapter.py``.
+
+Precision
+---------
+Every function computes in the module's ``DTYPE``: float64 by default, float32 with
+``FEBM_TORCH_DTYPE=float32`` in the environment (read at import). Inputs arrive as float64
+and are rounded to ``DTYPE`` on entry (``_t``); results are returned in ``DTYPE``. The
+objects ``adapter_float64`` and ``adapter_float32`` carry the same functions with a fixed
+dtype, so both precisions can be checked in one process:
+``febm-ref check --precision float32 --adapter examples/torch_adapter.py:adapter_float32``.
 
 The surrogate losses
 --------------------
@@ -35,12 +47,17 @@ minus the D13 omega-gradient. The l2 terms (D14) are added to both losses as the
 
 from __future__ import annotations
 
+import functools
 import math
+import os
 
 import torch
 
 torch.set_num_threads(1)
-DTYPE = torch.float64
+_DTYPES = {"float64": torch.float64, "float32": torch.float32}
+if os.environ.get("FEBM_TORCH_DTYPE", "float64") not in _DTYPES:
+    raise ValueError(f"FEBM_TORCH_DTYPE must be float64 or float32, got {os.environ['FEBM_TORCH_DTYPE']!r}")
+DTYPE = _DTYPES[os.environ.get("FEBM_TORCH_DTYPE", "float64")]
 LOG2 = math.log(2.0)
 
 
@@ -168,7 +185,7 @@ def gaussian_f_divergence(name, params, mean_p, cov_p, mean_q, cov_q):
         value = 0.5 * _alpha_gaussians(0.5, m_p, S_p, m_q, S_q)
     else:
         raise NotImplementedError(f"no closed form for {name!r} in this adapter")
-    return float(value)
+    return value.detach().numpy()  # a 0-d array of DTYPE (float() would hide the precision)
 
 
 # ----------------------------------------------------------------------------- MLP
@@ -261,14 +278,56 @@ def febm_loss_gradients(name, params, energy, critic, x_pos, x_neg, l2_weight):
     return grad_theta.numpy(), grad_omega.numpy()
 
 
+# ----------------------------------------------------------------------------- value rows (any model)
+
+def febm_energy_weights(name, params, e_pos, e_neg, h_pos, h_neg, l2_weight):
+    """dS_E/dE(x+_i), dS_E/dE(x-_j): autograd of the same surrogate S_E as the model
+    gradients, with the given per-sample values as the leaves (what a ResNet
+    implementation's loss code sees)."""
+    E_pos, E_neg = _t(e_pos).requires_grad_(True), _t(e_neg).requires_grad_(True)
+    loss = energy_surrogate(divergence_maps(name, params), E_pos, E_neg, _t(h_pos), _t(h_neg), l2_weight)
+    return tuple(g.numpy() for g in torch.autograd.grad(loss, (E_pos, E_neg)))
+
+
+def febm_critic_weights(name, params, e_pos, e_neg, h_pos, h_neg, l2_weight):
+    """dS_H/dH(x+_i), dS_H/dH(x-_j) by autograd of the critic's surrogate."""
+    H_pos, H_neg = _t(h_pos).requires_grad_(True), _t(h_neg).requires_grad_(True)
+    loss = critic_surrogate(divergence_maps(name, params), _t(e_pos), _t(e_neg), H_pos, H_neg, l2_weight)
+    return tuple(g.numpy() for g in torch.autograd.grad(loss, (H_pos, H_neg)))
+
+
+def febm_loss_values(name, params, e_pos, e_neg, h_pos, h_neg, l2_weight):
+    """(L, L + lambda(<E+^2> + <E-^2>), -L + lambda(<H+^2> + <H-^2>)): the objective VALUE."""
+    maps = divergence_maps(name, params)
+    E_pos, E_neg, H_pos, H_neg = (_t(v) for v in (e_pos, e_neg, h_pos, h_neg))
+    bound = maps["g_data"](H_pos + E_pos).mean() - maps["g_model"](H_neg + E_neg).mean()
+    energy_loss = bound + l2_weight * ((E_pos ** 2).mean() + (E_neg ** 2).mean())
+    critic_loss = -bound + l2_weight * ((H_pos ** 2).mean() + (H_neg ** 2).mean())
+    return bound.numpy(), energy_loss.numpy(), critic_loss.numpy()
+
+
 # ----------------------------------------------------------------------------- Langevin
+
+def ula_update(x, grad, z, step_size):
+    """D15: x - (eps/2) grad_x E(x) + sqrt(eps) z."""
+    return x - 0.5 * step_size * grad + math.sqrt(step_size) * z
+
+
+def decoupled_update(x_noised, grad_noised, step_size, grad_clip, box):
+    """D16 from the noised point x' = x + sigma z and g = grad_x E(x'):
+    clip(x' - lambda clip(g, +-grad_clip), box)."""
+    if grad_clip is not None:
+        grad_noised = torch.clamp(grad_noised, -grad_clip, grad_clip)
+    x = x_noised - step_size * grad_noised
+    return x if box is None else torch.clamp(x, box[0], box[1])
+
 
 def ula_trajectory(energy, x0, noise, step_size):
     params, sizes, act = _t(energy["params"]), energy["sizes"], energy["activation"]
     x, noise = _t(x0), _t(noise)
     points = []
     for z in noise:
-        x = x - 0.5 * step_size * _grad_x(params, sizes, act, x) + math.sqrt(step_size) * z
+        x = ula_update(x, _grad_x(params, sizes, act, x), z, step_size)
         points.append(x)
     return torch.stack(points).numpy()
 
@@ -279,14 +338,20 @@ def decoupled_langevin_trajectory(energy, x0, noise, step_size, noise_scale, gra
     points = []
     for z in noise:
         x_noised = x + noise_scale * z
-        g = _grad_x(params, sizes, act, x_noised)
-        if grad_clip is not None:
-            g = torch.clamp(g, -grad_clip, grad_clip)
-        x = x_noised - step_size * g
-        if box is not None:
-            x = torch.clamp(x, box[0], box[1])
+        x = decoupled_update(x_noised, _grad_x(params, sizes, act, x_noised), step_size, grad_clip, box)
         points.append(x)
     return torch.stack(points).numpy()
+
+
+def ula_step(x, grad_x, noise, step_size):
+    """One D15 step from a given gradient (any energy)."""
+    return ula_update(_t(x), _t(grad_x), _t(noise), step_size).numpy()
+
+
+def decoupled_langevin_step(x, grad_x, noise, step_size, noise_scale, grad_clip, box):
+    """One D16 step; ``grad_x`` is the gradient at the noised point x + noise_scale noise."""
+    x_noised = _t(x) + noise_scale * _t(noise)
+    return decoupled_update(x_noised, _t(grad_x), step_size, grad_clip, box).numpy()
 
 
 # ----------------------------------------------------------------------------- 1-D optima
@@ -305,14 +370,23 @@ def exact_optimum_1d(name, params, target):
 
     f = divergence_maps(name, params)["f"]
     x = torch.linspace(-30.0, 35.0, 13001, dtype=DTYPE)
-    h = float(x[1] - x[0])
+    # The node spacing from the interval, not x[1] - x[0]: in float32 that difference of two
+    # numbers near -30 is off by ~2e-4 relative (cancellation), and so is every integral.
+    h = 65.0 / 13000
     log_p = _mixture_log_density(target, x)
 
     def divergence(z):
         mu, log_sigma = z[0], z[1]
         log_q = -0.5 * ((x - mu) / torch.exp(log_sigma)) ** 2 - log_sigma - 0.5 * math.log(2.0 * math.pi)
-        integrand = torch.exp(log_q) * f(torch.exp(log_p - log_q))
-        integrand = torch.where(torch.isfinite(integrand), integrand, torch.zeros_like(integrand))
+        # Nodes where p and q are both below e^-60 or p/q is beyond e^+-40 are dropped (a
+        # truncation of the domain, not of f). The mask is applied to the log ratio BEFORE
+        # the exp: masking the integrand afterwards (torch.where(isfinite(...))) leaves an
+        # inf in the discarded branch, whose gradient 0 * inf is NaN; in float32 e^(log p -
+        # log q) overflows in the tails, BFGS then sees a NaN gradient and stops at its
+        # starting point (caught by the optima rows of `febm-ref check --precision float32`).
+        keep = (torch.maximum(log_p, log_q) > -60.0) & ((log_p - log_q).abs() < 40.0)
+        log_ratio = torch.where(keep, log_p - log_q, torch.zeros_like(log_q))
+        integrand = torch.where(keep, torch.exp(log_q) * f(torch.exp(log_ratio)), torch.zeros_like(log_q))
         return h * (integrand.sum() - 0.5 * (integrand[0] + integrand[-1]))
 
     def value_and_grad(z_np):
@@ -371,3 +445,44 @@ def convergence_jacobian(name, params, toy):
     eig = torch.linalg.eigvals(J)
     eta_star = float(torch.min(2.0 * eig.real.abs() / eig.abs() ** 2))
     return J.detach().numpy(), torch.stack([eig.real, eig.imag], dim=1).numpy(), eta_star
+
+
+# ----------------------------------------------------------------------------- fixed-dtype objects
+
+PROTOCOL_FUNCTIONS = ("divergence_map", "gaussian_f_divergence", "mlp_energy", "mlp_grad_x",
+                      "mlp_grad_params", "febm_loss_gradients", "ula_trajectory",
+                      "decoupled_langevin_trajectory", "exact_optimum_1d", "convergence_jacobian",
+                      "febm_energy_weights", "febm_critic_weights", "febm_loss_values", "ula_step",
+                      "decoupled_langevin_step")
+
+
+class TorchFEBM:
+    """The functions of this module with a fixed dtype: each call runs the module function
+    with ``DTYPE`` set to ``dtype`` (and restores it), so ``adapter_float64`` and
+    ``adapter_float32`` can be checked in one process. Not thread-safe (neither is the
+    checker's call sequence meant to be)."""
+
+    def __init__(self, dtype):
+        if dtype not in _DTYPES.values():
+            raise ValueError(f"dtype must be torch.float64 or torch.float32, got {dtype!r}")
+        self.dtype = dtype
+        for name in PROTOCOL_FUNCTIONS:
+            setattr(self, name, self._bind(globals()[name]))
+
+    def __repr__(self) -> str:
+        return f"TorchFEBM({self.dtype})"
+
+    def _bind(self, fn):
+        @functools.wraps(fn)
+        def call(*args):
+            global DTYPE
+            saved, DTYPE = DTYPE, self.dtype
+            try:
+                return fn(*args)
+            finally:
+                DTYPE = saved
+        return call
+
+
+adapter_float64 = TorchFEBM(torch.float64)
+adapter_float32 = TorchFEBM(torch.float32)

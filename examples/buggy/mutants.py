@@ -197,7 +197,8 @@ MUTANTS = {
     "ReverseKLGModelPlusOne": (ReverseKLGModelPlusOne, "catalogue.g_model, estimator values"),
     "TanhDerivativeWrong": (TanhDerivativeWrong, "mlp.grad_*, objective, langevin"),
     "Float16Cast": (Float16Cast, "mlp, objective, langevin"),
-    "LangevinGradOfBatchMean": (LangevinGradOfBatchMean, "langevin (trajectories)"),
+    "LangevinGradOfBatchMean": (LangevinGradOfBatchMean,
+                                "mlp.grad_x (the same helper), langevin (trajectories)"),
 }
 """Variant name -> (class, the rows expected to reject it)."""
 

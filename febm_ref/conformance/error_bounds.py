@@ -15,23 +15,31 @@ An input ``x`` rounded to the precision has ``E_x = |x|``.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from febm_ref._kernels import _unpack_numpy
 from febm_ref.conformance.tolerance import K_FN
 
-__all__ = ["map_scale", "map_derivative", "MLPBounds", "mlp_bounds", "estimator_weight_scales",
+__all__ = ["map_scale", "map_derivative", "alpha_rounding_scale", "MLPBounds", "mlp_bounds", "estimator_weight_scales",
            "loss_value_scales", "ula_step_scale", "decoupled_step_scale"]
 
 
 # --------------------------------------------------------------------------- element-wise maps
 
-def map_derivative(fn, x: np.ndarray) -> np.ndarray:
+def map_derivative(fn, x: np.ndarray, *, positive: bool = False) -> np.ndarray:
     """``fn'(x)`` by central differences in float64 (step ``1e-5 max(1, |x|)``; relative
     accuracy ~1e-9, ample for an error scale). Non-finite differences count as 0: they
-    occur only where the value itself overflows (compared as "beyond range")."""
+    occur only where the value itself overflows (compared as "beyond range").
+
+    ``positive``: ``fn`` is defined on ``x > 0`` only (the u-grid maps), so the step is
+    relative, ``1e-5 x``: with the absolute step ``1e-5`` the difference at ``u = 1e-12``
+    would evaluate ``fn`` at a negative ``u`` (NaN, counted as 0) and drop the input-rounding
+    term ``|u y'|`` of :func:`map_scale` exactly where it dominates (``u^(a-2)`` at
+    ``u = 1e-12``: ``|u y'| = |a - 2| |y|``)."""
     x = np.asarray(x, dtype=np.float64)
-    h = 1e-5 * np.maximum(1.0, np.abs(x))
+    h = 1e-5 * (np.abs(x) if positive else np.maximum(1.0, np.abs(x)))
     with np.errstate(all="ignore"):
         d = (np.asarray(fn(x + h), dtype=np.float64) - np.asarray(fn(x - h), dtype=np.float64)) / (2 * h)
     return np.where(np.isfinite(d), d, 0.0)
@@ -58,11 +66,41 @@ def map_scale(fn, x: np.ndarray, value: np.ndarray, derivative=None, *, powers: 
     """
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(value, dtype=np.float64)
-    dy = map_derivative(fn, x) if derivative is None else np.asarray(derivative, dtype=np.float64)
+    dy = map_derivative(fn, x, positive=powers) if derivative is None else np.asarray(derivative, dtype=np.float64)
     with np.errstate(all="ignore"):
         log_factor = 1.0 + K_FN * np.abs(np.log(np.abs(x))) if powers else 1.0
         s = np.abs(x * dy) * log_factor + K_FN * (np.abs(y) + offset) + (2.0 * np.abs(x) if linear_terms else 0.0)
     return np.where(np.isfinite(s), s, 0.0)
+
+
+def _representable(a: float, bits: int = 8) -> bool:
+    """``a`` has at most ``bits`` significant bits: it is exact in bfloat16 (8 bits) and in
+    every wider binary format (-1, -0.5, 0, 0.5, 1, 2 are; 0.9 is not)."""
+    mantissa, _ = math.frexp(float(a))
+    return float(mantissa * 2 ** bits).is_integer()
+
+
+def alpha_rounding_scale(div, evaluate):
+    """``|alpha| |dy/d alpha|``: the first-order effect of the implementation holding the
+    divergence parameter ``alpha`` in its own precision (``fl(alpha) = alpha (1 + d)``,
+    ``|d| <= u``) and deriving everything from it, e.g. ``alpha - 1`` from the rounded alpha,
+    which amplifies the rounding by ``|alpha/(alpha - 1)|`` (9 at alpha = 0.9). ``evaluate``
+    maps a divergence to the quantity (``lambda d: d.g_model(r)``); the derivative is a
+    central difference in alpha (relative step 1e-6, accuracy ~1e-10 relative). 0 for
+    divergences without alpha and for alphas that every supported precision represents
+    exactly (:func:`_representable`); non-finite differences (the value overflows) count as 0.
+    """
+    a = div.params.get("alpha") if div.params else None
+    if a is None or _representable(a):
+        return 0.0
+    from febm_ref.divergences import get_divergence
+
+    h = 1e-6 * abs(a)
+    with np.errstate(all="ignore"):
+        up = np.asarray(evaluate(get_divergence("alpha", alpha=a + h)), dtype=np.float64)
+        down = np.asarray(evaluate(get_divergence("alpha", alpha=a - h)), dtype=np.float64)
+        d = abs(a) * np.abs(up - down) / (2 * h)
+    return np.where(np.isfinite(d), d, 0.0)
 
 
 # --------------------------------------------------------------------------- MLP
@@ -173,14 +211,18 @@ def _g_terms(div, r, E_r):
     As for the catalogue rows (:func:`map_scale`), each map carries ``K_FN (|value| + 1)``
     (plus ``2 |r|`` for the values, ``linear_terms``): the ``+ 1`` covers O(1) terms that
     cancel, e.g. autodiff of the Jensen-Shannon ``g_data = log 2 + s - softplus(s)`` gives
-    ``1 - sigmoid(s)``, 0 in float32 for s > 17."""
+    ``1 - sigmoid(s)``, 0 in float32 for s > 17; the alpha family adds the rounding of alpha
+    (:func:`alpha_rounding_scale`)."""
     out = {}
     for name, prime in (("g_data", "g_data_prime"), ("g_model", "g_model_prime")):
         g = getattr(div, name)(r)
         gp = getattr(div, prime)(r)
         gpp = map_derivative(getattr(div, prime), r)
-        out[name] = (g, np.abs(gp) * E_r + K_FN * (np.abs(g) + 1.0) + 2.0 * np.abs(r), gp,
-                     np.abs(gpp) * E_r + K_FN * (np.abs(gp) + 1.0))
+        E_g = (np.abs(gp) * E_r + K_FN * (np.abs(g) + 1.0) + 2.0 * np.abs(r)
+               + alpha_rounding_scale(div, lambda d, fn=name: getattr(d, fn)(r)))
+        E_gp = (np.abs(gpp) * E_r + K_FN * (np.abs(gp) + 1.0)
+                + alpha_rounding_scale(div, lambda d, fn=prime: getattr(d, fn)(r)))
+        out[name] = (g, E_g, gp, E_gp)
     return out
 
 

@@ -156,6 +156,8 @@ def build_catalogue(rng: np.random.Generator) -> Section:
                                            powers=quantity in ("f", "f_prime", "f_double_prime"),
                                            offset=0.0 if quantity == "f_double_prime" else 1.0,
                                            linear_terms=quantity in ("g_data", "g_model"))
+            # alpha held in the implementation's precision (at fixed x: x is its own input)
+            scale = scale + error_bounds.alpha_rounding_scale(div, lambda d, q=quantity, x=x: getattr(d, q)(x))
             section.add_case(f"{key}/{quantity}", quantity, "divergence_map",
                              {"name": div.name, "params": div.params, "quantity": quantity, "x": ref},
                              section.add_array(f"{key}/{quantity}", expected), scale=scale)
@@ -212,9 +214,10 @@ depth ``log2 m <= 64``."""
 
 
 def _gaussian_scale(div, value, m_p, S_p, m_q, S_q, closed_form: bool) -> float:
-    """Scale of ``D_f`` between Gaussians: ``(d + 2) kappa_in + K_FN d (1 + |D|) w``.
+    """Scale of ``D_f`` between Gaussians: ``(d + 2) kappa_in + kappa_alpha + K_FN d (1 + |D|) w``.
 
-    ``kappa_in`` (:func:`_input_sensitivity`) is the input rounding; a Cholesky / triangular
+    ``kappa_in`` (:func:`_input_sensitivity`) is the input rounding, ``kappa_alpha``
+    (:func:`.error_bounds.alpha_rounding_scale`) the rounding of alpha; a Cholesky / triangular
     solve is backward stable with a relative backward error ``(d + 1) u`` per entry, i.e.
     another ``(d + 1) kappa_in``; the closed forms add O(d) terms (trace, Mahalanobis,
     log-determinants, ``-d``) that cancel to ``D``: ``K_FN d (1 + |D|)``, times
@@ -231,7 +234,8 @@ def _gaussian_scale(div, value, m_p, S_p, m_q, S_q, closed_form: bool) -> float:
     a = div.params.get("alpha")
     w = 1.0 if a is None or a in (0.0, 1.0) else max(1.0, 1.0 / abs(a * (a - 1.0)))
     kappa = _input_sensitivity(lambda *xs: f_divergence(div, *xs), [m_p, S_p, m_q, S_q])
-    return (d + 2) * kappa + K_FN * d * (1.0 + abs(value)) * w
+    kappa_alpha = float(error_bounds.alpha_rounding_scale(div, lambda d: f_divergence(d, m_p, S_p, m_q, S_q)))
+    return (d + 2) * kappa + kappa_alpha + K_FN * d * (1.0 + abs(value)) * w
 
 
 def build_gaussians(rng: np.random.Generator) -> Section:
@@ -284,6 +288,20 @@ def build_gaussians(rng: np.random.Generator) -> Section:
 MLP_SIZES = (3, 6, 5, 1)
 
 
+def _beyond_softplus_threshold(params: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """``x`` if some first-layer pre-activation ``z = x W_0 + b_0`` of the MLP exceeds 20
+    (torch's softplus threshold), else the point ``w (25 - b_j) / |w|^2`` along the column
+    ``w = W_0[:, j]`` of largest norm, where ``z_j = 25``: for some seeds the fixed point
+    (18, -22.5, 15) points away from every unit (seed 0 keeps it)."""
+    n_w = MLP_SIZES[0] * MLP_SIZES[1]
+    W = params[:n_w].reshape(MLP_SIZES[0], MLP_SIZES[1])
+    b = params[n_w:n_w + MLP_SIZES[1]]
+    if np.max(x @ W + b) > 20.0:
+        return x
+    j = int(np.argmax(np.sum(W * W, axis=0)))
+    return W[:, j] * (25.0 - b[j]) / float(W[:, j] @ W[:, j])
+
+
 def build_mlp(rng: np.random.Generator) -> Section:
     """Energies, input gradients and per-sample parameter gradients of one MLP per activation."""
     from febm_ref._kernels import ACTIVATION_CODES
@@ -301,6 +319,8 @@ def build_mlp(rng: np.random.Generator) -> Section:
         x = 1.5 * rng.standard_normal((9, MLP_SIZES[0]))
         x[-2] = np.array([6.0, -7.5, 5.0])
         x[-1] = np.array([18.0, -22.5, 15.0])  # softplus pre-activations beyond 20
+        if activation == "softplus":
+            x[-1] = _beyond_softplus_threshold(model.params, x[-1])
         energy, grad_x = model.energy_and_grad_x(x)
         grad_params = model.grad_params(x)
         bounds = error_bounds.MLPBounds(model.params, MLP_SIZES, activation, x)
