@@ -11,7 +11,7 @@ import json
 import numpy as np
 import pytest
 
-import febm_ref.experiments2d as X
+import febm_ref.experiments.fit2d as X
 from febm_ref.cli import main
 from febm_ref.energies import GaussianEnergy1D, MLPEnergy
 from febm_ref.samplers import ReplayBuffer

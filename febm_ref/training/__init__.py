@@ -105,6 +105,23 @@ def _default_sampler(rng, energy, n):
     return sample(rng, energy, n)
 
 
+def _check_arguments(config, energy, critic, checkpoint_every, stop_after):
+    """``(critic, checkpoint_every, stop_after)`` of :func:`train`, validated (critic None for CD)."""
+    if not isinstance(config, TrainingConfig):
+        raise TypeError(f"config must be a TrainingConfig, got {type(config).__name__}")
+    febm = config.method == "febm"
+    if febm and critic is None:
+        raise ValueError("method='febm' needs a critic H_omega (e.g. MLPEnergy.random_init(rng, 1, (64, 64)))")
+    if not febm:
+        critic = None
+    if febm and critic.dim != energy.dim:
+        raise ValueError(f"critic dim {critic.dim} != energy dim {energy.dim}")
+    checkpoint_every = check_positive_int(checkpoint_every, "checkpoint_every")
+    if stop_after is not None:
+        stop_after = check_positive_int(stop_after, "stop_after")
+    return critic, checkpoint_every, stop_after
+
+
 def train(config: TrainingConfig, target, energy, critic=None, *,
           sample_negatives: Optional[Callable] = None, sampler_name: str = "exact",
           exact_divergence: Optional[Callable] = None, checkpoint_path=None, checkpoint_every: int = 1000,
@@ -157,18 +174,8 @@ def train(config: TrainingConfig, target, energy, critic=None, *,
     TypeError
         A sampler or evaluator that defines only one of the two state-protocol methods.
     """
-    if not isinstance(config, TrainingConfig):
-        raise TypeError(f"config must be a TrainingConfig, got {type(config).__name__}")
+    critic, checkpoint_every, stop_after = _check_arguments(config, energy, critic, checkpoint_every, stop_after)
     febm = config.method == "febm"
-    if febm and critic is None:
-        raise ValueError("method='febm' needs a critic H_omega (e.g. MLPEnergy.random_init(rng, 1, (64, 64)))")
-    if not febm:
-        critic = None
-    if febm and critic.dim != energy.dim:
-        raise ValueError(f"critic dim {critic.dim} != energy dim {energy.dim}")
-    checkpoint_every = check_positive_int(checkpoint_every, "checkpoint_every")
-    if stop_after is not None:
-        stop_after = check_positive_int(stop_after, "stop_after")
     sampler = sample_negatives if sample_negatives is not None else _default_sampler
     stateful = {"sampler": has_state_protocol(sampler, "sample_negatives"),
                 "exact_divergence": exact_divergence is not None and has_state_protocol(exact_divergence,
