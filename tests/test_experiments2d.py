@@ -10,7 +10,7 @@ import math
 import numpy as np
 import pytest
 
-from febm_ref.energies import MLPEnergy, QuadraticEnergy
+from febm_ref.models.energies import MLPEnergy, QuadraticEnergy
 from febm_ref.experiments.fit2d import (EnergyRunawayError, Experiment2DConfig, Grid2D,
                                     LangevinNegatives, kde_on_grid, run_experiment)
 from febm_ref.gaussians import f_divergence

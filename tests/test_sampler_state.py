@@ -13,7 +13,7 @@ import pytest
 
 import febm_ref.experiments.fit2d as X
 from febm_ref.cli import main
-from febm_ref.energies import GaussianEnergy1D, MLPEnergy
+from febm_ref.models.energies import GaussianEnergy1D, MLPEnergy
 from febm_ref.samplers import ReplayBuffer
 from febm_ref.targets import paper_mixture_1d
 import febm_ref.training.steps as training_steps

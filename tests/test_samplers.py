@@ -13,7 +13,7 @@ import scipy.linalg
 import scipy.stats
 from scipy.signal import lfilter
 
-from febm_ref.energies import GaussianEnergy1D, MLPEnergy, QuadraticEnergy
+from febm_ref.models.energies import GaussianEnergy1D, MLPEnergy, QuadraticEnergy
 from febm_ref.samplers import (CallableEnergy, NonFiniteChainError, PersistentChains, ReplayBuffer,
                                decoupled_langevin, diagnostics as D, exact, hmc, mala, mlp_langevin,
                                ula)
@@ -406,7 +406,7 @@ def test_mlp_loops_equal_numpy_twin_and_are_thread_count_invariant(monkeypatch, 
     down to 128 chains) 150 chains = 3 blocks of 64; the last block partial in both."""
     import numba
 
-    from febm_ref import _langevin_kernels as LK
+    from febm_ref._numba import langevin as LK
 
     if large_block_from is not None:
         monkeypatch.setattr(LK, "LARGE_BLOCK_FROM", large_block_from)
@@ -460,7 +460,7 @@ def test_mlp_ula_matches_generic_ula_step():
 
 
 def test_gaussian_energy_object_works_with_samplers():
-    """The samplers accept febm_ref.energies objects (duck typing)."""
+    """The samplers accept febm_ref.models.energies objects (duck typing)."""
     rng = np.random.default_rng(16)
     g = GaussianEnergy1D(0.5, 2.0)
     res = mala.run(rng, np.zeros((4, 1)), g, 0.5, 5)
@@ -488,7 +488,7 @@ def test_tanh_vectorizable_within_two_ulp_of_mpmath():
     tanh(+-0) = +-0, NaN propagates."""
     import mpmath
 
-    from febm_ref._batched_mlp import tanh_and_derivative
+    from febm_ref._numba.batched_mlp import tanh_and_derivative
 
     def tanh_vectorizable(v):
         return tanh_and_derivative(v)[0]
@@ -512,7 +512,7 @@ def test_sech2_full_relative_accuracy_including_saturation():
     (where the exact value rounds to 0); sech^2(+-inf) = 0, NaN propagates."""
     import mpmath
 
-    from febm_ref._batched_mlp import tanh_and_derivative
+    from febm_ref._numba.batched_mlp import tanh_and_derivative
 
     rng = np.random.default_rng(18)
     xs = np.concatenate([_tanh_grid(rng), rng.uniform(19.0, 354.0, 400),
@@ -532,7 +532,7 @@ def test_sech2_full_relative_accuracy_including_saturation():
 def test_activation_layer_pass_equals_scalar_tanh_bit_for_bit():
     """The vectorised layer pass (_activate_layer: bias add, tanh and sech^2 over a block,
     SIMD) gives exactly the numbers of the scalar function on each element."""
-    from febm_ref._batched_mlp import _activate_layer, tanh_and_derivative
+    from febm_ref._numba.batched_mlp import _activate_layer, tanh_and_derivative
 
     rng = np.random.default_rng(19)
     n, h = 37, 67  # row length not a multiple of the vector width: remainder loops too
@@ -550,7 +550,7 @@ def test_activation_layer_pass_equals_scalar_tanh_bit_for_bit():
 _TANH_NO_JIT_SCRIPT = """
 import sys, numpy as np, numba
 assert numba.config.DISABLE_JIT
-from febm_ref._batched_mlp import tanh_and_derivative
+from febm_ref._numba.batched_mlp import tanh_and_derivative
 xs = np.frombuffer(bytes.fromhex(sys.stdin.read()), dtype=np.float64)
 out = np.array([tanh_and_derivative(float(v)) for v in xs])
 print(out.tobytes().hex())
@@ -566,7 +566,7 @@ def test_tanh_pure_python_fallback_equals_compiled_bit_for_bit():
     import subprocess
     import sys
 
-    from febm_ref._batched_mlp import tanh_and_derivative
+    from febm_ref._numba.batched_mlp import tanh_and_derivative
 
     rng = np.random.default_rng(20)
     xs = np.concatenate([_tanh_grid(rng)[::4], [0.0, -0.0, np.inf, -np.inf, np.nan, 1e-320,
@@ -587,7 +587,7 @@ def test_tanh_pure_python_fallback_equals_compiled_bit_for_bit():
 _NO_JIT_SCRIPT = """
 import numpy as np, numba
 assert numba.config.DISABLE_JIT
-from febm_ref import _langevin_kernels as LK
+from febm_ref._numba import langevin as LK
 rng = np.random.default_rng(3)
 sizes = np.array([2, 4, 3, 1], dtype=np.int64)
 worst = 0.0

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from febm_ref._kernels import _unpack_numpy
+from febm_ref.models.mlp import _unpack_numpy
 from febm_ref.conformance.tolerance import K_FN
 
 __all__ = ["map_scale", "map_derivative", "MLPBounds", "mlp_bounds", "estimator_weight_scales",

@@ -74,12 +74,12 @@ def make_critic(protocol: str, seed: int):
 
     ``paper``: the 1-64-64-1 tanh MLP. ``converged``: the same MLP (without its output
     bias) plus a quadratic ``w0 + b x + c x^2`` started at 0
-    (:class:`febm_ref.sum_model.SumModel`): a bounded critic cannot follow
-    ``H* = log p + log Z_theta`` into the tails (see :mod:`febm_ref.sum_model`).
+    (:class:`febm_ref.models.sum_model.SumModel`): a bounded critic cannot follow
+    ``H* = log p + log Z_theta`` into the tails (see :mod:`febm_ref.models.sum_model`).
     """
-    from febm_ref.critics import QuadraticCritic
-    from febm_ref.energies import MLPEnergy
-    from febm_ref.sum_model import SumModel
+    from febm_ref.models.critics import QuadraticCritic
+    from febm_ref.models.energies import MLPEnergy
+    from febm_ref.models.sum_model import SumModel
 
     rng = np.random.default_rng([seed, 1])
     if protocol == "paper":
@@ -162,8 +162,8 @@ def run_fit(divergence: str, alpha: Optional[float] = None, *, method: str = "fe
 
     With ``keep_history`` the dict also holds the arrays ``"history"`` (not JSON).
     """
-    from febm_ref._batched_mlp import limit_blas_threads
-    from febm_ref.energies import GaussianEnergy1D
+    from febm_ref._numba.batched_mlp import limit_blas_threads
+    from febm_ref.models.energies import GaussianEnergy1D
     from febm_ref.reference_optima import (divergence_value, exact_descent, finite_variance_interval,
                                            reference_optimum)
     from febm_ref.targets import paper_mixture_1d

@@ -1,8 +1,8 @@
 """ULA (D15) and decoupled Langevin (D16) for MLP energies: ``K`` steps of ``N`` chains in one
-Numba call (:mod:`febm_ref._langevin_kernels`), with pre-drawn noise so that the result does not
+Numba call (:mod:`febm_ref._numba.langevin`), with pre-drawn noise so that the result does not
 depend on the thread count and equals the NumPy twin to rounding.
 
-The energy is an :class:`febm_ref.energies.MLPEnergy` (anything with ``kernel_args() ->
+The energy is an :class:`febm_ref.models.energies.MLPEnergy` (anything with ``kernel_args() ->
 (params, sizes, act_code)``) or the kernel triple itself.
 """
 
@@ -12,8 +12,8 @@ from typing import NamedTuple, Optional
 
 import numpy as np
 
-from febm_ref import _langevin_kernels as LK
-from febm_ref._kernels import check_mlp_spec
+from febm_ref._numba import langevin as LK
+from febm_ref._numba.kernels import check_mlp_spec
 from febm_ref._validation import as_float_array, check_generator, check_positive_int, check_real_scalar
 from febm_ref.samplers._base import NonFiniteChainError, as_chain_points, check_step_size
 from febm_ref.samplers.decoupled_langevin import check_box
@@ -21,7 +21,7 @@ from febm_ref.samplers.decoupled_langevin import check_box
 BACKENDS = ("numba", "numba-parallel", "numpy")
 """``numba``: one thread; ``numba-parallel``: prange over blocks of chains (identical numbers;
 for hidden layers wider than 64, run it with ``OPENBLAS_NUM_THREADS=1``, see
-:data:`febm_ref._langevin_kernels.LARGE_BLOCK`); ``numpy``: the vectorised twin."""
+:data:`febm_ref._numba.langevin.LARGE_BLOCK`); ``numpy``: the vectorised twin."""
 
 
 class MLPLangevinResult(NamedTuple):

@@ -1,18 +1,18 @@
 """Numba Langevin loops for MLP energies: ``K`` steps of ``N`` chains in one call
 (docs/theory.md D15, D16; section 4: "Langevin chains are the hot loop").
 
-The MLP is the kernel triple ``(params, sizes, act)`` of :mod:`febm_ref._kernels`
-(:meth:`febm_ref.energies.MLPEnergy.kernel_args`).
+The MLP is the kernel triple ``(params, sizes, act)`` of :mod:`febm_ref._numba.kernels`
+(:meth:`febm_ref.models.energies.MLPEnergy.kernel_args`).
 
 One block driver, :func:`_langevin_block`, runs both samplers (they differ only in where the
 noise enters and in the optional clippings), and two ways to evaluate the MLP inside it
 (``use_blas``):
 
 * ``use_blas=True`` (the fast default of :mod:`febm_ref.samplers.mlp_langevin`): the
-  batch-major core :func:`febm_ref._batched_mlp.mlp_energy_grad_x_block` over a block of
+  batch-major core :func:`febm_ref._numba.batched_mlp.mlp_energy_grad_x_block` over a block of
   :func:`chains_per_block` chains (``np.dot`` -> BLAS ``dgemm``, vectorised tanh);
 * ``use_blas=False``: per chain, the fused per-point kernel
-  :func:`febm_ref._kernels.mlp_energy_and_grad_x_point` (the reference path).
+  :func:`febm_ref._numba.kernels.mlp_energy_and_grad_x_point` (the reference path).
 
 The two agree to rounding (~1e-15), not bit for bit.
 
@@ -53,10 +53,10 @@ import math
 import numpy as np
 from numba import prange
 
-from febm_ref._batched_mlp import cache_size, mlp_energy_grad_x_block
-from febm_ref._jit import njit
-from febm_ref._kernels import (mlp_energy_and_grad_x_point, mlp_energy_grad_x_batch_numpy,
-                               mlp_work_size)
+from febm_ref._numba.batched_mlp import cache_size, mlp_energy_grad_x_block
+from febm_ref._numba.jit import njit
+from febm_ref._numba.kernels import mlp_energy_and_grad_x_point, mlp_work_size
+from febm_ref.models.mlp import mlp_energy_grad_x_batch_numpy
 
 SMALL_BLOCK = 32
 LARGE_BLOCK = 64
@@ -93,7 +93,7 @@ def _langevin_block(params, sizes, act, x, noise, pre_scale, drift, post_scale, 
     ``partial_*[k, b]`` (chain order); the block stops at its first non-finite step.
 
     The MLP is evaluated by the batch-major core
-    (:func:`febm_ref._batched_mlp.mlp_energy_grad_x_block`, scratch of
+    (:func:`febm_ref._numba.batched_mlp.mlp_energy_grad_x_block`, scratch of
     ``blas_cache_per_chain`` per chain) or, if ``blas_cache_per_chain`` is None, by the
     per-point kernel row by row (scratch of ``point_work_len``, None on the BLAS path).
     Exactly one of the two is None: Numba drops an ``if arg is not None`` block at compile
