@@ -595,17 +595,21 @@ for act in (0, 1):
     p = rng.standard_normal(int(np.sum((sizes[:-1] + 1) * sizes[1:])))
     x0 = rng.standard_normal((35, 2)); z = rng.standard_normal((4, 35, 2))
     outs = []
-    for f, blas in ((LK.ula_mlp_loop_serial, True), (LK.ula_mlp_loop_parallel, False),
+    mlp = LK.MLPParams(p, sizes, act)
+    ula = LK.LangevinSettings.ula(0.1)
+    for f, blas in ((lambda *a: LK.langevin_loop(*a[:4], use_blas=a[4]), True),
+                    (lambda *a: LK.langevin_loop(*a[:4], use_blas=a[4], parallel=True), False),
                     (LK.ula_mlp_loop_numpy, True)):
-        x = x0.copy(); es = np.zeros(4); gs = np.zeros(4); bs = np.zeros(35, np.int64); bv = np.zeros(35)
-        f(p, sizes, act, x, z, 0.1, es, gs, bs, bv, blas)
-        outs.append((x, es))
+        x = x0.copy(); stats = LK.StepStats.empty(4, 35)
+        f(mlp, LK.ChainArrays(x, z), ula, stats, blas)
+        outs.append((x, stats.energy_sum))
     for x, es in outs[:2]:
         worst = max(worst, abs(x - outs[2][0]).max(), abs(es - outs[2][1]).max())
-    x = x0.copy(); es = np.zeros(4); gs = np.zeros(4); bs = np.zeros(35, np.int64); bv = np.zeros(35)
-    LK.decoupled_mlp_loop_serial(p, sizes, act, x, z, 0.1, 0.2, 0.5, -1.0, 1.0, True, es, gs, bs, bv, True)
+    d16 = LK.LangevinSettings.decoupled(0.1, 0.2, 0.5, -1.0, 1.0, True)
+    x = x0.copy()
+    LK.langevin_loop(mlp, LK.ChainArrays(x, z), d16, LK.StepStats.empty(4, 35), use_blas=True)
     y = x0.copy()
-    LK.decoupled_mlp_loop_numpy(p, sizes, act, y, z, 0.1, 0.2, 0.5, -1.0, 1.0, True, np.zeros(4), np.zeros(4), bs, bv)
+    LK.decoupled_mlp_loop_numpy(mlp, LK.ChainArrays(y, z), d16, LK.StepStats.empty(4, 35))
     worst = max(worst, abs(x - y).max())
 print(repr(float(worst)))
 """

@@ -67,12 +67,11 @@ def _prepare(energy, x0, noise, rng, n_steps):
                              f"got {noise.shape}")
         if n_steps is not None and check_positive_int(n_steps, "n_steps") != noise.shape[0]:
             raise ValueError(f"n_steps={n_steps} disagrees with noise.shape[0]={noise.shape[0]}")
-    k = noise.shape[0]
-    out = (np.zeros(k), np.zeros(k), np.full(x.shape[0], -1, dtype=np.int64), np.zeros(x.shape[0]))
-    return params, sizes, act, x, noise, out
+    return LK.MLPParams(params, sizes, act), LK.ChainArrays(x, noise), LK.StepStats.empty(noise.shape[0], x.shape[0])
 
 
-def _finish(x, energy_sum, grad_sum, bad_step, bad_value, what):
+def _finish(x, stats, what):
+    energy_sum, grad_sum, bad_step, bad_value = stats
     bad = np.flatnonzero(bad_step >= 0)
     if bad.size:
         first = bad[np.argmin(bad_step[bad])]
@@ -89,13 +88,14 @@ def _loop(kind, backend, n_chains):
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     if backend == "numba-parallel" and n_chains <= LK.chains_per_block(n_chains):
         backend = "numba"  # a single block: same numbers, no parallel-region overhead
-    table = {("ula", "numba"): LK.ula_mlp_loop_serial,
-             ("ula", "numba-parallel"): LK.ula_mlp_loop_parallel,
-             ("ula", "numpy"): LK.ula_mlp_loop_numpy,
-             ("d16", "numba"): LK.decoupled_mlp_loop_serial,
-             ("d16", "numba-parallel"): LK.decoupled_mlp_loop_parallel,
-             ("d16", "numpy"): LK.decoupled_mlp_loop_numpy}
-    return table[(kind, backend)]
+    if backend == "numpy":
+        return LK.ula_mlp_loop_numpy if kind == "ula" else LK.decoupled_mlp_loop_numpy
+    parallel = backend == "numba-parallel"
+
+    def fused(mlp, chains, settings, stats, use_blas):
+        LK.langevin_loop(mlp, chains, settings, stats, use_blas=use_blas, parallel=parallel)
+
+    return fused
 
 
 def ula(energy, x0, step_size: float, *, noise=None, rng: Optional[np.random.Generator] = None,
@@ -122,9 +122,9 @@ def ula(energy, x0, step_size: float, *, noise=None, rng: Optional[np.random.Gen
         norm or position, and the value (a gradient norm above ~1e154 overflows and counts).
     """
     eps = check_step_size(step_size)
-    params, sizes, act, x, noise, (es, gs, bs, bv) = _prepare(energy, x0, noise, rng, n_steps)
-    _loop("ula", backend, x.shape[0])(params, sizes, act, x, noise, eps, es, gs, bs, bv, bool(use_blas))
-    return _finish(x, es, gs, bs, bv, "ULA on an MLP energy")
+    mlp, chains, stats = _prepare(energy, x0, noise, rng, n_steps)
+    _loop("ula", backend, chains.x.shape[0])(mlp, chains, LK.LangevinSettings.ula(eps), stats, bool(use_blas))
+    return _finish(chains.x, stats, "ULA on an MLP energy")
 
 
 def decoupled(energy, x0, step_size: float, noise_scale: float, *, noise=None,
@@ -139,7 +139,7 @@ def decoupled(energy, x0, step_size: float, noise_scale: float, *, noise=None,
     clip = 0.0 if grad_clip is None else check_real_scalar(grad_clip, "grad_clip", positive=True)
     box = check_box(box)
     lo, hi = (0.0, 0.0) if box is None else box
-    params, sizes, act, x, noise, (es, gs, bs, bv) = _prepare(energy, x0, noise, rng, n_steps)
-    _loop("d16", backend, x.shape[0])(params, sizes, act, x, noise, lam, sigma, clip, lo, hi, box is not None,
-                          es, gs, bs, bv, bool(use_blas))
-    return _finish(x, es, gs, bs, bv, "decoupled Langevin on an MLP energy")
+    mlp, chains, stats = _prepare(energy, x0, noise, rng, n_steps)
+    settings = LK.LangevinSettings.decoupled(lam, sigma, clip, lo, hi, box is not None)
+    _loop("d16", backend, chains.x.shape[0])(mlp, chains, settings, stats, bool(use_blas))
+    return _finish(chains.x, stats, "decoupled Langevin on an MLP energy")
