@@ -387,3 +387,36 @@ def test_stale_cache_guard_finds_the_files_numba_really_writes(tmp_path, monkeyp
     assert {p.parent for p in written} == {expected_dir}
     assert _jit.discard_stale_caches(source) == len(written)
     assert not any(p.exists() for p in written)
+
+
+_IMPORT_DELETES_SCRIPT = """
+import os, pathlib, sys
+calls = []
+sys.setprofile(lambda frame, event, arg: calls.append(frame.f_code.co_name)
+               if event == "call" and frame.f_code.co_name == "discard_stale_caches" else None)
+real_unlink, real_remove = pathlib.Path.unlink, os.remove
+pathlib.Path.unlink = lambda self, *a, **k: calls.append(str(self))
+os.remove = os.unlink = lambda path, *a, **k: calls.append(str(path))
+import febm_ref.models.energies, febm_ref.samplers.mlp_langevin, febm_ref.training, febm_ref.experiments.fit2d
+import febm_ref._numba.langevin, febm_ref.cli
+sys.setprofile(None)
+print(len(calls))
+"""
+
+
+def test_importing_the_package_deletes_no_file():
+    """No file deletion at import (issue 14): the stale-cache cleanup is an explicit call (the CLI
+    at startup, tests/conftest.py); importing the package and its kernel modules removes 0 files
+    and never calls discard_stale_caches, counted in a fresh interpreter by replacing Path.unlink
+    and os.remove/os.unlink and by a profile hook on calls (an import-time cleanup is counted
+    even when the caches are current and it deletes nothing)."""
+    import os
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(repo), os.environ.get("PYTHONPATH", "")])}
+    out = subprocess.run([sys.executable, "-c", _IMPORT_DELETES_SCRIPT], env=env, cwd=repo, capture_output=True,
+                         text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "0", out.stdout
