@@ -2,6 +2,11 @@
 Numba call (:mod:`febm_ref._numba.langevin`), with pre-drawn noise so that the result does not
 depend on the thread count and equals the NumPy twin to rounding.
 
+This is the fused backend of the one ULA API, :func:`febm_ref.samplers.ula.run`
+(``backend="numba"`` / ``"numba-parallel"`` calls :func:`run_ula`, with ``ula.run``'s arguments
+and result); :func:`ula` and :func:`decoupled` are the raw fused calls (pre-drawn noise allowed,
+end points and per-step means at the gradient points).
+
 The energy is an :class:`febm_ref.models.energies.MLPEnergy` (anything with ``kernel_args() ->
 (params, sizes, act_code)``) or the kernel triple itself.
 """
@@ -15,7 +20,7 @@ import numpy as np
 from febm_ref._numba import langevin as LK
 from febm_ref._numba.kernels import check_mlp_spec
 from febm_ref._validation import as_float_array, check_generator, check_positive_int, check_real_scalar
-from febm_ref.samplers._base import NonFiniteChainError, as_chain_points, check_step_size
+from febm_ref.samplers._base import NonFiniteChainError, RunResult, as_chain_points, check_step_size, init_state
 from febm_ref.samplers.decoupled_langevin import check_box
 
 BACKENDS = ("numba", "numba-parallel", "numpy")
@@ -125,6 +130,34 @@ def ula(energy, x0, step_size: float, *, noise=None, rng: Optional[np.random.Gen
     mlp, chains, stats = _prepare(energy, x0, noise, rng, n_steps)
     _loop("ula", backend, chains.x.shape[0])(mlp, chains, LK.LangevinSettings.ula(eps), stats, bool(use_blas))
     return _finish(chains.x, stats, "ULA on an MLP energy")
+
+
+def run_ula(rng: np.random.Generator, x0, energy, step_size: float, n_steps: int, *, keep_samples: bool = False,
+            thin: int = 1, backend: str = "numba", use_blas: bool = True) -> RunResult:
+    """:func:`febm_ref.samplers.ula.run` with the fused loop as its backend (the one ULA API:
+    ``ula.run(..., backend="numba")`` calls this): the same arguments in the same order and the
+    same :class:`~febm_ref.samplers._base.RunResult` -- the end state as a ``ChainState`` (energy
+    and gradient evaluated once at the end points) and ``info`` of ``mean_energy`` and
+    ``mean_grad_norm`` at the new points of each step (D15). The noise is drawn from ``rng`` as
+    ``ula.run`` draws it (one ``(n_chains, d)`` standard normal block per step, in order), so the
+    two backends give the same chain to rounding.
+
+    Raises ValueError for ``keep_samples=True`` (the fused loop keeps only the end points; use
+    ``backend="numpy"`` of ``ula.run``) and for an energy without the energy protocol (a kernel
+    triple has no ``energy``/``grad_x``; pass the MLPEnergy).
+    """
+    check_positive_int(thin, "thin")
+    if keep_samples:
+        raise ValueError("keep_samples=True needs ula.run(..., backend='numpy'): the fused loop keeps only the "
+                         "end points")
+    check_generator(rng)
+    res = ula(energy, x0, step_size, rng=rng, n_steps=n_steps, backend=backend, use_blas=use_blas)
+    state = init_state(res.x, energy)
+    with np.errstate(over="ignore"):  # as ula.step: a finite gradient above ~1e154 has an inf norm
+        last_norm = np.mean(np.sqrt(np.sum(state.grad_x * state.grad_x, axis=1)))
+    info = {"mean_energy": np.append(res.mean_energy[1:], np.mean(state.energy)),
+            "mean_grad_norm": np.append(res.mean_grad_norm[1:], last_norm)}
+    return RunResult(state, None, info)
 
 
 def decoupled(energy, x0, step_size: float, noise_scale: float, *, noise=None,
