@@ -35,9 +35,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_kernels import cpu_median  # noqa: E402
 
-from febm_ref._batched_mlp import limit_blas_threads  # noqa: E402
+from febm_ref._numba.batched_mlp import limit_blas_threads  # noqa: E402
 from febm_ref._io import atomic_write_json  # noqa: E402
-from febm_ref.energies import GaussianEnergy1D, MLPEnergy  # noqa: E402
+from febm_ref.models.energies import GaussianEnergy1D, MLPEnergy  # noqa: E402
 from febm_ref.targets import paper_mixture_1d  # noqa: E402
 from febm_ref.training import TrainingConfig, train  # noqa: E402
 
@@ -103,7 +103,7 @@ def iteration_floor(runs: int = 7) -> dict:
 
     On the 2000 points of one iteration (1000 + 1000, the batch of the paper protocol) and the
     initial 1-64-64-1 tanh critic, into preallocated arrays, with ``np.dot`` (BLAS) and the
-    activation kernels of :mod:`febm_ref._batched_mlp`:
+    activation kernels of :mod:`febm_ref._numba.batched_mlp`:
 
     * ``critic_forward``: ``x W_0``, tanh and sech^2 of layer 1 (``_activate_layer``),
       ``a_1 W_1`` (``2000 x 64 x 64``), tanh and sech^2 of layer 2, ``a_2 w_2``;
@@ -116,7 +116,7 @@ def iteration_floor(runs: int = 7) -> dict:
     pass (``w_i W_out act'``, ``delta act'``), the bias gradients, ``dW_0`` and ``dW_out``,
     sampling, the divergence maps and everything in Python.
     """
-    from febm_ref._batched_mlp import _activate_layer, _activate_values
+    from febm_ref._numba.batched_mlp import _activate_layer, _activate_values
 
     critic = MLPEnergy.random_init(np.random.default_rng(1), 1, (64, 64), "tanh")
     params, _, act = critic.kernel_args()

@@ -30,15 +30,15 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(__file__))
 from _timing import best_time, markdown_table  # noqa: E402
 
-from febm_ref import _kernels as K  # noqa: E402
+from febm_ref._numba import kernels as K  # noqa: E402
 from febm_ref._io import atomic_write_json  # noqa: E402
-from febm_ref.energies import MLPEnergy  # noqa: E402
+from febm_ref.models.energies import MLPEnergy  # noqa: E402
 
 COLD_START_SNIPPET = """
 import time, numpy as np
 t0 = time.perf_counter()
-from febm_ref import _kernels as K
-from febm_ref.energies import MLPEnergy
+from febm_ref._numba import kernels as K
+from febm_ref.models.energies import MLPEnergy
 m = MLPEnergy.random_init(np.random.default_rng(0), 2, (64, 64))
 t1 = time.perf_counter()
 m.energy_and_grad_x(np.zeros((4, 2)))
@@ -106,7 +106,7 @@ def hidden_layer_floor(n: int, runs: int, width: int = 64) -> dict:
     derivative, so a lower bound for the activation work).
     Measured in the calling process, so in the one-thread child it is the per-core floor that a
     ratio target has to be compared with."""
-    from febm_ref._batched_mlp import _activate_layer
+    from febm_ref._numba.batched_mlp import _activate_layer
 
     rng = np.random.default_rng(1)
     a = rng.standard_normal((n, width))

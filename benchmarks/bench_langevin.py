@@ -5,7 +5,7 @@ pre-drawn noise ``(K, N, 2)`` drives every implementation, measured in the same 
 
 * ``numba``          :func:`febm_ref.samplers.mlp_langevin.ula` (one thread, blocked BLAS path);
 * ``numba-parallel`` the same loop with ``prange`` over blocks of chains;
-* ``numba-point``    one thread, the per-point fused kernel of :mod:`febm_ref._kernels`;
+* ``numba-point``    one thread, the per-point fused kernel of :mod:`febm_ref._numba.kernels`;
 * ``numpy``          the NumPy twin (vectorised over chains, a Python loop over steps);
 * ``torch``          PyTorch CPU eager, autograd for the input gradient (if installed);
 * ``jax``            JAX CPU, ``jit`` + ``lax.scan`` over the steps, x64 enabled (if installed),
@@ -50,7 +50,7 @@ from _timing import best_time, markdown_table  # noqa: E402
 from bench_kernels import cpu_median, hidden_layer_floor, run_one_thread_child  # noqa: E402
 
 from febm_ref._io import atomic_write_text  # noqa: E402
-from febm_ref.energies import MLPEnergy  # noqa: E402
+from febm_ref.models.energies import MLPEnergy  # noqa: E402
 from febm_ref.samplers import mlp_langevin  # noqa: E402
 
 EPS = 0.01
@@ -58,7 +58,7 @@ HIDDEN = (64, 64)
 
 COLD_SNIPPET = """
 import time, numpy as np
-from febm_ref.energies import MLPEnergy
+from febm_ref.models.energies import MLPEnergy
 from febm_ref.samplers import mlp_langevin
 m = MLPEnergy.random_init(np.random.default_rng(0), 2, (64, 64))
 x = np.zeros((4, 2)); z = np.random.default_rng(1).standard_normal((3, 4, 2))

@@ -187,12 +187,12 @@ def check_generator(rng, name: str = "rng") -> np.random.Generator:
 
 
 def check_model(model, name: str, dim: int | None = None):
-    """An energy-model-like object: ``dim`` and callable ``energy(x)`` (febm_ref.energies
+    """An energy-model-like object: ``dim`` and callable ``energy(x)`` (febm_ref.models.energies
     interface); with ``dim`` given, its input dimension must match."""
     if not (isinstance(getattr(model, "dim", None), (int, np.integer))
             and callable(getattr(model, "energy", None))):
         raise TypeError(f"{name} must be an energy model with dim and energy(x) (e.g. "
-                        f"febm_ref.energies.GaussianEnergy1D or a critic), got {type(model).__name__}")
+                        f"febm_ref.models.energies.GaussianEnergy1D or a critic), got {type(model).__name__}")
     if dim is not None and model.dim != dim:
         raise ValueError(f"{name} has input dimension {model.dim}, expected {dim}")
     return model

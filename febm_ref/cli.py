@@ -41,6 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    from febm_ref._numba.jit import discard_stale_package_caches
+
+    discard_stale_package_caches()  # explicit, not at import (see febm_ref._numba.jit)
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

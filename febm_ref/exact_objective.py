@@ -22,11 +22,11 @@ Because the nodes do not move with the parameters, the exact field is a smooth f
 of ``(theta, omega)``: central finite differences of it are accurate (the point of
 docs/theory.md section 5).
 
-Any energy/critic object with the interface of :class:`febm_ref.energies.EnergyModel`
+Any energy/critic object with the interface of :class:`febm_ref.models.energies.EnergyModel`
 (``dim``, ``params``, ``n_params``, ``energy(x)``, ``grad_params(x)``,
 ``weighted_grad_params(x, w)``, ``with_params(theta)``) can be used, e.g.
-:class:`~febm_ref.energies.GaussianEnergy1D`, :class:`~febm_ref.energies.QuadraticEnergy`,
-:class:`~febm_ref.energies.MLPEnergy` and :class:`febm_ref.critics.QuadraticCritic`.
+:class:`~febm_ref.models.energies.GaussianEnergy1D`, :class:`~febm_ref.models.energies.QuadraticEnergy`,
+:class:`~febm_ref.models.energies.MLPEnergy` and :class:`febm_ref.models.critics.QuadraticCritic`.
 
 Divergent integrals (for example ``E_q[e^{2r}]`` of Pearson chi^2 when ``r`` grows
 faster than ``E``) are not hidden: the integrands' mass on the outermost panels of the
@@ -249,8 +249,8 @@ class ExactObjective:
 
     Examples
     --------
-    >>> from febm_ref.energies import GaussianEnergy1D
-    >>> from febm_ref.critics import QuadraticCritic
+    >>> from febm_ref.models.energies import GaussianEnergy1D
+    >>> from febm_ref.models.critics import QuadraticCritic
     >>> rule = gauss_legendre_box([(-14.0, 14.0)], 28)
     >>> target = GaussianEnergy1D(0.5, 1.2)
     >>> obj = ExactObjective.from_energy("kl", rule, target)

@@ -51,7 +51,7 @@ import numpy as np
 
 from febm_ref._validation import as_float_array, check_choice, check_model, check_real_scalar
 from febm_ref.divergences import Divergence, resolve_divergence
-from febm_ref.energies import EnergyModel
+from febm_ref.models.energies import EnergyModel
 
 __all__ = [
     "COVARIANCE_ESTIMATORS",
@@ -98,8 +98,8 @@ class FEBMGradient(NamedTuple):
 class ModelPass:
     """One forward pass of a model on a batch, and weighted backward passes from it.
 
-    For a Numba-backend :class:`~febm_ref.energies.MLPEnergy` the forward activations are
-    cached (:class:`febm_ref._batched_mlp.BatchedMLP`), so the backward pass does not
+    For a Numba-backend :class:`~febm_ref.models.energies.MLPEnergy` the forward activations are
+    cached (:class:`febm_ref._numba.batched_mlp.BatchedMLP`), so the backward pass does not
     repeat the forward one; any other model with the ``EnergyModel`` interface falls back
     to ``energy(x)`` and ``weighted_grad_params(x, w)``.
 
@@ -120,11 +120,11 @@ class ModelPass:
         self._batched = None
         self._parts = None
         if getattr(model, "backend", None) == "numba" and hasattr(model, "kernel_args"):
-            from febm_ref._batched_mlp import BatchedMLP
+            from febm_ref._numba.batched_mlp import BatchedMLP
 
             self._batched = BatchedMLP(model, model._check_x(x), backward=backward)
             self.values = self._batched.values
-        elif hasattr(model, "parts"):  # febm_ref.sum_model.SumModel: one pass per part
+        elif hasattr(model, "parts"):  # febm_ref.models.sum_model.SumModel: one pass per part
             self._parts = [ModelPass(p, x, backward=backward) for p in model.parts]
             self.values = sum(p.values for p in self._parts)
         else:
@@ -232,7 +232,7 @@ def _g_maps(div: Divergence, r_pos: np.ndarray, r_neg: np.ndarray):
 
 def _energy_of_checked(model, x: np.ndarray) -> np.ndarray:
     """``model.energy(x)`` for an ``x`` already validated (C-contiguous finite float64 ``(n, d)``):
-    an :class:`~febm_ref.energies.EnergyModel` skips its input checks, other models are called as usual."""
+    an :class:`~febm_ref.models.energies.EnergyModel` skips its input checks, other models are called as usual."""
     if isinstance(model, EnergyModel):
         return model._energy(x)
     return model.energy(x)

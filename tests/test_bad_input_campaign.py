@@ -31,9 +31,10 @@ import numpy as np
 import pytest
 
 import febm_ref
-from febm_ref import critics, energies, exact_objective as eo, objective as ob, optimizers as op
-from febm_ref import reference_optima as ro, sum_model, targets as tg
-from febm_ref import experiments2d as e2
+from febm_ref import exact_objective as eo, objective as ob, optimizers as op
+from febm_ref.models import critics, energies, sum_model
+from febm_ref import reference_optima as ro, targets as tg
+from febm_ref.experiments import fit2d as e2
 from febm_ref.samplers import (_base, decoupled_langevin as d16, diagnostics as dg, exact, hmc, mala,
                                mlp_langevin as ml, persistent, replay_buffer as rb, ula)
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from febm_ref.divergences import get_divergence
-from febm_ref.energies import MLPEnergy
+from febm_ref.models.energies import MLPEnergy
 from verification import bounds as B
 from verification import check_bounds as C
 

@@ -319,7 +319,7 @@ def test_within_tolerance_semantics():
 def _reference_adapter(**overrides):
     """Protocol functions delegating to febm_ref itself: must pass with zero error."""
     from febm_ref.divergences import get_divergence
-    from febm_ref.energies import MLPEnergy
+    from febm_ref.models.energies import MLPEnergy
     from febm_ref.objective import febm_gradient
 
     def mlp(spec):

@@ -1,4 +1,4 @@
-"""Energy models (febm_ref.energies): hand-derived gradients against complex-step and
+"""Energy models (febm_ref.models.energies): hand-derived gradients against complex-step and
 finite-difference derivatives, exact normalisers and samplers against closed forms and
 quadrature, identity D1, and input validation.
 
@@ -21,7 +21,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 from scipy import integrate
 
-from febm_ref.energies import GaussianEnergy1D, MLPEnergy, QuadraticEnergy
+from febm_ref.models.energies import GaussianEnergy1D, MLPEnergy, QuadraticEnergy
 
 CS_H = 1e-30
 CS_TOL = 1e-12

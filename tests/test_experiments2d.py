@@ -1,4 +1,4 @@
-"""The 2-D experiment machinery of issue 8 (febm_ref.experiments2d): the grid normaliser and grid
+"""The 2-D experiment machinery of issue 8 (febm_ref.experiments.fit2d): the grid normaliser and grid
 divergences against exact Gaussian values (D2), the binned KDE against its closed form, the batched
 MLP energy against the NumPy twin, short training runs that lower the exact KL, and the divergence
 guards (an injected NaN and a runaway energy, each named with its iteration)."""
@@ -10,8 +10,8 @@ import math
 import numpy as np
 import pytest
 
-from febm_ref.energies import MLPEnergy, QuadraticEnergy
-from febm_ref.experiments2d import (EnergyRunawayError, Experiment2DConfig, Grid2D,
+from febm_ref.models.energies import MLPEnergy, QuadraticEnergy
+from febm_ref.experiments.fit2d import (EnergyRunawayError, Experiment2DConfig, Grid2D,
                                     LangevinNegatives, kde_on_grid, run_experiment)
 from febm_ref.gaussians import f_divergence
 from febm_ref.training import load_checkpoint
@@ -89,7 +89,7 @@ def test_short_training_lowers_exact_kl(kw):
 def test_injected_nan_is_reported_with_iteration_and_last_good_checkpoint(tmp_path, monkeypatch):
     """A NaN injected into the negatives at iteration 13: the run reports the iteration and the
     quantity, and the checkpoint of iteration 10 (every 5) stays on disk with finite parameters."""
-    import febm_ref.experiments2d as X
+    import febm_ref.experiments.fit2d as X
 
     class BlowsUpAt13(X.LangevinNegatives):
         def __call__(self, rng, energy, n):
@@ -132,7 +132,7 @@ def test_bad_configuration_raises():
 
 
 def test_runaway_on_the_evaluation_grid_names_the_iteration():
-    import febm_ref.experiments2d as X
+    import febm_ref.experiments.fit2d as X
 
     grid = Grid2D(BOX, 32)
     ev = X.Evaluator(grid, np.zeros(grid.points.shape[0]), 50.0, current_iteration=lambda: 99)

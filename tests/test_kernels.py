@@ -1,4 +1,4 @@
-"""Numba MLP kernels against their NumPy twins (febm_ref._kernels).
+"""Numba MLP kernels against their NumPy twins (febm_ref._numba.kernels).
 
 The twins are vectorised matrix code written independently of the per-point loops of the
 kernels; agreement to 1e-12 (relative to the size of the numbers) checks the loops, the
@@ -20,8 +20,9 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from febm_ref import _kernels as K
-from febm_ref._jit import njit
+from febm_ref._numba import kernels as K
+from febm_ref.models import mlp as M
+from febm_ref._numba.jit import njit
 
 REPO = Path(__file__).resolve().parents[1]
 TOL = 1e-12
@@ -56,16 +57,16 @@ def _case(arch):
 def test_batch_kernels_match_numpy_twins(arch):
     params, sizes, act, X, w = _case(arch)
     e_nb, g_nb = K.mlp_energy_grad_x_batch(params, sizes, act, X)
-    e_np, g_np = K.mlp_energy_grad_x_batch_numpy(params, sizes, act, X)
+    e_np, g_np = M.mlp_energy_grad_x_batch_numpy(params, sizes, act, X)
     assert _close(e_nb, e_np) <= TOL
     assert _close(K.mlp_energy_batch(params, sizes, act, X), e_np) <= TOL
     assert _close(g_nb, g_np) <= TOL
     G_nb = K.mlp_grad_params_batch(params, sizes, act, X)
-    G_np = K.mlp_grad_params_batch_numpy(params, sizes, act, X)
+    G_np = M.mlp_grad_params_batch_numpy(params, sizes, act, X)
     assert G_nb.shape == (X.shape[0], params.size)
     assert _close(G_nb, G_np) <= TOL
     wg_nb = K.mlp_weighted_grad_params(params, sizes, act, X, w)
-    wg_np = K.mlp_weighted_grad_params_numpy(params, sizes, act, X, w)
+    wg_np = M.mlp_weighted_grad_params_numpy(params, sizes, act, X, w)
     # the fused weighted pass equals the weighted sum of the per-sample gradients
     assert _close(wg_nb, wg_np) <= TOL
     assert _close(wg_nb, w @ G_np) <= TOL
@@ -92,7 +93,7 @@ def test_per_point_kernels_callable_from_njit(act):
     X = rng.standard_normal((11, 2))
     work = np.full(K.mlp_work_size(sizes), np.nan)
     energies, energies_fwd, grads = _loop_over_points(params, sizes, act, X, work)
-    e_np, g_np = K.mlp_energy_grad_x_batch_numpy(params, sizes, act, X)
+    e_np, g_np = M.mlp_energy_grad_x_batch_numpy(params, sizes, act, X)
     assert _close(energies, e_np) <= TOL
     assert _close(energies_fwd, e_np) <= TOL
     assert _close(grads, g_np) <= TOL
@@ -135,9 +136,9 @@ def test_activation_stable_at_large_arguments():
     z = np.array([-800.0, -30.0, 0.0, 30.0, 800.0])
     with np.errstate(over="raise", invalid="raise", divide="raise"):
         for act in range(4):
-            a, da = K.activation_numpy(act, z)
+            a, da = M.activation_numpy(act, z)
             assert np.all(np.isfinite(a)) and np.all(np.isfinite(da))
-    a, da = K.activation_numpy(1, z)
+    a, da = M.activation_numpy(1, z)
     series = np.exp(-30.0) - np.exp(-60.0) / 2 + np.exp(-90.0) / 3  # log1p(t) Taylor series, t = e^-30
     assert a[-1] == 800.0 and abs(a[1] - series) <= 1e-15 * series
     assert abs(da[1] - 1.0 / (1.0 + np.exp(30.0))) <= 1e-15 * da[1]
@@ -146,7 +147,8 @@ def test_activation_stable_at_large_arguments():
 _DISABLED_JIT_SCRIPT = textwrap.dedent("""
     import numpy as np
     import numba
-    from febm_ref import _kernels as K
+    from febm_ref._numba import kernels as K
+    from febm_ref.models import mlp as M
     assert numba.config.DISABLE_JIT
     rng = np.random.default_rng(3)
     sizes = np.array([3, 4, 5, 1], dtype=np.int64)
@@ -156,15 +158,15 @@ _DISABLED_JIT_SCRIPT = textwrap.dedent("""
         X = rng.standard_normal((4, 3))
         w = rng.standard_normal(4)
         e, g = K.mlp_energy_grad_x_batch(p, sizes, act, X)
-        e2, g2 = K.mlp_energy_grad_x_batch_numpy(p, sizes, act, X)
+        e2, g2 = M.mlp_energy_grad_x_batch_numpy(p, sizes, act, X)
         G = K.mlp_grad_params_batch(p, sizes, act, X)
         wg = K.mlp_weighted_grad_params(p, sizes, act, X, w)
         work = np.empty(K.mlp_work_size(sizes))  # exact size: Python indexing raises on overflow
         gp = np.empty(3)
         ep = K.mlp_energy_and_grad_x_point(p, sizes, act, X[0], gp, work)
         worst = max(worst, abs(e - e2).max(), abs(g - g2).max(),
-                    abs(G - K.mlp_grad_params_batch_numpy(p, sizes, act, X)).max(),
-                    abs(wg - K.mlp_weighted_grad_params_numpy(p, sizes, act, X, w)).max(),
+                    abs(G - M.mlp_grad_params_batch_numpy(p, sizes, act, X)).max(),
+                    abs(wg - M.mlp_weighted_grad_params_numpy(p, sizes, act, X, w)).max(),
                     abs(ep - e2[0]), abs(gp - g2[0]).max())
     print(repr(float(worst)))
 """)
@@ -195,7 +197,7 @@ def test_activation_and_derivative_against_mpmath(act):
     """act(z) and act'(z) to a few ulps (50-digit mpmath oracle), including saturation where
     the naive 1 - tanh^2 or s + z s (1 - s) would lose relative accuracy."""
     z = np.array([-40.0, -20.0, -5.0, -1.2784645, -0.1, 0.0, 1e-3, 0.1, 1.0, 5.0, 20.0, 40.0])
-    a_np, da_np = K.activation_numpy(act, z)
+    a_np, da_np = M.activation_numpy(act, z)
     a_nb = np.array([K._activation(act, float(t))[0] for t in z])
     da_nb = np.array([K._activation(act, float(t))[1] for t in z])
     f, df = _MP_ACTIVATIONS[act]
@@ -272,11 +274,11 @@ def test_parallel_batch_kernels_identical_for_1_and_2_threads(act):
         numba.set_num_threads(before)
     for a, b in zip(one, two):
         assert np.array_equal(a, b)
-    e_np, g_np = K.mlp_energy_grad_x_batch_numpy(params, sizes, act, X)
+    e_np, g_np = M.mlp_energy_grad_x_batch_numpy(params, sizes, act, X)
     assert _close(two[0], e_np) <= TOL and _close(two[1], g_np) <= TOL
     assert _close(two[2], e_np) <= TOL
-    assert _close(two[3], K.mlp_grad_params_batch_numpy(params, sizes, act, X)) <= TOL
-    assert _close(two[4], K.mlp_weighted_grad_params_numpy(params, sizes, act, X, w)) <= TOL
+    assert _close(two[3], M.mlp_grad_params_batch_numpy(params, sizes, act, X)) <= TOL
+    assert _close(two[4], M.mlp_weighted_grad_params_numpy(params, sizes, act, X, w)) <= TOL
 
 
 @njit
@@ -318,12 +320,15 @@ def test_transposed_backward_is_bit_identical_to_row_backward():
 def test_kernel_modules_list_every_module_that_defines_jitted_functions():
     """KERNEL_MODULES (the sources that key the cache stamp) names every module of the package
     that imports the jit decorator, so an edit of any kernel invalidates the caches."""
-    from febm_ref import _jit
+    from febm_ref._numba import jit as _jit
 
     package = Path(_jit.__file__).resolve().parent
     users = {str(p.relative_to(package)) for p in package.rglob("*.py")
-             if "from febm_ref._jit import njit" in p.read_text()}
-    assert users | {"_jit.py"} == set(_jit.KERNEL_MODULES)
+             if "from febm_ref._numba.jit import njit" in p.read_text()}
+    assert users | {"jit.py"} == set(_jit.KERNEL_MODULES)
+    outside = [str(p) for p in package.parent.rglob("*.py")
+               if package not in p.parents and "from febm_ref._numba.jit import njit" in p.read_text()]
+    assert outside == []  # every jitted function of the package lives in febm_ref/_numba/
 
 
 def test_stale_caches_are_discarded_when_the_kernel_sources_change(tmp_path, monkeypatch):
@@ -332,7 +337,7 @@ def test_stale_caches_are_discarded_when_the_kernel_sources_change(tmp_path, mon
     directory with the current stamp alone."""
     import numba
 
-    from febm_ref import _jit
+    from febm_ref._numba import jit as _jit
 
     if numba.config.DISABLE_JIT:
         assert _jit.discard_stale_caches(tmp_path) == 0
@@ -361,14 +366,14 @@ def test_stale_cache_guard_finds_the_files_numba_really_writes(tmp_path, monkeyp
 
     import numba
 
-    from febm_ref import _jit
+    from febm_ref._numba import jit as _jit
 
     if numba.config.DISABLE_JIT:
         pytest.skip("nothing is cached without the JIT")
     source = tmp_path / "src"
     source.mkdir()
     (source / "tiny_kernel.py").write_text(
-        "from febm_ref._jit import njit\n\n@njit\ndef twice(x):\n    return 2.0 * x\n")
+        "from febm_ref._numba.jit import njit\n\n@njit\ndef twice(x):\n    return 2.0 * x\n")
     cache_root = tmp_path / "numba_cache"
     monkeypatch.setattr(numba.config, "CACHE_DIR", str(cache_root) if with_cache_dir else "")
     spec = importlib.util.spec_from_file_location("tiny_kernel_for_cache_test", source / "tiny_kernel.py")
@@ -382,3 +387,36 @@ def test_stale_cache_guard_finds_the_files_numba_really_writes(tmp_path, monkeyp
     assert {p.parent for p in written} == {expected_dir}
     assert _jit.discard_stale_caches(source) == len(written)
     assert not any(p.exists() for p in written)
+
+
+_IMPORT_DELETES_SCRIPT = """
+import os, pathlib, sys
+calls = []
+sys.setprofile(lambda frame, event, arg: calls.append(frame.f_code.co_name)
+               if event == "call" and frame.f_code.co_name == "discard_stale_caches" else None)
+real_unlink, real_remove = pathlib.Path.unlink, os.remove
+pathlib.Path.unlink = lambda self, *a, **k: calls.append(str(self))
+os.remove = os.unlink = lambda path, *a, **k: calls.append(str(path))
+import febm_ref.models.energies, febm_ref.samplers.mlp_langevin, febm_ref.training, febm_ref.experiments.fit2d
+import febm_ref._numba.langevin, febm_ref.cli
+sys.setprofile(None)
+print(len(calls))
+"""
+
+
+def test_importing_the_package_deletes_no_file():
+    """No file deletion at import (issue 14): the stale-cache cleanup is an explicit call (the CLI
+    at startup, tests/conftest.py); importing the package and its kernel modules removes 0 files
+    and never calls discard_stale_caches, counted in a fresh interpreter by replacing Path.unlink
+    and os.remove/os.unlink and by a profile hook on calls (an import-time cleanup is counted
+    even when the caches are current and it deletes nothing)."""
+    import os
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(repo), os.environ.get("PYTHONPATH", "")])}
+    out = subprocess.run([sys.executable, "-c", _IMPORT_DELETES_SCRIPT], env=env, cwd=repo, capture_output=True,
+                         text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "0", out.stdout

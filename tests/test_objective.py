@@ -8,16 +8,16 @@ import math
 import numpy as np
 import pytest
 
-from febm_ref import _kernels as K
-from febm_ref._batched_mlp import BatchedMLP
-from febm_ref.critics import QuadraticCritic
+from febm_ref.models import mlp as M
+from febm_ref._numba.batched_mlp import BatchedMLP
+from febm_ref.models.critics import QuadraticCritic
 from febm_ref.divergences import get_divergence
-from febm_ref.energies import GaussianEnergy1D, MLPEnergy
+from febm_ref.models.energies import GaussianEnergy1D, MLPEnergy
 from febm_ref.exact_objective import ExactObjective, gauss_legendre_box
 from febm_ref.objective import (contrastive_divergence_gradient, covariance_weights, febm_critic_gradient,
                                 febm_energy_gradient, febm_gradient, febm_objective_value, model_pass)
 from febm_ref.reference_optima import divergence_value
-from febm_ref.sum_model import SumModel
+from febm_ref.models.sum_model import SumModel
 from febm_ref.targets import GaussianMixture1D, paper_mixture_1d
 from verification.check_objective import d9_at_optimal_critic
 
@@ -229,9 +229,9 @@ def test_batched_mlp_matches_numpy_twins():
                 w = rng.standard_normal(37)
                 b = BatchedMLP(model, x)
                 params, sizes, code = model.kernel_args()
-                np.testing.assert_allclose(b.values, K.mlp_energy_batch_numpy(params, sizes, code, x),
+                np.testing.assert_allclose(b.values, M.mlp_energy_batch_numpy(params, sizes, code, x),
                                            rtol=1e-13, atol=1e-13)
-                ref = K.mlp_weighted_grad_params_numpy(params, sizes, code, x, w)
+                ref = M.mlp_weighted_grad_params_numpy(params, sizes, code, x, w)
                 np.testing.assert_allclose(b.weighted_grad_params(w), ref, rtol=1e-12,
                                            atol=1e-13 * np.abs(ref).max())
 

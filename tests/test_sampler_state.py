@@ -11,12 +11,12 @@ import json
 import numpy as np
 import pytest
 
-import febm_ref.experiments2d as X
+import febm_ref.experiments.fit2d as X
 from febm_ref.cli import main
-from febm_ref.energies import GaussianEnergy1D, MLPEnergy
+from febm_ref.models.energies import GaussianEnergy1D, MLPEnergy
 from febm_ref.samplers import ReplayBuffer
 from febm_ref.targets import paper_mixture_1d
-import febm_ref.training as training
+import febm_ref.training.steps as training_steps
 from febm_ref.training import TrainingConfig, has_state_protocol, load_checkpoint, train
 
 TARGET_1D = paper_mixture_1d()
@@ -208,7 +208,7 @@ def _interrupt_gradient(monkeypatch, kind, call):
     """Make ``febm_terms_checked`` (as called by ``train``) raise KeyboardInterrupt on its ``call``-th
     (1-based) call of ``kind``: "critic" (a critic gradient, ``want_theta=False``) or "energy"
     (the energy gradient of the alternating update, after the critic's optimiser steps)."""
-    real = training.febm_terms_checked
+    real = training_steps.febm_terms_checked
     calls = {"critic": 0, "energy": 0}
 
     def wrapped(*args, want_omega=True, want_theta=True, **kw):
@@ -218,7 +218,7 @@ def _interrupt_gradient(monkeypatch, kind, call):
             raise KeyboardInterrupt
         return real(*args, want_omega=want_omega, want_theta=want_theta, **kw)
 
-    monkeypatch.setattr(training, "febm_terms_checked", wrapped)
+    monkeypatch.setattr(training_steps, "febm_terms_checked", wrapped)
 
 
 @pytest.mark.parametrize("where, critic_steps", [("sampler", 1), ("sampler", 2), ("energy_step", 1),

@@ -13,7 +13,7 @@ import scipy.linalg
 import scipy.stats
 from scipy.signal import lfilter
 
-from febm_ref.energies import GaussianEnergy1D, MLPEnergy, QuadraticEnergy
+from febm_ref.models.energies import GaussianEnergy1D, MLPEnergy, QuadraticEnergy
 from febm_ref.samplers import (CallableEnergy, NonFiniteChainError, PersistentChains, ReplayBuffer,
                                decoupled_langevin, diagnostics as D, exact, hmc, mala, mlp_langevin,
                                ula)
@@ -406,7 +406,7 @@ def test_mlp_loops_equal_numpy_twin_and_are_thread_count_invariant(monkeypatch, 
     down to 128 chains) 150 chains = 3 blocks of 64; the last block partial in both."""
     import numba
 
-    from febm_ref import _langevin_kernels as LK
+    from febm_ref._numba import langevin as LK
 
     if large_block_from is not None:
         monkeypatch.setattr(LK, "LARGE_BLOCK_FROM", large_block_from)
@@ -459,8 +459,35 @@ def test_mlp_ula_matches_generic_ula_step():
     np.testing.assert_allclose(fused.mean_energy, energies, rtol=0, atol=1e-12)
 
 
+def test_ula_run_backends_are_one_api():
+    """ula.run with backend="numba"/"numba-parallel" (the fused loop) takes the same arguments and
+    returns the same RunResult as the generic NumPy step: end state (points, energies, gradients)
+    and per-step info agree to 1e-12 (the tolerance of test_mlp_ula_matches_generic_ula_step:
+    the two evaluate the MLP in different summation orders, ~1e-15 relative per step, over 20
+    steps of size 0.05 of a smooth 16-16 MLP), the noise being drawn from the same generator in
+    the same order (one (N, d) block per step)."""
+    model = MLPEnergy.random_init(np.random.default_rng(16), 2, (16, 16), "tanh")
+    x0 = np.random.default_rng(17).standard_normal((70, 2))  # 70 chains: three blocks in parallel
+    ref = ula.run(np.random.default_rng(3), x0, model, 0.05, 20)
+    for backend in ("numba", "numba-parallel"):
+        for use_blas in (True, False):
+            got = ula.run(np.random.default_rng(3), x0, model, 0.05, 20, backend=backend, use_blas=use_blas)
+            assert type(got) is type(ref) and type(got.state) is type(ref.state) and got.samples is None
+            assert sorted(got.info) == sorted(ref.info)
+            for a, b in ((got.state.x, ref.state.x), (got.state.energy, ref.state.energy),
+                         (got.state.grad_x, ref.state.grad_x)):
+                np.testing.assert_allclose(a, b, rtol=0, atol=1e-12)
+            for key in ref.info:
+                assert got.info[key].shape == ref.info[key].shape == (20,)
+                np.testing.assert_allclose(got.info[key], ref.info[key], rtol=0, atol=1e-12, err_msg=key)
+    with pytest.raises(ValueError, match="keep_samples"):
+        ula.run(np.random.default_rng(3), x0, model, 0.05, 20, keep_samples=True, backend="numba")
+    with pytest.raises(ValueError, match="backend"):
+        ula.run(np.random.default_rng(3), x0, model, 0.05, 20, backend="gpu")
+
+
 def test_gaussian_energy_object_works_with_samplers():
-    """The samplers accept febm_ref.energies objects (duck typing)."""
+    """The samplers accept febm_ref.models.energies objects (duck typing)."""
     rng = np.random.default_rng(16)
     g = GaussianEnergy1D(0.5, 2.0)
     res = mala.run(rng, np.zeros((4, 1)), g, 0.5, 5)
@@ -468,126 +495,10 @@ def test_gaussian_energy_object_works_with_samplers():
     assert np.all((res.info["acceptance_rate"] >= 0) & (res.info["acceptance_rate"] <= 1))
 
 
-# --------------------------------------------------------------------------- vectorisable tanh
-
-def _tanh_grid(rng):
-    """Random points, both sides of the 0.625 switch, of every switch of the exponent ``n``
-    (``|z| = (k + 1/2) ln(2)/2``), tiny and saturated values."""
-    switches = np.concatenate([[0.625], (np.arange(40) + 0.5) * math.log(2.0) / 2])
-    near = np.concatenate([np.nextafter(switches, 0.0), switches, np.nextafter(switches, 1e3),
-                           (switches[:, None] + np.linspace(-1e-3, 1e-3, 11)).ravel()])
-    xs = np.concatenate([rng.standard_normal(1500) * 3, np.linspace(0.6, 0.65, 101), near,
-                         np.logspace(-300, 1.3, 200), [1e-8, 18.0, 19.5, 21.9, 22.0]])
-    return np.concatenate([xs, -xs])
-
-
-def test_tanh_vectorizable_within_two_ulp_of_mpmath():
-    """tanh_and_derivative (the one tanh of the package, vectorisable) against mpmath at 50
-    digits: relative error below 4.5e-16 (2 ulp) on random points, around the 0.625 branch
-    switch and every switch of the exponent n, and in the tails; exact saturation at +-1,
-    tanh(+-0) = +-0, NaN propagates."""
-    import mpmath
-
-    from febm_ref._batched_mlp import tanh_and_derivative
-
-    def tanh_vectorizable(v):
-        return tanh_and_derivative(v)[0]
-
-    xs = _tanh_grid(np.random.default_rng(17))
-    with mpmath.workdps(50):
-        exact = np.array([float(mpmath.tanh(mpmath.mpf(float(v)))) for v in xs])
-    got = np.array([tanh_vectorizable(float(v)) for v in xs])
-    rel = np.abs(got - exact) / np.abs(exact)
-    assert rel.max() < 4.5e-16, (rel.max(), xs[np.argmax(rel)])
-    assert tanh_vectorizable(25.0) == 1.0 and tanh_vectorizable(-1e300) == -1.0
-    assert tanh_vectorizable(np.inf) == 1.0 and tanh_vectorizable(-np.inf) == -1.0
-    assert math.copysign(1.0, tanh_vectorizable(-0.0)) == -1.0 and tanh_vectorizable(0.0) == 0.0
-    assert math.isnan(tanh_vectorizable(np.nan))
-
-
-def test_sech2_full_relative_accuracy_including_saturation():
-    """The derivative output sech^2 z against mpmath at 50 digits: relative error below 1e-15
-    wherever it is a normal number (|z| < 354, incl. saturation, where 1 - tanh^2 would
-    cancel), within 2 units of 2^-1074 in the subnormal range and 0 from |z| = 373.3 on
-    (where the exact value rounds to 0); sech^2(+-inf) = 0, NaN propagates."""
-    import mpmath
-
-    from febm_ref._batched_mlp import tanh_and_derivative
-
-    rng = np.random.default_rng(18)
-    xs = np.concatenate([_tanh_grid(rng), rng.uniform(19.0, 354.0, 400),
-                         np.linspace(354.0, 374.0, 201), [373.3, 374.9, 375.0, 375.1, 1e300]])
-    with mpmath.workdps(50):
-        exact = np.array([float(mpmath.sech(mpmath.mpf(float(v))) ** 2) for v in xs])
-    got = np.array([tanh_and_derivative(float(v))[1] for v in xs])
-    normal = exact >= np.finfo(np.float64).tiny
-    rel = np.abs(got[normal] - exact[normal]) / exact[normal]
-    assert rel.max() < 1e-15, (rel.max(), xs[normal][np.argmax(rel)])
-    assert np.all(np.abs(got[~normal] - exact[~normal]) <= 2 * 5e-324)
-    assert np.all(got[np.abs(xs) >= 373.3] == 0.0)
-    assert tanh_and_derivative(np.inf)[1] == 0.0 and tanh_and_derivative(-np.inf)[1] == 0.0
-    assert tanh_and_derivative(0.0)[1] == 1.0 and math.isnan(tanh_and_derivative(np.nan)[1])
-
-
-def test_activation_layer_pass_equals_scalar_tanh_bit_for_bit():
-    """The vectorised layer pass (_activate_layer: bias add, tanh and sech^2 over a block,
-    SIMD) gives exactly the numbers of the scalar function on each element."""
-    from febm_ref._batched_mlp import _activate_layer, tanh_and_derivative
-
-    rng = np.random.default_rng(19)
-    n, h = 37, 67  # row length not a multiple of the vector width: remainder loops too
-    Z = rng.standard_normal((n, h)) * 4
-    Z.ravel()[:7] = [0.0, -0.0, np.inf, -np.inf, np.nan, 400.0, 1e-310]
-    b = rng.standard_normal(h) * 0.5
-    b[:7] = 0.0
-    A, D = Z.copy(), np.empty_like(Z)
-    _activate_layer(0, A, b, D)
-    ref = [tanh_and_derivative(float(z + c)) for z, c in zip(Z.ravel(), np.tile(b, n))]
-    np.testing.assert_array_equal(A.ravel(), [r[0] for r in ref])
-    np.testing.assert_array_equal(D.ravel(), [r[1] for r in ref])
-
-
-_TANH_NO_JIT_SCRIPT = """
-import sys, numpy as np, numba
-assert numba.config.DISABLE_JIT
-from febm_ref._batched_mlp import tanh_and_derivative
-xs = np.frombuffer(bytes.fromhex(sys.stdin.read()), dtype=np.float64)
-out = np.array([tanh_and_derivative(float(v)) for v in xs])
-print(out.tobytes().hex())
-"""
-
-
-def test_tanh_pure_python_fallback_equals_compiled_bit_for_bit():
-    """Under NUMBA_DISABLE_JIT the bit casts (int64 wraparound) and the fused multiply-add
-    (exact integer arithmetic, rounded once) of tanh_and_derivative are Python functions:
-    they give exactly the compiled numbers, incl. both switches, the tails and specials."""
-    import os
-    import pathlib
-    import subprocess
-    import sys
-
-    from febm_ref._batched_mlp import tanh_and_derivative
-
-    rng = np.random.default_rng(20)
-    xs = np.concatenate([_tanh_grid(rng)[::4], [0.0, -0.0, np.inf, -np.inf, np.nan, 1e-320,
-                                                 360.0, -365.5, 374.0, 1e300]])
-    repo = pathlib.Path(__file__).resolve().parents[1]
-    env = {**os.environ, "NUMBA_DISABLE_JIT": "1",
-           "PYTHONPATH": os.pathsep.join([str(repo), os.environ.get("PYTHONPATH", "")])}
-    out = subprocess.run([sys.executable, "-c", _TANH_NO_JIT_SCRIPT], input=xs.tobytes().hex(),
-                         env=env, cwd=repo, capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
-    python = np.frombuffer(bytes.fromhex(out.stdout.strip()), dtype=np.float64).reshape(-1, 2)
-    compiled = np.array([tanh_and_derivative(float(v)) for v in xs])
-    nan = np.isnan(compiled)  # NaN payloads may differ; NaN itself may not
-    np.testing.assert_array_equal(np.isnan(python), nan)
-    np.testing.assert_array_equal(python[~nan].view(np.int64), compiled[~nan].view(np.int64))
-
-
 _NO_JIT_SCRIPT = """
 import numpy as np, numba
 assert numba.config.DISABLE_JIT
-from febm_ref import _langevin_kernels as LK
+from febm_ref._numba import langevin as LK
 rng = np.random.default_rng(3)
 sizes = np.array([2, 4, 3, 1], dtype=np.int64)
 worst = 0.0
@@ -595,17 +506,21 @@ for act in (0, 1):
     p = rng.standard_normal(int(np.sum((sizes[:-1] + 1) * sizes[1:])))
     x0 = rng.standard_normal((35, 2)); z = rng.standard_normal((4, 35, 2))
     outs = []
-    for f, blas in ((LK.ula_mlp_loop_serial, True), (LK.ula_mlp_loop_parallel, False),
+    mlp = LK.MLPParams(p, sizes, act)
+    ula = LK.LangevinSettings.ula(0.1)
+    for f, blas in ((lambda *a: LK.langevin_loop(*a[:4], use_blas=a[4]), True),
+                    (lambda *a: LK.langevin_loop(*a[:4], use_blas=a[4], parallel=True), False),
                     (LK.ula_mlp_loop_numpy, True)):
-        x = x0.copy(); es = np.zeros(4); gs = np.zeros(4); bs = np.zeros(35, np.int64); bv = np.zeros(35)
-        f(p, sizes, act, x, z, 0.1, es, gs, bs, bv, blas)
-        outs.append((x, es))
+        x = x0.copy(); stats = LK.StepStats.empty(4, 35)
+        f(mlp, LK.ChainArrays(x, z), ula, stats, blas)
+        outs.append((x, stats.energy_sum))
     for x, es in outs[:2]:
         worst = max(worst, abs(x - outs[2][0]).max(), abs(es - outs[2][1]).max())
-    x = x0.copy(); es = np.zeros(4); gs = np.zeros(4); bs = np.zeros(35, np.int64); bv = np.zeros(35)
-    LK.decoupled_mlp_loop_serial(p, sizes, act, x, z, 0.1, 0.2, 0.5, -1.0, 1.0, True, es, gs, bs, bv, True)
+    d16 = LK.LangevinSettings.decoupled(0.1, 0.2, 0.5, -1.0, 1.0, True)
+    x = x0.copy()
+    LK.langevin_loop(mlp, LK.ChainArrays(x, z), d16, LK.StepStats.empty(4, 35), use_blas=True)
     y = x0.copy()
-    LK.decoupled_mlp_loop_numpy(p, sizes, act, y, z, 0.1, 0.2, 0.5, -1.0, 1.0, True, np.zeros(4), np.zeros(4), bs, bv)
+    LK.decoupled_mlp_loop_numpy(mlp, LK.ChainArrays(y, z), d16, LK.StepStats.empty(4, 35))
     worst = max(worst, abs(x - y).max())
 print(repr(float(worst)))
 """

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from scipy.integrate import quad
 
-from febm_ref.experiments2d import Grid2D
+from febm_ref.experiments.fit2d import Grid2D
 from febm_ref.targets import (TARGETS_2D, GaussianMixture2D, RadialMixture2D, checkerboard, eight_gaussians,
                               get_target, two_moons, two_rings)
 

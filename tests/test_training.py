@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from febm_ref.energies import GaussianEnergy1D, MLPEnergy
+from febm_ref.models.energies import GaussianEnergy1D, MLPEnergy
 from febm_ref.optimizers import SGD, Adam, learning_rate, make_optimizer
 from febm_ref.targets import GaussianMixture1D, paper_mixture_1d
 from febm_ref.training import TrainingConfig, TrainingDivergedError, load_checkpoint, train

@@ -45,7 +45,7 @@ So ``gap / ((eps^2/2) G2) = 1 + eps G3 / (3 G2) + O(eps^2)``. For the alpha fami
 Learned critics (D10)
 ---------------------
 :func:`train_critic` runs gradient *ascent* on ``B`` for a critic ``s = H_omega(x)`` (an
-:class:`febm_ref.energies.MLPEnergy`) with the minibatch omega-gradient of D13,
+:class:`febm_ref.models.energies.MLPEnergy`) with the minibatch omega-gradient of D13,
 ``<g_data'(s+) dH+> - <g_model'(s-) dH->`` (:mod:`febm_ref.objective`), and Adam
 (:mod:`febm_ref.optimizers`); the bound at the learned critic is
 evaluated *exactly* (a fixed composite Gauss-Legendre rule, independent of the
@@ -592,7 +592,7 @@ def train_critic(div: Divergence, pair: DensityPair, *, rng: np.random.Generator
                  batch: int = 256, hidden: Sequence[int] = (32, 32), lr: float = 3e-3,
                  eval_every: int = 100, exact: Optional[float] = None,
                  final_lr_fraction: float = 0.1, backend: str = "numba") -> CriticTraining:
-    """Train ``s = H_omega(x)`` (tanh :class:`~febm_ref.energies.MLPEnergy`) by Adam ascent on ``B``.
+    """Train ``s = H_omega(x)`` (tanh :class:`~febm_ref.models.energies.MLPEnergy`) by Adam ascent on ``B``.
 
     Fresh minibatches ``x+ ~ P``, ``x- ~ Q`` of size ``batch`` at every step; the
     omega-gradient is D10 as estimated by D13,
@@ -602,7 +602,7 @@ def train_critic(div: Divergence, pair: DensityPair, *, rng: np.random.Generator
     bound at the current critic is evaluated *exactly* by a fixed Gauss-Legendre rule on
     the pair's box (1-D only), independent of the minibatches.
     """
-    from febm_ref.energies import MLPEnergy
+    from febm_ref.models.energies import MLPEnergy
     from febm_ref.objective import febm_critic_gradient
     from febm_ref.optimizers import Adam, learning_rate
 

@@ -49,7 +49,7 @@ def check_stationary(quick: bool) -> Measurement:
                       "to the KL optimum; full = f-EBM converged protocol for KL and Neyman; error = worst "
                       "|gap| in mu and sigma")
 def check_training(quick: bool) -> Measurement:
-    from febm_ref.commands.fit1d import run_fit
+    from febm_ref.experiments.fit1d import run_fit
 
     if quick:
         rows = [run_fit("kl", method="cd", protocol="converged", iterations=1500, show_progress=False)]

@@ -1,4 +1,4 @@
-"""Checks of the 2-D evaluation machinery of issue 8 (:mod:`febm_ref.experiments2d`).
+"""Checks of the 2-D evaluation machinery of issue 8 (:mod:`febm_ref.experiments.fit2d`).
 
 * the grid normaliser (midpoint rule on the box, ``log Z = logsumexp(-E) + log h^2``) against the
   exact ``log Z`` of a Gaussian energy (``QuadraticEnergy.log_normalizer``);
@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from febm_ref.energies import QuadraticEnergy
-from febm_ref.experiments2d import Experiment2DConfig, Grid2D
+from febm_ref.models.energies import QuadraticEnergy
+from febm_ref.experiments.fit2d import Experiment2DConfig, Grid2D
 from febm_ref.gaussians import f_divergence
 from febm_ref.targets import BOX_HALF_WIDTH_2D, TARGETS_2D, get_target
 from verification.registry import Measurement, register

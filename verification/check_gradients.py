@@ -1,4 +1,4 @@
-"""Gradient checks of the energy models (febm_ref.energies): hand-derived derivatives
+"""Gradient checks of the energy models (febm_ref.models.energies): hand-derived derivatives
 against complex-step (analytic activations) or central finite differences (ELU).
 
 Each check reports the worst relative error over ``grad_x``, per-sample ``grad_params``
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from febm_ref.energies import GaussianEnergy1D, MLPEnergy, QuadraticEnergy
+from febm_ref.models.energies import GaussianEnergy1D, MLPEnergy, QuadraticEnergy
 from verification.registry import Measurement, register
 
 CS_H = 1e-30

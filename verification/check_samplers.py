@@ -19,7 +19,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from febm_ref.energies import QuadraticEnergy
+from febm_ref.models.energies import QuadraticEnergy
 from febm_ref.samplers import CallableEnergy, decoupled_langevin, hmc, mala, mlp_langevin, ula
 from febm_ref.samplers import diagnostics as D
 from febm_ref.targets import GaussianMixture1D, paper_mixture_1d
@@ -297,7 +297,7 @@ def check_decoupled_variance(quick: bool) -> Measurement:
 @register("samplers.mlp_langevin_twins", group="samplers",
           description="Numba ULA/D16 loops on a 2-64-64-1 tanh MLP (serial, parallel, BLAS, per-point) = NumPy twin to 1e-10")
 def check_mlp_twins(quick: bool) -> Measurement:
-    from febm_ref.energies import MLPEnergy
+    from febm_ref.models.energies import MLPEnergy
 
     rng = np.random.default_rng(0)
     model = MLPEnergy.random_init(rng, 2, (64, 64), "tanh", bias_scale=0.1)

@@ -43,9 +43,9 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from febm_ref.critics import OffsetEnergy, QuadraticCritic
+from febm_ref.models.critics import OffsetEnergy, QuadraticCritic
 from febm_ref.divergences import Divergence, all_divergences, get_divergence
-from febm_ref.energies import GaussianEnergy1D, MLPEnergy, QuadraticEnergy
+from febm_ref.models.energies import GaussianEnergy1D, MLPEnergy, QuadraticEnergy
 from febm_ref.exact_objective import ExactObjective, QuadratureRule, gauss_legendre_panels
 
 # One instance per catalogue entry, alpha at -0.5, 0.5, 2 (the catalogue table of docs/theory.md, section 2.1).

@@ -1,5 +1,5 @@
 """``febm-ref fit2d``: 2-D toys, MLP energies trained by f-EBM or CD with Langevin negatives and a
-replay buffer, judged by exact grid divergences (issue 8; :mod:`febm_ref.experiments2d`).
+replay buffer, judged by exact grid divergences (issue 8; :mod:`febm_ref.experiments.fit2d`).
 
 One run::
 
@@ -24,7 +24,7 @@ All of this is exercised by ``tests/test_faults.py`` (kill -9 at chosen points o
 write, SIGINT, ENOSPC, two writers, tampered files).
 
 The checkpoint holds everything the run carries between iterations, the replay buffer and the
-metric curve included (:mod:`febm_ref.experiments2d`), so ``--resume`` continues a run from it and
+metric curve included (:mod:`febm_ref.experiments.fit2d`), so ``--resume`` continues a run from it and
 gives the numbers of an uninterrupted run bit for bit (its ``seconds`` are those of the resumed
 part only). A single run with ``--resume`` needs ``--out`` and its checkpoint there; ``--all
 --resume`` continues the unfinished runs that have a checkpoint and starts the others (without
@@ -34,21 +34,15 @@ refused, naming the differences.
 
 from __future__ import annotations
 
-import json
-import math
-import time
 from pathlib import Path
 
-import numpy as np
-
-from febm_ref._io import atomic_save_npz, atomic_write_json, atomic_write_text, to_json
-
-TABLE_METHODS = ("kl", "reverse_kl", "jensen_shannon", "squared_hellinger", "cd")
-TABLE_METRICS = ("kl", "reverse_kl", "squared_hellinger")
+from febm_ref._io import to_json
+from febm_ref.experiments.fit2d_table import (TABLE_METHODS, TABLE_METRICS, format_table,  # noqa: F401
+                                              save_run, summarize)
 
 
 def add_parser(subparsers):
-    from febm_ref.experiments2d import FEBM_DIVERGENCES_2D, SAMPLERS
+    from febm_ref.experiments.fit2d import FEBM_DIVERGENCES_2D, SAMPLERS
     from febm_ref.targets import TARGETS_2D
 
     p = subparsers.add_parser(
@@ -81,7 +75,7 @@ def add_parser(subparsers):
 
 
 def _config(args, **overrides):
-    from febm_ref.experiments2d import Experiment2DConfig
+    from febm_ref.experiments.fit2d import Experiment2DConfig
 
     kw = dict(target=args.target, divergence=args.divergence, method=args.method, sampler=args.sampler,
               seed=args.seed)
@@ -89,15 +83,6 @@ def _config(args, **overrides):
         kw["iterations"] = args.iters
     kw.update(overrides)
     return Experiment2DConfig(**kw)
-
-
-def _save_run(out_dir: Path, result: dict) -> Path:
-    name = f"{result['config']['target']}__" + (
-        "cd" if result["config"]["method"] == "cd" else result["config"]["divergence"]) + f"__s{result['config']['seed']}"
-    arrays = {k: np.asarray(result.pop(k)) for k in ("theta", "langevin_samples") if k in result}
-    if arrays:
-        atomic_save_npz(out_dir / "runs" / f"{name}.npz", **arrays)
-    return atomic_write_json(out_dir / "runs" / f"{name}.json", result)
 
 
 def _summary_line(r: dict) -> str:
@@ -120,7 +105,7 @@ def run(args) -> int:
 
 
 def _run(args) -> int:
-    from febm_ref.experiments2d import run_experiment
+    from febm_ref.experiments.fit2d import run_experiment
 
     if args.seeds < 1:
         raise ValueError(f"--seeds must be >= 1, got {args.seeds}")
@@ -138,7 +123,7 @@ def _run(args) -> int:
             raise ValueError(f"--resume: no checkpoint at {ckpt}")
     result = run_experiment(cfg, out_dir=out_dir, resume=args.resume, checkpoint_every=args.checkpoint_every)
     if out_dir is not None:
-        _save_run(out_dir, dict(result))
+        save_run(out_dir, dict(result))
     printable = {k: v for k, v in result.items() if k not in ("theta", "langevin_samples")}
     if args.json:
         print(to_json(printable))
@@ -153,7 +138,9 @@ def _run(args) -> int:
 
 
 def run_table(args) -> int:
-    from febm_ref.experiments2d import run_experiment
+    """``fit2d --all``: :func:`febm_ref.experiments.fit2d_table.run_table` with the CLI's settings,
+    one summary line per run, then the Markdown table."""
+    from febm_ref.experiments.fit2d_table import run_table as run_experiment_table
     from febm_ref.targets import TARGETS_2D
 
     if not args.out:
@@ -161,90 +148,9 @@ def run_table(args) -> int:
     if args.sampler != "d16":
         raise ValueError("--all runs the table with the d16 sampler (run files are named without the "
                          "sampler); use single runs with --sampler ula")
-    out_dir = Path(args.out)
-    targets = args.targets or list(TARGETS_2D)
-    t0 = time.perf_counter()
-    for target in targets:
-        for label in TABLE_METHODS:
-            for seed in range(args.seeds):
-                method = "cd" if label == "cd" else "febm"
-                div = "kl" if label == "cd" else label
-                path = out_dir / "runs" / f"{target}__{label}__s{seed}.json"
-                if path.exists():
-                    continue
-                cfg = _config(args, target=target, divergence=div, method=method, seed=seed)
-                # --all --resume continues the runs that have a checkpoint and starts the others
-                resume = args.resume and (out_dir / f"{cfg.run_name()}.ckpt.npz").exists()
-                result = run_experiment(cfg, out_dir=out_dir, resume=resume, checkpoint_every=args.checkpoint_every)
-                _save_run(out_dir, dict(result))
-                print(_summary_line(result), flush=True)
-    wall = time.perf_counter() - t0
-    summary = summarize(out_dir, targets, args.seeds)
-    summary["wall_seconds_this_invocation"] = wall
-    atomic_write_json(out_dir / "summary.json", summary)
-    atomic_write_text(out_dir / "table.md", format_table(summary))
+    summary = run_experiment_table(Path(args.out), lambda **kw: _config(args, **kw),
+                                   targets=args.targets or list(TARGETS_2D), n_seeds=args.seeds,
+                                   resume=args.resume, checkpoint_every=args.checkpoint_every,
+                                   on_result=lambda result: print(_summary_line(result), flush=True))
     print(format_table(summary))
     return 0
-
-
-def summarize(out_dir: Path, targets, n_seeds: int) -> dict:
-    """Mean and sample standard deviation over seeds of each final exact metric, per target and method."""
-    cells = {}
-    total_seconds = 0.0
-    for target in targets:
-        for label in TABLE_METHODS:
-            runs = []
-            for seed in range(n_seeds):
-                path = out_dir / "runs" / f"{target}__{label}__s{seed}.json"
-                if path.exists():
-                    runs.append(json.loads(path.read_text()))
-            ok = [r for r in runs if r["status"] == "ok"]
-            total_seconds += sum(r["seconds"] for r in runs)
-            cell = {"n_runs": len(runs), "n_ok": len(ok),
-                    "diverged": [{"seed": r["config"]["seed"], "iteration": r["iteration"],
-                                  "quantity": r["quantity"]} for r in runs if r["status"] != "ok"]}
-            for metric in TABLE_METRICS:
-                vals = np.array([r["final"][metric] for r in ok])
-                cell[metric] = {"values": vals.tolist(),
-                                "mean": float(vals.mean()) if vals.size else math.nan,
-                                "std": float(vals.std(ddof=1)) if vals.size > 1 else math.nan}
-            if ok:
-                cell["seconds_mean"] = float(np.mean([r["seconds"] for r in ok]))
-                cell["samples_kl_target_vs_langevin"] = float(np.mean(
-                    [r["samples"]["target_vs_langevin_kde"]["kl"] for r in ok]))
-                cell["samples_kl_model_vs_langevin"] = float(np.mean(
-                    [r["samples"]["model_vs_langevin_kde"]["kl"] for r in ok]))
-                cell["samples_kl_floor"] = float(np.mean([r["samples"]["target_vs_exact_kde_floor"]["kl"]
-                                                          for r in ok]))
-            cells[f"{target}/{label}"] = cell
-    return {"targets": list(targets), "methods": list(TABLE_METHODS), "metrics": list(TABLE_METRICS),
-            "n_seeds": n_seeds, "cells": cells, "sum_of_run_seconds": total_seconds}
-
-
-def format_table(summary: dict) -> str:
-    """Markdown: one table per target, rows = methods, columns = exact metrics (mean ± std over seeds)."""
-    lines = []
-    for target in summary["targets"]:
-        lines += [f"### {target}", "",
-                  "| method | KL(p‖q) | reverse KL(q‖p) | squared Hellinger | KL(p‖KDE of negatives) "
-                  "| KL(q‖KDE of negatives) | runs ok |",
-                  "|---|---|---|---|---|---|---|"]
-        for label in summary["methods"]:
-            c = summary["cells"][f"{target}/{label}"]
-            row = [("f-EBM " + label) if label != "cd" else "CD (baseline)"]
-            for metric in summary["metrics"]:
-                m = c[metric]
-                row.append("—" if not m["values"] else f"{m['mean']:.3f}" + (
-                    f" ± {m['std']:.3f}" if len(m["values"]) > 1 else ""))
-            row.append(f"{c.get('samples_kl_target_vs_langevin', math.nan):.3f}")
-            row.append(f"{c.get('samples_kl_model_vs_langevin', math.nan):.3f}")
-            row.append(f"{c['n_ok']}/{c['n_runs']}" + (
-                " (diverged: " + ", ".join(f"seed {d['seed']} at it. {d['iteration']}" for d in c["diverged"]) + ")"
-                if c["diverged"] else ""))
-            lines.append("| " + " | ".join(row) + " |")
-        floors = [summary["cells"][f"{target}/{m}"].get("samples_kl_floor") for m in summary["methods"]]
-        floors = [f for f in floors if f is not None]
-        if floors:
-            lines += ["", f"KDE floor (the same estimator on exact target draws, same n): KL {np.mean(floors):.3f}."]
-        lines.append("")
-    return "\n".join(lines)

@@ -19,7 +19,7 @@ import math
 
 import numpy as np
 
-from febm_ref._kernels import _unpack_numpy
+from febm_ref.models.mlp import _unpack_numpy
 from febm_ref.conformance.tolerance import K_FN
 
 __all__ = ["map_scale", "map_derivative", "alpha_rounding_scale", "MLPBounds", "mlp_bounds", "estimator_weight_scales",

@@ -4,7 +4,7 @@ Every section is built by a function ``build_<section>(rng) -> Section`` that dr
 inputs from its own random stream and computes the expected outputs with the reference
 modules of this package (nothing is recomputed here: the catalogue comes from
 :mod:`febm_ref.divergences`, Gaussian values from :mod:`febm_ref.gaussians`, MLP values
-from :class:`febm_ref.energies.MLPEnergy`, ...). A section whose reference module is not
+from :class:`febm_ref.models.energies.MLPEnergy`, ...). A section whose reference module is not
 part of this version is omitted and listed under ``"omitted"`` in the manifest.
 
 The output is byte-for-byte reproducible for a given febm-ref version, seed and platform:
@@ -304,8 +304,8 @@ def _beyond_softplus_threshold(params: np.ndarray, x: np.ndarray) -> np.ndarray:
 
 def build_mlp(rng: np.random.Generator) -> Section:
     """Energies, input gradients and per-sample parameter gradients of one MLP per activation."""
-    from febm_ref._kernels import ACTIVATION_CODES
-    from febm_ref.energies import MLPEnergy
+    from febm_ref.models.mlp import ACTIVATION_CODES
+    from febm_ref.models.energies import MLPEnergy
 
     section = Section("mlp",
                       "MLP energies d=3 -> 6 -> 5 -> 1 (flat layout W_0, b_0, ..., row-major W_l "
@@ -357,7 +357,7 @@ def _mlp_spec(section: Section, key: str, model) -> dict:
 
 def build_objective(rng: np.random.Generator) -> Section:
     """D13 minibatch gradients (with and without the D14 l2 terms) for every divergence."""
-    from febm_ref.energies import MLPEnergy
+    from febm_ref.models.energies import MLPEnergy
     from febm_ref.objective import febm_gradient
 
     section = Section("objective",
@@ -477,7 +477,7 @@ def _d16_scales(energy, spec, x0, noise, lam, sigma, clip, box):
 
 def build_langevin(rng: np.random.Generator) -> Section:
     """ULA (D15) and decoupled Langevin (D16) trajectories with pre-drawn noise."""
-    from febm_ref.energies import MLPEnergy
+    from febm_ref.models.energies import MLPEnergy
     from febm_ref.samplers import decoupled_langevin, ula
 
     section = Section("langevin",

@@ -1,8 +1,13 @@
 """ULA (D15) and decoupled Langevin (D16) for MLP energies: ``K`` steps of ``N`` chains in one
-Numba call (:mod:`febm_ref._langevin_kernels`), with pre-drawn noise so that the result does not
+Numba call (:mod:`febm_ref._numba.langevin`), with pre-drawn noise so that the result does not
 depend on the thread count and equals the NumPy twin to rounding.
 
-The energy is an :class:`febm_ref.energies.MLPEnergy` (anything with ``kernel_args() ->
+This is the fused backend of the one ULA API, :func:`febm_ref.samplers.ula.run`
+(``backend="numba"`` / ``"numba-parallel"`` calls :func:`run_ula`, with ``ula.run``'s arguments
+and result); :func:`ula` and :func:`decoupled` are the raw fused calls (pre-drawn noise allowed,
+end points and per-step means at the gradient points).
+
+The energy is an :class:`febm_ref.models.energies.MLPEnergy` (anything with ``kernel_args() ->
 (params, sizes, act_code)``) or the kernel triple itself.
 """
 
@@ -12,16 +17,16 @@ from typing import NamedTuple, Optional
 
 import numpy as np
 
-from febm_ref import _langevin_kernels as LK
-from febm_ref._kernels import check_mlp_spec
+from febm_ref._numba import langevin as LK
+from febm_ref._numba.kernels import check_mlp_spec
 from febm_ref._validation import as_float_array, check_generator, check_positive_int, check_real_scalar
-from febm_ref.samplers._base import NonFiniteChainError, as_chain_points, check_step_size
+from febm_ref.samplers._base import NonFiniteChainError, RunResult, as_chain_points, check_step_size, init_state
 from febm_ref.samplers.decoupled_langevin import check_box
 
 BACKENDS = ("numba", "numba-parallel", "numpy")
 """``numba``: one thread; ``numba-parallel``: prange over blocks of chains (identical numbers;
 for hidden layers wider than 64, run it with ``OPENBLAS_NUM_THREADS=1``, see
-:data:`febm_ref._langevin_kernels.LARGE_BLOCK`); ``numpy``: the vectorised twin."""
+:data:`febm_ref._numba.langevin.LARGE_BLOCK`); ``numpy``: the vectorised twin."""
 
 
 class MLPLangevinResult(NamedTuple):
@@ -67,12 +72,11 @@ def _prepare(energy, x0, noise, rng, n_steps):
                              f"got {noise.shape}")
         if n_steps is not None and check_positive_int(n_steps, "n_steps") != noise.shape[0]:
             raise ValueError(f"n_steps={n_steps} disagrees with noise.shape[0]={noise.shape[0]}")
-    k = noise.shape[0]
-    out = (np.zeros(k), np.zeros(k), np.full(x.shape[0], -1, dtype=np.int64), np.zeros(x.shape[0]))
-    return params, sizes, act, x, noise, out
+    return LK.MLPParams(params, sizes, act), LK.ChainArrays(x, noise), LK.StepStats.empty(noise.shape[0], x.shape[0])
 
 
-def _finish(x, energy_sum, grad_sum, bad_step, bad_value, what):
+def _finish(x, stats, what):
+    energy_sum, grad_sum, bad_step, bad_value = stats
     bad = np.flatnonzero(bad_step >= 0)
     if bad.size:
         first = bad[np.argmin(bad_step[bad])]
@@ -89,13 +93,14 @@ def _loop(kind, backend, n_chains):
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     if backend == "numba-parallel" and n_chains <= LK.chains_per_block(n_chains):
         backend = "numba"  # a single block: same numbers, no parallel-region overhead
-    table = {("ula", "numba"): LK.ula_mlp_loop_serial,
-             ("ula", "numba-parallel"): LK.ula_mlp_loop_parallel,
-             ("ula", "numpy"): LK.ula_mlp_loop_numpy,
-             ("d16", "numba"): LK.decoupled_mlp_loop_serial,
-             ("d16", "numba-parallel"): LK.decoupled_mlp_loop_parallel,
-             ("d16", "numpy"): LK.decoupled_mlp_loop_numpy}
-    return table[(kind, backend)]
+    if backend == "numpy":
+        return LK.ula_mlp_loop_numpy if kind == "ula" else LK.decoupled_mlp_loop_numpy
+    parallel = backend == "numba-parallel"
+
+    def fused(mlp, chains, settings, stats, use_blas):
+        LK.langevin_loop(mlp, chains, settings, stats, use_blas=use_blas, parallel=parallel)
+
+    return fused
 
 
 def ula(energy, x0, step_size: float, *, noise=None, rng: Optional[np.random.Generator] = None,
@@ -122,9 +127,37 @@ def ula(energy, x0, step_size: float, *, noise=None, rng: Optional[np.random.Gen
         norm or position, and the value (a gradient norm above ~1e154 overflows and counts).
     """
     eps = check_step_size(step_size)
-    params, sizes, act, x, noise, (es, gs, bs, bv) = _prepare(energy, x0, noise, rng, n_steps)
-    _loop("ula", backend, x.shape[0])(params, sizes, act, x, noise, eps, es, gs, bs, bv, bool(use_blas))
-    return _finish(x, es, gs, bs, bv, "ULA on an MLP energy")
+    mlp, chains, stats = _prepare(energy, x0, noise, rng, n_steps)
+    _loop("ula", backend, chains.x.shape[0])(mlp, chains, LK.LangevinSettings.ula(eps), stats, bool(use_blas))
+    return _finish(chains.x, stats, "ULA on an MLP energy")
+
+
+def run_ula(rng: np.random.Generator, x0, energy, step_size: float, n_steps: int, *, keep_samples: bool = False,
+            thin: int = 1, backend: str = "numba", use_blas: bool = True) -> RunResult:
+    """:func:`febm_ref.samplers.ula.run` with the fused loop as its backend (the one ULA API:
+    ``ula.run(..., backend="numba")`` calls this): the same arguments in the same order and the
+    same :class:`~febm_ref.samplers._base.RunResult` -- the end state as a ``ChainState`` (energy
+    and gradient evaluated once at the end points) and ``info`` of ``mean_energy`` and
+    ``mean_grad_norm`` at the new points of each step (D15). The noise is drawn from ``rng`` as
+    ``ula.run`` draws it (one ``(n_chains, d)`` standard normal block per step, in order), so the
+    two backends give the same chain to rounding.
+
+    Raises ValueError for ``keep_samples=True`` (the fused loop keeps only the end points; use
+    ``backend="numpy"`` of ``ula.run``) and for an energy without the energy protocol (a kernel
+    triple has no ``energy``/``grad_x``; pass the MLPEnergy).
+    """
+    check_positive_int(thin, "thin")
+    if keep_samples:
+        raise ValueError("keep_samples=True needs ula.run(..., backend='numpy'): the fused loop keeps only the "
+                         "end points")
+    check_generator(rng)
+    res = ula(energy, x0, step_size, rng=rng, n_steps=n_steps, backend=backend, use_blas=use_blas)
+    state = init_state(res.x, energy)
+    with np.errstate(over="ignore"):  # as ula.step: a finite gradient above ~1e154 has an inf norm
+        last_norm = np.mean(np.sqrt(np.sum(state.grad_x * state.grad_x, axis=1)))
+    info = {"mean_energy": np.append(res.mean_energy[1:], np.mean(state.energy)),
+            "mean_grad_norm": np.append(res.mean_grad_norm[1:], last_norm)}
+    return RunResult(state, None, info)
 
 
 def decoupled(energy, x0, step_size: float, noise_scale: float, *, noise=None,
@@ -139,7 +172,7 @@ def decoupled(energy, x0, step_size: float, noise_scale: float, *, noise=None,
     clip = 0.0 if grad_clip is None else check_real_scalar(grad_clip, "grad_clip", positive=True)
     box = check_box(box)
     lo, hi = (0.0, 0.0) if box is None else box
-    params, sizes, act, x, noise, (es, gs, bs, bv) = _prepare(energy, x0, noise, rng, n_steps)
-    _loop("d16", backend, x.shape[0])(params, sizes, act, x, noise, lam, sigma, clip, lo, hi, box is not None,
-                          es, gs, bs, bv, bool(use_blas))
-    return _finish(x, es, gs, bs, bv, "decoupled Langevin on an MLP energy")
+    mlp, chains, stats = _prepare(energy, x0, noise, rng, n_steps)
+    settings = LK.LangevinSettings.decoupled(lam, sigma, clip, lo, hi, box is not None)
+    _loop("d16", backend, chains.x.shape[0])(mlp, chains, settings, stats, bool(use_blas))
+    return _finish(chains.x, stats, "decoupled Langevin on an MLP energy")

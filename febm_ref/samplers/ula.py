@@ -80,9 +80,28 @@ def init(x, energy) -> ChainState:
     return init_state(x, energy)
 
 
+BACKENDS = ("numpy", "numba", "numba-parallel")
+"""Backends of :func:`run`: ``numpy`` the generic step (any energy); ``numba`` /
+``numba-parallel`` the fused loop of :func:`febm_ref.samplers.mlp_langevin.run_ula` (MLP energies)."""
+
+
 def run(rng: np.random.Generator, x0, energy, step_size: float, n_steps: int, *,
-        keep_samples: bool = False, thin: int = 1) -> RunResult:
-    """Run ``n_steps`` ULA steps (D15) from ``x0`` (n_chains, d); see :class:`RunResult`."""
+        keep_samples: bool = False, thin: int = 1, backend: str = "numpy", use_blas: bool = True) -> RunResult:
+    """Run ``n_steps`` ULA steps (D15) from ``x0`` (n_chains, d); see :class:`RunResult`.
+
+    ``backend`` (:data:`BACKENDS`): ``"numpy"`` (default) runs :func:`step` on any energy;
+    ``"numba"`` and ``"numba-parallel"`` run the fused loop for an
+    :class:`~febm_ref.models.energies.MLPEnergy` (same arguments, same result, the same chain to
+    rounding; ``use_blas`` selects its MLP evaluation), see
+    :func:`febm_ref.samplers.mlp_langevin.run_ula`.
+    """
+    if backend != "numpy":
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        from febm_ref.samplers.mlp_langevin import run_ula
+
+        return run_ula(rng, x0, energy, step_size, n_steps, keep_samples=keep_samples, thin=thin,
+                       backend=backend, use_blas=use_blas)
     eps = check_step_size(step_size)
     state = init(x0, energy)
     return run_steps(lambda r, s: _step(r, s, energy, eps), rng, state, n_steps,

@@ -1,18 +1,18 @@
 """Numba Langevin loops for MLP energies: ``K`` steps of ``N`` chains in one call
 (docs/theory.md D15, D16; section 4: "Langevin chains are the hot loop").
 
-The MLP is the kernel triple ``(params, sizes, act)`` of :mod:`febm_ref._kernels`
-(:meth:`febm_ref.energies.MLPEnergy.kernel_args`).
+The MLP is the kernel triple ``(params, sizes, act)`` of :mod:`febm_ref._numba.kernels`
+(:meth:`febm_ref.models.energies.MLPEnergy.kernel_args`).
 
-One block driver, :func:`_langevin_block`, runs both samplers (they differ only in where the
+One block driver, :func:`_langevin_block` (8 positional parameters: the named tuples below), runs both samplers (they differ only in where the
 noise enters and in the optional clippings), and two ways to evaluate the MLP inside it
 (``use_blas``):
 
 * ``use_blas=True`` (the fast default of :mod:`febm_ref.samplers.mlp_langevin`): the
-  batch-major core :func:`febm_ref._batched_mlp.mlp_energy_grad_x_block` over a block of
+  batch-major core :func:`febm_ref._numba.batched_mlp.mlp_energy_grad_x_block` over a block of
   :func:`chains_per_block` chains (``np.dot`` -> BLAS ``dgemm``, vectorised tanh);
 * ``use_blas=False``: per chain, the fused per-point kernel
-  :func:`febm_ref._kernels.mlp_energy_and_grad_x_point` (the reference path).
+  :func:`febm_ref._numba.kernels.mlp_energy_and_grad_x_point` (the reference path).
 
 The two agree to rounding (~1e-15), not bit for bit.
 
@@ -27,15 +27,13 @@ and diagnostics are bit-identical whatever the thread count.
 
 Kernels (no input validation: call them through :mod:`febm_ref.samplers.mlp_langevin`)
 ----------------------------------------------------------------------------------------
-``ula_mlp_loop_{serial,parallel}(params, sizes, act, x, noise, step_size, energy_sum,
-grad_norm_sum, bad_step, bad_value, use_blas)``
-    D15, in place on ``x`` (N, d): for ``k = 0..K-1``,
-    ``x <- x - (eps/2) grad E(x) + sqrt(eps) noise[k]``.
-``decoupled_mlp_loop_{serial,parallel}(params, sizes, act, x, noise, step_size, noise_scale,
-grad_clip, box_lo, box_hi, use_box, energy_sum, grad_norm_sum, bad_step, bad_value, use_blas)``
-    D16, in place: ``x' = x + sigma_n noise[k]``, ``g = grad E(x')`` (clipped to
-    ``[-grad_clip, grad_clip]`` if ``grad_clip > 0``), ``x <- x' - lambda g``, then
-    ``clip(x, box_lo, box_hi)`` if ``use_box``.
+``langevin_loop(mlp, chains, settings, stats, *, use_blas, parallel)``
+    ``K`` steps in place on ``chains.x`` (N, d), with ``mlp`` an :class:`MLPParams`, ``chains``
+    :class:`ChainArrays` ``(x, noise)``, ``settings`` a :class:`LangevinSettings` built by
+    :meth:`LangevinSettings.ula` (D15: ``x <- x - (eps/2) grad E(x) + sqrt(eps) noise[k]``) or
+    :meth:`LangevinSettings.decoupled` (D16: ``x' = x + sigma_n noise[k]``, ``g = grad E(x')``
+    clipped to ``[-grad_clip, grad_clip]`` if ``grad_clip > 0``, ``x <- x' - lambda g``, then
+    ``clip(x, box_lo, box_hi)`` if ``use_box``), and ``stats`` a :class:`StepStats`.
 
 Outputs: ``energy_sum[k]`` / ``grad_norm_sum[k]`` (length K) are the sums over chains of
 ``E`` and ``|grad E|`` at the point where step ``k`` evaluates the gradient (``x_k`` for ULA,
@@ -43,20 +41,21 @@ the noised point for D16); divide by N for the means. ``bad_step[c]`` (int64, N)
 the first step (0-based) at which chain ``c`` produced a non-finite energy, gradient or
 position, with the offending value in ``bad_value[c]``; its block of chains then stops and the
 wrapper raises. The NumPy twins (``ula_mlp_loop_numpy``,
-``decoupled_mlp_loop_numpy``) have the same signature and stop all chains at the first bad step.
+``decoupled_mlp_loop_numpy``) take the same four tuples and stop all chains at the first bad step.
 """
 
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 from numba import prange
 
-from febm_ref._batched_mlp import cache_size, mlp_energy_grad_x_block
-from febm_ref._jit import njit
-from febm_ref._kernels import (mlp_energy_and_grad_x_point, mlp_energy_grad_x_batch_numpy,
-                               mlp_work_size)
+from febm_ref._numba.batched_mlp import cache_size, mlp_energy_grad_x_block
+from febm_ref._numba.jit import njit
+from febm_ref._numba.kernels import mlp_energy_and_grad_x_point, mlp_work_size
+from febm_ref.models.mlp import mlp_energy_grad_x_batch_numpy
 
 SMALL_BLOCK = 32
 LARGE_BLOCK = 64
@@ -80,24 +79,98 @@ def chains_per_block(n_chains: int) -> int:
     return LARGE_BLOCK if n_chains >= LARGE_BLOCK_FROM else SMALL_BLOCK
 
 
+class MLPParams(NamedTuple):
+    """The kernel triple of an MLP energy (:mod:`febm_ref.models.mlp`): flat ``params`` (float64,
+    read-only), layer ``sizes`` (int64, read-only) and the activation code ``act``."""
+
+    params: np.ndarray
+    sizes: np.ndarray
+    act: int
+
+
+class ChainArrays(NamedTuple):
+    """The chains ``x`` (N, d), updated in place, and their pre-drawn noise (K, N, d)."""
+
+    x: np.ndarray
+    noise: np.ndarray
+
+
+class LangevinSettings(NamedTuple):
+    """One step of the fused loop, for each chain, with ``z_k = noise[k]``::
+
+        x' = x + pre_scale z_k                       (skipped if pre_scale == 0)
+        g  = grad E(x')                              (clipped to [-grad_clip, grad_clip] if grad_clip > 0)
+        x <- x' - drift g + post_scale z_k           (last term skipped if post_scale == 0)
+        x <- clip(x, box_lo, box_hi)                 (if use_box)
+
+    Build it with :meth:`ula` (D15) or :meth:`decoupled` (D16), not by position."""
+
+    pre_scale: float
+    drift: float
+    post_scale: float
+    grad_clip: float
+    box_lo: float
+    box_hi: float
+    use_box: bool
+
+    @classmethod
+    def ula(cls, step_size: float) -> "LangevinSettings":
+        """ULA (D15) ``x <- x - (eps/2) grad E(x) + sqrt(eps) z``: ``(0, eps/2, sqrt(eps))``."""
+        return cls(0.0, 0.5 * step_size, math.sqrt(step_size), 0.0, 0.0, 0.0, False)
+
+    @classmethod
+    def decoupled(cls, step_size: float, noise_scale: float, grad_clip: float = 0.0, box_lo: float = 0.0,
+                  box_hi: float = 0.0, use_box: bool = False) -> "LangevinSettings":
+        """Decoupled Langevin (D16) ``x' = x + sigma z``, ``x <- x' - lambda clip(grad E(x'))``:
+        ``(sigma, lambda, 0)`` (``grad_clip = 0``: no clipping; the box only if ``use_box``)."""
+        return cls(float(noise_scale), float(step_size), 0.0, float(grad_clip), float(box_lo), float(box_hi),
+                   bool(use_box))
+
+
+class StepStats(NamedTuple):
+    """Outputs of a loop: ``energy_sum[k]`` / ``grad_norm_sum[k]`` (K,) the sums over chains of
+    ``E`` and ``|grad E|`` where step ``k`` takes its gradient; ``bad_step[c]`` (int64, N) -1 or
+    the first non-finite step of chain ``c``, with the value in ``bad_value[c]``."""
+
+    energy_sum: np.ndarray
+    grad_norm_sum: np.ndarray
+    bad_step: np.ndarray
+    bad_value: np.ndarray
+
+    @classmethod
+    def empty(cls, n_steps: int, n_chains: int) -> "StepStats":
+        return cls(np.zeros(n_steps), np.zeros(n_steps), np.full(n_chains, -1, dtype=np.int64),
+                   np.zeros(n_chains))
+
+
+class _BlockSums(NamedTuple):
+    """Per block ``b`` and step ``k``: the sums ``partial_e[k, b]``, ``partial_g[k, b]``, and the
+    per-chain ``bad_step``/``bad_value`` of :class:`StepStats`."""
+
+    partial_e: np.ndarray
+    partial_g: np.ndarray
+    bad_step: np.ndarray
+    bad_value: np.ndarray
+
+
 @njit
-def _langevin_block(params, sizes, act, x, noise, pre_scale, drift, post_scale, grad_clip, box_lo,
-                    box_hi, use_box, partial_e, partial_g, b, block, point_work_len,
-                    blas_cache_per_chain, bad_step, bad_value):
-    """All ``K`` steps of the chains of block ``b``; per step ``k`` and chain:
-    ``x' = x + pre_scale z_k`` (skipped if ``pre_scale == 0``), ``g = grad E(x')`` (clipped to
-    ``[-grad_clip, grad_clip]`` if ``grad_clip > 0``),
-    ``x <- x' - drift g + post_scale z_k`` (last term skipped if ``post_scale == 0``), then
-    ``clip(x, box_lo, box_hi)`` if ``use_box``. ULA (D15): ``(0, eps/2, sqrt(eps))``; D16:
-    ``(sigma, lambda, 0)``. Sums of E and |grad E| over the block's chains into
-    ``partial_*[k, b]`` (chain order); the block stops at its first non-finite step.
+def _langevin_block(mlp, chains, settings, sums, b, block, point_work_len, blas_cache_per_chain):
+    """All ``K`` steps (:class:`LangevinSettings`) of the chains of block ``b`` (``block`` chains
+    per block) of ``chains`` (:class:`ChainArrays`) on the MLP ``mlp`` (:class:`MLPParams`).
+    Sums of E and |grad E| over the block's chains into ``sums.partial_*[k, b]`` (chain order,
+    :class:`_BlockSums`); the block stops at its first non-finite step.
 
     The MLP is evaluated by the batch-major core
-    (:func:`febm_ref._batched_mlp.mlp_energy_grad_x_block`, scratch of
+    (:func:`febm_ref._numba.batched_mlp.mlp_energy_grad_x_block`, scratch of
     ``blas_cache_per_chain`` per chain) or, if ``blas_cache_per_chain`` is None, by the
     per-point kernel row by row (scratch of ``point_work_len``, None on the BLAS path).
     Exactly one of the two is None: Numba drops an ``if arg is not None`` block at compile
     time when ``arg`` is None, so each path compiles only its own MLP evaluation."""
+    params, sizes, act = mlp.params, mlp.sizes, mlp.act
+    x, noise = chains.x, chains.noise
+    pre_scale, drift, post_scale = settings.pre_scale, settings.drift, settings.post_scale
+    grad_clip, box_lo, box_hi, use_box = settings.grad_clip, settings.box_lo, settings.box_hi, settings.use_box
+    partial_e, partial_g, bad_step, bad_value = sums.partial_e, sums.partial_g, sums.bad_step, sums.bad_value
     n_steps = noise.shape[0]
     d = x.shape[1]
     c0 = b * block
@@ -157,6 +230,7 @@ def _langevin_block(params, sizes, act, x, noise, pre_scale, drift, post_scale, 
             x[c0 + r, i] = xb[r, i]
 
 
+
 def _sum_blocks(partial):
     """Per-step sums over blocks ``(K,)`` of ``partial`` ``(K, n_blocks)``: the blocks added
     one after the other in block order, from zero (deterministic whatever the thread count)."""
@@ -167,82 +241,35 @@ def _sum_blocks(partial):
 
 
 @njit(parallel=True)
-def _langevin_blocks_parallel(params, sizes, act, x, noise, pre_scale, drift, post_scale,
-                              grad_clip, box_lo, box_hi, use_box, partial_e, partial_g, block,
-                              point_work_len, blas_cache_per_chain, bad_step, bad_value):
+def _langevin_blocks_parallel(mlp, chains, settings, sums, block, point_work_len, blas_cache_per_chain):
     """:func:`_langevin_block` for every block, ``prange`` over blocks (the same numbers as
     the blocks in order). Entered from Python only (a cached njit caller of a parallel
     function does not start the pool)."""
-    for b in prange(partial_e.shape[1]):
-        _langevin_block(params, sizes, act, x, noise, pre_scale, drift, post_scale, grad_clip,
-                        box_lo, box_hi, use_box, partial_e, partial_g, np.int64(b), block,
-                        point_work_len, blas_cache_per_chain, bad_step, bad_value)
+    for b in prange(sums.partial_e.shape[1]):
+        _langevin_block(mlp, chains, settings, sums, np.int64(b), block, point_work_len, blas_cache_per_chain)
 
 
-def _run(parallel, params, sizes, act, x, noise, pre_scale, drift, post_scale, grad_clip,
-         box_lo, box_hi, use_box, energy_sum, grad_norm_sum, bad_step, bad_value, use_blas):
-    """Every block of chains (in order in this thread, or in parallel), then the per-step sums
-    over blocks in block order. The serial loop over blocks is Python: one jitted function
-    less to compile, and at most a few dozen calls per run."""
+def langevin_loop(mlp: MLPParams, chains: ChainArrays, settings: LangevinSettings, stats: StepStats, *,
+                  use_blas: bool = True, parallel: bool = False) -> None:
+    """Every block of chains (in order in this thread, or ``prange`` over blocks when
+    ``parallel``: the same numbers), then the per-step sums over blocks in block order into
+    ``stats``; ``chains.x`` is updated in place. The serial loop over blocks is Python: one
+    jitted function less to compile, and at most a few dozen calls per run."""
+    x, noise = chains
     block = chains_per_block(x.shape[0])
     n_blocks = (x.shape[0] + block - 1) // block
-    partial_e = np.zeros((noise.shape[0], n_blocks))
-    partial_g = np.zeros((noise.shape[0], n_blocks))
-    point_work_len = None if use_blas else mlp_work_size(sizes)
-    blas_cache_per_chain = cache_size(sizes, 1) if use_blas else None
-    args = (params, sizes, act, x, noise, float(pre_scale), float(drift), float(post_scale),
-            float(grad_clip), float(box_lo), float(box_hi), bool(use_box), partial_e, partial_g)
-    scratch = (point_work_len, blas_cache_per_chain, bad_step, bad_value)
+    sums = _BlockSums(np.zeros((noise.shape[0], n_blocks)), np.zeros((noise.shape[0], n_blocks)),
+                      stats.bad_step, stats.bad_value)
+    point_work_len = None if use_blas else mlp_work_size(mlp.sizes)
+    blas_cache_per_chain = cache_size(mlp.sizes, 1) if use_blas else None
+    settings = LangevinSettings(*(float(v) for v in settings[:6]), bool(settings.use_box))
     if parallel:
-        _langevin_blocks_parallel(*args, block, *scratch)
+        _langevin_blocks_parallel(mlp, chains, settings, sums, block, point_work_len, blas_cache_per_chain)
     else:
         for b in range(n_blocks):
-            _langevin_block(*args, b, block, *scratch)
-    energy_sum[:] = _sum_blocks(partial_e)
-    grad_norm_sum[:] = _sum_blocks(partial_g)
-
-
-def _ula(parallel, params, sizes, act, x, noise, step_size, energy_sum, grad_norm_sum, bad_step,
-         bad_value, use_blas):
-    _run(parallel, params, sizes, act, x, noise, 0.0, 0.5 * step_size, math.sqrt(step_size),
-         0.0, 0.0, 0.0, False, energy_sum, grad_norm_sum, bad_step, bad_value, use_blas)
-
-
-def _decoupled(parallel, params, sizes, act, x, noise, step_size, noise_scale, grad_clip, box_lo,
-               box_hi, use_box, energy_sum, grad_norm_sum, bad_step, bad_value, use_blas):
-    _run(parallel, params, sizes, act, x, noise, noise_scale, step_size, 0.0, grad_clip, box_lo,
-         box_hi, use_box, energy_sum, grad_norm_sum, bad_step, bad_value, use_blas)
-
-
-def ula_mlp_loop_serial(params, sizes, act, x, noise, step_size, energy_sum, grad_norm_sum,
-                        bad_step, bad_value, use_blas):
-    """D15 loop, one thread (see the module docstring)."""
-    _ula(False, params, sizes, act, x, noise, step_size, energy_sum, grad_norm_sum,
-         bad_step, bad_value, use_blas)
-
-
-def ula_mlp_loop_parallel(params, sizes, act, x, noise, step_size, energy_sum, grad_norm_sum,
-                          bad_step, bad_value, use_blas):
-    """D15 loop, ``prange`` over blocks of chains (same numbers as the serial loop)."""
-    _ula(True, params, sizes, act, x, noise, step_size, energy_sum, grad_norm_sum,
-         bad_step, bad_value, use_blas)
-
-
-def decoupled_mlp_loop_serial(params, sizes, act, x, noise, step_size, noise_scale, grad_clip,
-                              box_lo, box_hi, use_box, energy_sum, grad_norm_sum, bad_step,
-                              bad_value, use_blas):
-    """D16 loop, one thread."""
-    _decoupled(False, params, sizes, act, x, noise, step_size, noise_scale, grad_clip,
-               box_lo, box_hi, use_box, energy_sum, grad_norm_sum, bad_step, bad_value, use_blas)
-
-
-def decoupled_mlp_loop_parallel(params, sizes, act, x, noise, step_size, noise_scale, grad_clip,
-                                box_lo, box_hi, use_box, energy_sum, grad_norm_sum, bad_step,
-                                bad_value, use_blas):
-    """D16 loop, ``prange`` over blocks of chains (same numbers as the serial loop)."""
-    _decoupled(True, params, sizes, act, x, noise, step_size, noise_scale,
-               grad_clip, box_lo, box_hi, use_box, energy_sum, grad_norm_sum, bad_step,
-               bad_value, use_blas)
+            _langevin_block(mlp, chains, settings, sums, b, block, point_work_len, blas_cache_per_chain)
+    stats.energy_sum[:] = _sum_blocks(sums.partial_e)
+    stats.grad_norm_sum[:] = _sum_blocks(sums.partial_g)
 
 
 # --------------------------------------------------------------------------- NumPy twins
@@ -265,10 +292,14 @@ def _first_bad(e, g, x_new, k, bad_step, bad_value):
     return False
 
 
-def ula_mlp_loop_numpy(params, sizes, act, x, noise, step_size, energy_sum, grad_norm_sum,
-                       bad_step, bad_value, use_blas=True):
-    """NumPy twin of the D15 loop (vectorised over chains; stops all chains at the first
-    non-finite step; ``use_blas`` is ignored, it only mirrors the jitted signature)."""
+def ula_mlp_loop_numpy(mlp: MLPParams, chains: ChainArrays, settings: LangevinSettings, stats: StepStats,
+                       use_blas: bool = True) -> None:
+    """NumPy twin of :func:`langevin_loop` with ULA settings (:meth:`LangevinSettings.ula`):
+    vectorised over chains, stops all chains at the first non-finite step; ``use_blas`` is
+    ignored, it only mirrors the signature of the fused loop."""
+    params, sizes, act = mlp
+    x, noise = chains
+    energy_sum, grad_norm_sum, bad_step, bad_value = stats
     bad_step[:] = -1
     for k in range(noise.shape[0]):
         e, g = mlp_energy_grad_x_batch_numpy(params, sizes, act, x)
@@ -277,30 +308,32 @@ def ula_mlp_loop_numpy(params, sizes, act, x, noise, step_size, energy_sum, grad
         energy_sum[k] = np.sum(e)
         grad_norm_sum[k] = np.sum(np.sqrt(np.sum(g * g, axis=1)))
         with np.errstate(over="ignore", invalid="ignore"):
-            x_new = x - (0.5 * step_size) * g + math.sqrt(step_size) * noise[k]
+            x_new = x - settings.drift * g + settings.post_scale * noise[k]
         x[...] = x_new
         if _first_bad(e, g, x_new, k, bad_step, bad_value):
             return
 
 
-def decoupled_mlp_loop_numpy(params, sizes, act, x, noise, step_size, noise_scale, grad_clip,
-                             box_lo, box_hi, use_box, energy_sum, grad_norm_sum, bad_step,
-                             bad_value, use_blas=True):
-    """NumPy twin of :func:`decoupled_mlp_loop`."""
+def decoupled_mlp_loop_numpy(mlp: MLPParams, chains: ChainArrays, settings: LangevinSettings, stats: StepStats,
+                             use_blas: bool = True) -> None:
+    """NumPy twin of :func:`langevin_loop` with D16 settings (:meth:`LangevinSettings.decoupled`)."""
+    params, sizes, act = mlp
+    x, noise = chains
+    energy_sum, grad_norm_sum, bad_step, bad_value = stats
     bad_step[:] = -1
     for k in range(noise.shape[0]):
-        x[...] = x + noise_scale * noise[k]
+        x[...] = x + settings.pre_scale * noise[k]
         e, g = mlp_energy_grad_x_batch_numpy(params, sizes, act, x)
         if _first_bad(e, g, None, k, bad_step, bad_value):
             return
         energy_sum[k] = np.sum(e)
         grad_norm_sum[k] = np.sum(np.sqrt(np.sum(g * g, axis=1)))
-        if grad_clip > 0.0:
-            g = np.clip(g, -grad_clip, grad_clip)
+        if settings.grad_clip > 0.0:
+            g = np.clip(g, -settings.grad_clip, settings.grad_clip)
         with np.errstate(over="ignore", invalid="ignore"):
-            x_new = x - step_size * g
-        if use_box:
-            x_new = np.clip(x_new, box_lo, box_hi)
+            x_new = x - settings.drift * g
+        if settings.use_box:
+            x_new = np.clip(x_new, settings.box_lo, settings.box_hi)
         x[...] = x_new
         if _first_bad(e, g, x_new, k, bad_step, bad_value):
             return

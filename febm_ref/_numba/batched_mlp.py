@@ -3,15 +3,15 @@
 Every MLP evaluation of :mod:`febm_ref` (the energy ``E_theta`` and the critic ``H_omega``,
 docs/theory.md section 7; the Langevin loops of D15/D16; the weighted backward pass of the
 estimator D13) goes through this module or through the per-point kernels of
-:mod:`febm_ref._kernels`, and both use the activations defined here:
+:mod:`febm_ref._numba.kernels`, and both use the activations defined here:
 
 * :func:`tanh_and_derivative` ``(z) -> (tanh z, sech^2 z)``: no libm call, branch-free
   arithmetic that LLVM vectorises over a layer (SIMD), full relative accuracy of both
   values, including saturation (tested against mpmath on both sides of every switch);
 * :func:`activation_and_derivative` ``(act, z)``: every activation code of
-  :data:`febm_ref._kernels.ACTIVATION_CODES` (tanh through the function above).
+  :data:`febm_ref._numba.kernels.ACTIVATION_CODES` (tanh through the function above).
 
-The MLP is the kernel triple ``(params, sizes, act)`` of :mod:`febm_ref._kernels` (full
+The MLP is the kernel triple ``(params, sizes, act)`` of :mod:`febm_ref._numba.kernels` (full
 parameter layout ``W_0, b_0, ..., W_{L-1}, b_{L-1}``, ``W_l`` row-major ``(sizes[l],
 sizes[l+1])``). Here a block of ``n`` points is processed layer by layer as matrix products
 (BLAS ``dgemm`` through Numba's ``np.dot``), the bias, activation and its derivative fused
@@ -23,16 +23,16 @@ into one vectorised pass over each layer, and the activations cached for the bac
 * :func:`mlp_grad_x_from_cache` ``(params, sizes, X, cache, grad)``: input gradients
   ``(n, d)``; consumes the cache (overwrites it with the backward quantities);
 * :func:`mlp_energy_grad_x_block` = both, into caller-provided arrays (no allocation: the
-  inner call of the Langevin loops and of the large-batch kernels of :mod:`febm_ref._kernels`);
+  inner call of the Langevin loops and of the large-batch kernels of :mod:`febm_ref._numba.kernels`);
 * :func:`mlp_weighted_backward_cached` ``(params, sizes, X, cache, w) -> (P_full,)``
   ``= sum_i w_i dE(x_i)/dparams`` without forming the per-sample matrix (D13's critic path,
   :class:`BatchedMLP`).
 
-Mathematics (same as :mod:`febm_ref._kernels`): ``z_l = a_{l-1} W_{l-1} + b_{l-1}``,
+Mathematics (same as :mod:`febm_ref._numba.kernels`): ``z_l = a_{l-1} W_{l-1} + b_{l-1}``,
 ``a_l = act(z_l)``, ``E = a_{L-1} W_{L-1} + b_{L-1}``; backward ``G_l = delta_l * act'(z_l)``,
 ``delta_{L-1} = W_{L-1}[:, 0]``, ``delta_{l-1} = G_l W_{l-1}^T``, ``grad_x E = delta_0``,
 ``dW_{l-1} = a_{l-1}^T G_l``. Only the summation order differs from the per-point kernels
-(BLAS): results agree with the NumPy twins :func:`febm_ref._kernels.mlp_energy_grad_x_batch_numpy`
+(BLAS): results agree with the NumPy twins :func:`febm_ref.models.mlp.mlp_energy_grad_x_batch_numpy`
 etc. to ~1e-14, not bit for bit. Blocks of at most 64 points keep each ``dgemm`` below
 OpenBLAS's multithreading threshold (``m n k <= 2^18``), so the products run in the calling
 thread.
@@ -45,7 +45,7 @@ import math
 import numba
 import numpy as np
 
-from febm_ref._jit import njit
+from febm_ref._numba.jit import njit
 
 __all__ = ["cache_size", "tanh_and_derivative", "activation_and_derivative",
            "mlp_forward_cached", "mlp_grad_x_from_cache", "mlp_energy_grad_x_block",
@@ -543,7 +543,7 @@ class BatchedMLP:
 
     Parameters
     ----------
-    model : febm_ref.energies.MLPEnergy
+    model : febm_ref.models.energies.MLPEnergy
     X : ndarray (n, d)
         The points (C-contiguous float64).
     backward : bool

@@ -25,7 +25,7 @@ Models
 :class:`GaussianEnergy1D`   ``E = 0.5 ((x - mu) / sigma)^2`` (the paper's 1-D model).
 :class:`QuadraticEnergy`    ``E = 0.5 |L^T (x - m)|^2``, precision ``L L^T``.
 :class:`MLPEnergy`          ``d -> h_1 -> ... -> 1`` with a smooth activation; flat
-                            parameter layout documented in :mod:`febm_ref._kernels`.
+                            parameter layout documented in :mod:`febm_ref._numba.kernels`.
 """
 
 from __future__ import annotations
@@ -36,7 +36,8 @@ import math
 import numpy as np
 from scipy.linalg import solve_triangular
 
-from febm_ref import _kernels as K
+from febm_ref._numba import kernels as K
+from febm_ref.models import mlp as M
 from febm_ref._validation import (as_float_array, check_choice, check_generator, check_positive_int,
                                   check_real_scalar)
 
@@ -404,7 +405,7 @@ class MLPEnergy(EnergyModel):
         Hidden widths (at least one layer).
     activation : {"tanh", "softplus", "silu", "elu"}
     params : array (P,)
-        Flat parameters in the layout of :mod:`febm_ref._kernels` (``W_0, b_0, ...,
+        Flat parameters in the layout of :mod:`febm_ref._numba.kernels` (``W_0, b_0, ...,
         W_k, b_k``, each ``W_l`` of shape (fan_in, fan_out) row-major), **without** the
         final output bias when ``output_bias=False``. Use :meth:`random_init` to draw them.
     output_bias : bool
@@ -415,7 +416,7 @@ class MLPEnergy(EnergyModel):
 
     Notes
     -----
-    Njit code should call the per-point kernels of :mod:`febm_ref._kernels` with
+    Njit code should call the per-point kernels of :mod:`febm_ref._numba.kernels` with
     :meth:`kernel_args` ``-> (kernel_params, sizes, act_code)``; ``kernel_params`` is the
     full layout (output bias included, 0 when disabled).
     """
@@ -474,28 +475,28 @@ class MLPEnergy(EnergyModel):
         return np.concatenate([params, np.zeros(1, dtype=params.dtype)])
 
     def kernel_args(self) -> tuple[np.ndarray, np.ndarray, int]:
-        """``(kernel_params, sizes, act_code)`` for the njit kernels of :mod:`febm_ref._kernels`."""
+        """``(kernel_params, sizes, act_code)`` for the njit kernels of :mod:`febm_ref._numba.kernels`."""
         return self._kernel_params, self.sizes, self.act_code
 
     def _trim(self, g):
         return g if self.output_bias else g[..., :-1]
 
     def energy_complex(self, x, params):
-        return K.mlp_energy_batch_numpy(self._full(np.asarray(params)), self.sizes, self.act_code, x)
+        return M.mlp_energy_batch_numpy(self._full(np.asarray(params)), self.sizes, self.act_code, x)
 
     def _energy(self, x):
-        f = K.mlp_energy_batch if self.backend == "numba" else K.mlp_energy_batch_numpy
+        f = K.mlp_energy_batch if self.backend == "numba" else M.mlp_energy_batch_numpy
         return f(self._kernel_params, self.sizes, self.act_code, x)
 
     def _energy_and_grad_x(self, x):
-        f = K.mlp_energy_grad_x_batch if self.backend == "numba" else K.mlp_energy_grad_x_batch_numpy
+        f = K.mlp_energy_grad_x_batch if self.backend == "numba" else M.mlp_energy_grad_x_batch_numpy
         return f(self._kernel_params, self.sizes, self.act_code, x)
 
     def _grad_params(self, x):
-        f = K.mlp_grad_params_batch if self.backend == "numba" else K.mlp_grad_params_batch_numpy
+        f = K.mlp_grad_params_batch if self.backend == "numba" else M.mlp_grad_params_batch_numpy
         return self._trim(f(self._kernel_params, self.sizes, self.act_code, x))
 
     def _weighted_grad_params(self, x, w):
         f = (K.mlp_weighted_grad_params if self.backend == "numba"
-             else K.mlp_weighted_grad_params_numpy)
+             else M.mlp_weighted_grad_params_numpy)
         return self._trim(f(self._kernel_params, self.sizes, self.act_code, x, w))

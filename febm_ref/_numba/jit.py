@@ -33,7 +33,7 @@ follow:
   blocks at compile time when ``arg`` is None, so the path that is not taken is not
   compiled;
 * arrays of the same role have the same type at every call (C-contiguous; read-only or
-  writeable as :func:`febm_ref._kernels.read_only` makes ``params`` and ``sizes``).
+  writeable as :func:`febm_ref._numba.kernels.read_only` makes ``params`` and ``sizes``).
 """
 
 from __future__ import annotations
@@ -46,9 +46,9 @@ import numba
 
 JIT_OPTIONS = {"cache": True, "error_model": "numpy", "fastmath": False, "nogil": True}
 
-KERNEL_MODULES = ("_jit.py", "_batched_mlp.py", "_kernels.py", "_langevin_kernels.py")
-"""The modules of :mod:`febm_ref` that define jitted functions (a test keeps this list
-complete). Their sources together key the on-disk caches, see :func:`discard_stale_caches`."""
+KERNEL_MODULES = ("jit.py", "batched_mlp.py", "kernels.py", "langevin.py")
+"""The modules of :mod:`febm_ref._numba` that define jitted functions (a test keeps this list
+complete; no module outside :mod:`febm_ref._numba` defines one). Their sources together key the on-disk caches, see :func:`discard_stale_caches`."""
 
 _STAMP_NAME = "febm_ref_kernel_sources.sha256"
 
@@ -84,13 +84,17 @@ def discard_stale_caches(source_dir) -> int:
 
     Numba checks a cached function against the modification time of *its own* source file
     only, but the cached code contains every jitted callee compiled in: after an edit of,
-    say, :func:`febm_ref._batched_mlp.tanh_and_derivative`, the cached Langevin loops of
-    :mod:`febm_ref._langevin_kernels` (and jitted test helpers that call the kernels) would
+    say, :func:`febm_ref._numba.batched_mlp.tanh_and_derivative`, the cached Langevin loops of
+    :mod:`febm_ref._numba.langevin` (and jitted test helpers that call the kernels) would
     still run the old tanh. So each cache directory carries a stamp with
     :func:`kernel_source_fingerprint`; when it differs (or is missing) the directory's
-    ``*.nbi``/``*.nbc`` files are deleted and the stamp rewritten. Called for the package at
-    import (a few milliseconds) and for ``tests/`` by ``tests/conftest.py``. Directories that
-    cannot be written are left alone (an installed, read-only package is not edited).
+    ``*.nbi``/``*.nbc`` files are deleted and the stamp rewritten. Importing the package deletes
+    nothing: this is called explicitly, for the package (:func:`discard_stale_package_caches`) by
+    the CLI at startup (:func:`febm_ref.cli.main`) and by ``tests/conftest.py``, and for ``tests/``
+    by ``tests/conftest.py``; a library user who edits a kernel source calls
+    :func:`discard_stale_package_caches` once (or deletes ``febm_ref/_numba/__pycache__``).
+    Directories that cannot be written are left alone (an installed, read-only package is not
+    edited).
     """
     if numba.config.DISABLE_JIT:
         return 0
@@ -126,11 +130,13 @@ def njit(*args, **kwargs):
     """
     clash = set(kwargs) & set(JIT_OPTIONS)
     if clash:
-        raise TypeError(f"jit option(s) {sorted(clash)} are fixed by febm_ref._jit.JIT_OPTIONS")
+        raise TypeError(f"jit option(s) {sorted(clash)} are fixed by febm_ref._numba.jit.JIT_OPTIONS")
     options = {**JIT_OPTIONS, **kwargs}
     if args and callable(args[0]) and len(args) == 1:
         return numba.njit(**options)(args[0])
     return numba.njit(*args, **options)
 
 
-discard_stale_caches(Path(__file__).resolve().parent)
+def discard_stale_package_caches() -> int:
+    """:func:`discard_stale_caches` for the kernels of the package (:mod:`febm_ref._numba`)."""
+    return discard_stale_caches(Path(__file__).resolve().parent)

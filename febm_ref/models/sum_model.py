@@ -1,7 +1,7 @@
 """``H(x) = H_1(x) + H_2(x) + ...``: a sum of models with concatenated parameters.
 
 Used for the critic ``H_omega`` of the converged 1-D protocol: a 1-64-64-1 tanh MLP
-*plus* a quadratic ``w0 + b x + c x^2`` (:class:`febm_ref.critics.QuadraticCritic`).
+*plus* a quadratic ``w0 + b x + c x^2`` (:class:`febm_ref.models.critics.QuadraticCritic`).
 Why: the optimal critic is ``H* = log p + log Z_theta`` (D6, D8), which for a Gaussian
 mixture decreases like ``-x^2/(2 v_max)`` in the tails, while a tanh MLP is bounded in
 ``x``. With a bounded ``H`` the modelled ratio ``r = H + E`` grows like ``E`` in the
@@ -11,7 +11,7 @@ estimator D13 becomes heavy tailed, and the rare far negatives bias theta toward
 too narrow model. The quadratic part lets ``H`` represent ``log p`` in the tails.
 
 Parameters are ``[params of H_1, params of H_2, ...]``; every method of the
-:class:`~febm_ref.energies.EnergyModel` interface is the sum (values, ``grad_x``) or the
+:class:`~febm_ref.models.energies.EnergyModel` interface is the sum (values, ``grad_x``) or the
 concatenation (parameter gradients) of the parts'.
 """
 
@@ -22,7 +22,7 @@ import copy
 import numpy as np
 
 from febm_ref._validation import as_float_array
-from febm_ref.energies import EnergyModel
+from febm_ref.models.energies import EnergyModel
 
 __all__ = ["SumModel"]
 

@@ -56,11 +56,11 @@ from typing import Optional
 import numpy as np
 from scipy.special import logsumexp
 
-from febm_ref import _kernels
+from febm_ref._numba import kernels as _kernels
 from febm_ref._validation import (as_float_array, check_in_interval, check_interval, check_positive_int,
                                   check_real_scalar)
 from febm_ref.divergences import get_divergence
-from febm_ref.energies import MLPEnergy, _check_hidden
+from febm_ref.models.energies import MLPEnergy, _check_hidden
 from febm_ref.samplers import mlp_langevin
 from febm_ref.samplers.replay_buffer import ReplayBuffer
 from febm_ref.targets import TARGETS_2D, get_target
@@ -441,7 +441,7 @@ def run_experiment(config: Experiment2DConfig, *, out_dir=None, show_progress: O
         ``resume`` without ``out_dir`` or without a checkpoint there, or a checkpoint of another
         configuration.
     """
-    from febm_ref._batched_mlp import limit_blas_threads
+    from febm_ref._numba.batched_mlp import limit_blas_threads
 
     limit_blas_threads(1)  # small matrices: threads only oversubscribe the shared cores
     target = get_target(config.target)

@@ -1,8 +1,9 @@
-"""Fused MLP kernels (Numba) and their plain-NumPy twins.
+"""Fused MLP kernels (Numba). The definition they implement -- the parameter layout and the
+readable NumPy forward/backward pass they are tested against -- is :mod:`febm_ref.models.mlp`.
 
 The MLP energy ``E: R^d -> R`` (docs/theory.md section 7, used for ``E_theta`` and the critic
 ``H_omega`` of D6) is described by three plain arrays, so that any ``njit`` code (the
-Langevin loops of :mod:`febm_ref._langevin_kernels`) can evaluate it without Python
+Langevin loops of :mod:`febm_ref._numba.langevin`) can evaluate it without Python
 objects:
 
 ``sizes``  int64 array ``[d, h_1, ..., h_{L-1}, 1]`` (``L = len(sizes) - 1`` affine layers,
@@ -18,7 +19,7 @@ objects:
            ``offset_l + i * sizes[l+1] + j``; ``b_l`` (length ``sizes[l+1]``) follows it.
            The output bias ``b_{L-1}`` (one number, the last entry) is always present in
            the kernel layout; a model without output bias (the gauge of docs/theory.md section 5)
-           keeps it at 0 and drops its gradient (see :class:`febm_ref.energies.MLPEnergy`).
+           keeps it at 0 and drops its gradient (see :class:`febm_ref.models.energies.MLPEnergy`).
            Length: :func:`mlp_n_params` ``= sum_l (sizes[l] + 1) * sizes[l+1]``.
 
 Forward pass, for a row ``x`` (``a_0 = x``)::
@@ -59,7 +60,7 @@ differentiation when the activation is analytic, i.e. not ELU):
 
 Performance notes (issue 3): from :data:`BATCH_MAJOR_MIN_SAMPLES` samples on,
 :func:`mlp_energy_batch`, :func:`mlp_energy_grad_x_batch` and
-:func:`mlp_weighted_grad_params` run the batch-major core of :mod:`febm_ref._batched_mlp`
+:func:`mlp_weighted_grad_params` run the batch-major core of :mod:`febm_ref._numba.batched_mlp`
 (layer by layer as BLAS products over blocks of 64 rows, bias + activation + derivative fused
 into one vectorised pass; the same core serves the critic path of D13 and the blocked Langevin
 loops), over fixed chunks of :data:`WEIGHTED_CHUNK` samples, in a ``prange`` region from
@@ -70,8 +71,8 @@ axpy over the rows of ``W`` and the backward recursion an axpy over the rows of 
 (:func:`mlp_transposed_weights`, also usable per point through
 :func:`mlp_point_backward_transposed`); both add the same products in the same order as the
 plain loops, so those paths agree bit for bit. The one activation implementation is
-:func:`febm_ref._batched_mlp.activation_and_derivative` (tanh:
-:func:`febm_ref._batched_mlp.tanh_and_derivative`, no libm call). The batch kernels are
+:func:`febm_ref._numba.batched_mlp.activation_and_derivative` (tanh:
+:func:`febm_ref._numba.batched_mlp.tanh_and_derivative`, no libm call). The batch kernels are
 Python functions (a ``parallel=True`` region must be entered from Python); they are not
 callable from ``njit`` code (use the per-point kernels or the batch-major block there).
 
@@ -84,33 +85,15 @@ from __future__ import annotations
 import numpy as np
 from numba import prange
 
-from febm_ref._batched_mlp import _ELU_SWITCH  # noqa: F401  (tested here)
-from febm_ref._batched_mlp import TANH_RATIONAL_MAX as _TANH_SWITCH  # noqa: F401
-from febm_ref._batched_mlp import activation_and_derivative as _activation
-from febm_ref._batched_mlp import (_forward_into, cache_length, mlp_energy_grad_x_block,
+from febm_ref._numba.batched_mlp import _ELU_SWITCH  # noqa: F401  (tested here)
+from febm_ref._numba.batched_mlp import TANH_RATIONAL_MAX as _TANH_SWITCH  # noqa: F401
+from febm_ref._numba.batched_mlp import activation_and_derivative as _activation
+from febm_ref._numba.batched_mlp import (_forward_into, cache_length, mlp_energy_grad_x_block,
                                    mlp_weighted_backward_cached)
-from febm_ref._jit import njit
+from febm_ref._numba.jit import njit
 
-ACTIVATION_CODES = {"tanh": 0, "softplus": 1, "silu": 2, "elu": 3}
-"""Activation name -> integer code used by the kernels."""
-
-ACTIVATION_NAMES = {code: name for name, code in ACTIVATION_CODES.items()}
-HOLOMORPHIC_ACTIVATIONS = ("tanh", "softplus", "silu")
-"""Activations whose NumPy twin is analytic, so complex-step derivatives are exact."""
-
-
-def activation_code(name) -> int:
-    """Return the kernel code of activation ``name`` (ValueError naming the valid ones)."""
-    if isinstance(name, str) and name in ACTIVATION_CODES:
-        return ACTIVATION_CODES[name]
-    raise ValueError(f"unknown activation {name!r}; valid activations: "
-                     f"{', '.join(ACTIVATION_CODES)}")
-
-
-def mlp_n_params(sizes) -> int:
-    """Length of the full kernel parameter layout: ``sum_l (sizes[l] + 1) sizes[l+1]``."""
-    sizes = np.asarray(sizes, dtype=np.int64)
-    return int(np.sum((sizes[:-1] + 1) * sizes[1:]))
+from febm_ref.models.mlp import (ACTIVATION_CODES, ACTIVATION_NAMES,  # noqa: F401  (the layout, re-exported)
+                                HOLOMORPHIC_ACTIVATIONS, activation_code, mlp_n_params)
 
 
 def mlp_work_size(sizes) -> int:
@@ -124,7 +107,7 @@ def read_only(a: np.ndarray) -> np.ndarray:
     """``a`` itself if it is read-only, else a read-only view of it (no copy).
 
     Numba compiles a kernel once per argument type, and writeability is part of the type:
-    :meth:`febm_ref.energies.MLPEnergy.kernel_args` hands out read-only ``params`` and
+    :meth:`febm_ref.models.energies.MLPEnergy.kernel_args` hands out read-only ``params`` and
     ``sizes``, and the public kernels pass writeable ones on as read-only views, so a caller
     with writeable arrays reuses the same compiled kernels instead of compiling them again.
     """
@@ -409,7 +392,7 @@ def _work_size(sizes):
     return 2 * total + 2 * max_width
 
 
-# Compile time (the rules of febm_ref._jit): every path has its own entry function, so a
+# Compile time (the rules of febm_ref._numba.jit): every path has its own entry function, so a
 # call compiles only what it runs (no mode argument selecting among all kernels; a parallel
 # region only for a batch large enough to use it); the serial entries are called from Python
 # directly (no driver layer); no int or bool constant is passed to a jitted callee.
@@ -497,7 +480,7 @@ def _sum_rows(partial):
 
 BATCH_MAJOR_MIN_SAMPLES = 64
 """From this many samples on, the energy, energy + grad_x and weighted-gradient kernels run
-the batch-major core of :mod:`febm_ref._batched_mlp` (BLAS products, vectorised tanh);
+the batch-major core of :mod:`febm_ref._numba.batched_mlp` (BLAS products, vectorised tanh);
 below it the per-point kernels (less call overhead for a handful of samples)."""
 
 BATCH_MAJOR_BLOCK = 64
@@ -642,7 +625,7 @@ def mlp_weighted_grad_params(params, sizes, act, X, w):
 
     Below :data:`BATCH_MAJOR_MIN_SAMPLES` samples one per-point backward pass per sample;
     from there on the batch-major weighted backward pass
-    (:func:`febm_ref._batched_mlp.mlp_weighted_backward_cached`) over fixed chunks of
+    (:func:`febm_ref._numba.batched_mlp.mlp_weighted_backward_cached`) over fixed chunks of
     :data:`WEIGHTED_CHUNK` samples (in parallel from :data:`PARALLEL_MIN_SAMPLES` on), whose
     partial sums are added in chunk order: the result does not depend on the thread count.
     """
@@ -658,121 +641,3 @@ def mlp_weighted_grad_params(params, sizes, act, X, w):
     else:
         _weighted_major(params, sizes, act, X, w, WEIGHTED_CHUNK, 0, n_chunks, partial)
     return _sum_rows(partial)
-
-
-# --------------------------------------------------------------------------- numpy twins
-
-def _sigmoid_numpy(z):
-    out = np.empty_like(z)
-    pos = z.real > 0
-    out[pos] = 1.0 / (1.0 + np.exp(-z[pos]))
-    e = np.exp(z[~pos])
-    out[~pos] = e / (1.0 + e)
-    return out
-
-
-def activation_numpy(act: int, z):
-    """``(act(z), act'(z))`` elementwise; analytic (complex-step safe) except ELU.
-
-    Softplus and the sigmoid branch on ``Re z`` between two expressions of the same
-    analytic function, so they stay holomorphic and overflow-free.
-    """
-    if act == 0:
-        # sech^2 = 4t/(1+t)^2 with t = exp(-2z) (Re z > 0) or exp(2z): stable and analytic
-        t = np.exp(np.where(z.real > 0, -2.0, 2.0) * z)
-        return np.tanh(z), 4.0 * t / ((1.0 + t) * (1.0 + t))
-    if act == 1:
-        a = np.empty_like(z)
-        pos = z.real > 0
-        a[pos] = z[pos] + np.log1p(np.exp(-z[pos]))
-        a[~pos] = np.log1p(np.exp(z[~pos]))
-        return a, _sigmoid_numpy(z)
-    if act == 2:
-        s = _sigmoid_numpy(z)
-        return z * s, s * (1.0 + z * _sigmoid_numpy(-z))
-    if act == 3:
-        if np.iscomplexobj(z):
-            raise ValueError("ELU is not holomorphic at 0: use finite differences, not the complex step")
-        a = np.where(z > 0, z, np.expm1(np.minimum(z, 0.0)))
-        return a, np.where(z > 0, 1.0, np.exp(np.minimum(z, 0.0)))
-    raise ValueError(f"unknown activation code {act}; valid codes: {ACTIVATION_CODES}")
-
-
-def _unpack_numpy(params, sizes):
-    layers = []
-    off = 0
-    for l in range(len(sizes) - 1):
-        n_in, n_out = int(sizes[l]), int(sizes[l + 1])
-        W = params[off:off + n_in * n_out].reshape(n_in, n_out)
-        off += n_in * n_out
-        b = params[off:off + n_out]
-        off += n_out
-        layers.append((W, b))
-    return layers
-
-
-def _forward_numpy(params, sizes, act, X):
-    layers = _unpack_numpy(params, sizes)
-    acts = [X]
-    dacts = []
-    a = X
-    for W, b in layers[:-1]:
-        a, da = activation_numpy(act, a @ W + b)
-        acts.append(a)
-        dacts.append(da)
-    W, b = layers[-1]
-    energy = (a @ W + b)[:, 0]
-    return energy, layers, acts, dacts
-
-
-def _backward_numpy(layers, acts, dacts):
-    """Return ``grad_x (n, d)`` and the per-layer ``g_l (n, h_l)`` of the backward pass."""
-    W_out = layers[-1][0]
-    delta = np.broadcast_to(W_out[:, 0], acts[-1].shape)
-    gs = []
-    for l in range(len(layers) - 2, -1, -1):
-        g = delta * dacts[l]
-        gs.append(g)
-        delta = g @ layers[l][0].T
-    return delta, gs[::-1]
-
-
-def mlp_energy_batch_numpy(params, sizes, act, X):
-    """NumPy twin of :func:`mlp_energy_batch` (complex inputs allowed)."""
-    return _forward_numpy(params, sizes, act, X)[0]
-
-
-def mlp_energy_grad_x_batch_numpy(params, sizes, act, X):
-    """NumPy twin of :func:`mlp_energy_grad_x_batch`."""
-    energy, layers, acts, dacts = _forward_numpy(params, sizes, act, X)
-    grad_x, _ = _backward_numpy(layers, acts, dacts)
-    return energy, np.ascontiguousarray(grad_x)
-
-
-def mlp_grad_params_batch_numpy(params, sizes, act, X):
-    """NumPy twin of :func:`mlp_grad_params_batch` (forms ``(n, P_full)``)."""
-    energy, layers, acts, dacts = _forward_numpy(params, sizes, act, X)
-    _, gs = _backward_numpy(layers, acts, dacts)
-    n = X.shape[0]
-    blocks = []
-    for l, g in enumerate(gs):
-        blocks.append((acts[l][:, :, None] * g[:, None, :]).reshape(n, acts[l].shape[1] * g.shape[1]))
-        blocks.append(g)
-    blocks.append(acts[-1])
-    blocks.append(np.ones((n, 1), dtype=acts[-1].dtype))
-    return np.concatenate(blocks, axis=1)
-
-
-def mlp_weighted_grad_params_numpy(params, sizes, act, X, w):
-    """NumPy twin of :func:`mlp_weighted_grad_params`: one weighted backward pass,
-    ``dW_l = a_{l-1}^T (w * g_l)``; never forms ``(n, P_full)``."""
-    energy, layers, acts, dacts = _forward_numpy(params, sizes, act, X)
-    _, gs = _backward_numpy(layers, acts, dacts)
-    blocks = []
-    for l, g in enumerate(gs):
-        wg = w[:, None] * g
-        blocks.append((acts[l].T @ wg).ravel())
-        blocks.append(wg.sum(axis=0))
-    blocks.append(w @ acts[-1])
-    blocks.append(np.atleast_1d(np.sum(w)))
-    return np.concatenate(blocks)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from febm_ref._validation import as_float_array, check_positive_int, check_real_scalar
-from febm_ref.energies import EnergyModel
+from febm_ref.models.energies import EnergyModel
 
 __all__ = ["QuadraticCritic"]
 
@@ -120,7 +120,7 @@ class OffsetEnergy(EnergyModel):
 
     def __init__(self, base, offset: float = 0.0):
         if not isinstance(base, EnergyModel):
-            raise TypeError(f"base must be an EnergyModel (febm_ref.energies), got {type(base).__name__}")
+            raise TypeError(f"base must be an EnergyModel (febm_ref.models.energies), got {type(base).__name__}")
         offset = check_real_scalar(offset, "offset")
         self.base = base
         self.dim = base.dim
