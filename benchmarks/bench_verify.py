@@ -99,6 +99,23 @@ def negative_control_rows(reports: dict) -> list:
     return rows
 
 
+def identical_rows(reports: dict) -> list:
+    """Whether every number of every check (all but its timings) is the same in each run of
+    the same mode: the ``--jobs`` run must reproduce the serial one bit for bit."""
+    def numbers(report):
+        return {r["name"]: {k: v for k, v in r.items() if k not in ("seconds", "cpu_seconds")}
+                for r in report["results"]}
+
+    rows = []
+    for base, other in (("cold1", "warm1"), ("cold1", "coldN")):
+        if base in reports and other in reports:
+            a, b = numbers(reports[base]), numbers(reports[other])
+            differ = sorted(n for n in a.keys() | b.keys() if a.get(n) != b.get(n))
+            rows.append(f"- {other} vs {base}: " + ("every check's numbers identical" if not differ
+                                                    else f"DIFFERENT in {len(differ)}: {', '.join(differ)}"))
+    return rows
+
+
 def summary_rows(reports: dict) -> list:
     rows = ["| run | command | wall s | user + sys CPU s | checks | failed |", "|---|---|---:|---:|---:|---:|"]
     for run, r in reports.items():
@@ -145,13 +162,14 @@ def main(argv=None) -> int:
              f"Produced by `python3 benchmarks/bench_verify.py {' '.join(sys.argv[1:] if argv is None else argv)}`"
              f" on {usable_cores()} usable cores ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}); "
              "see the script's docstring for what each run is. JSON reports: "
-             f"`{json_dir}`.", "", "## Runs", "", *summary_rows(reports), ""]
+             f"`{json_dir}`.", "", "## Runs", "", *summary_rows(reports), "", *identical_rows(reports), ""]
     if "cold1" in reports:
         lines += ["## Per check (full mode, --jobs 1)", "", *check_table(reports["cold1"], reports.get("warm1")), ""]
     lines += ["## Negative controls", "", *negative_control_rows(reports), ""]
     write_between_markers(Path(args.out), "\n".join(lines[2:]))
     print(f"wrote {args.out}", file=sys.stderr)
-    return 0 if all(r["n_failed"] == 0 and r["exit_status"] == 0 for r in reports.values()) else 1
+    same = all("DIFFERENT" not in row for row in identical_rows(reports))
+    return 0 if same and all(r["n_failed"] == 0 and r["exit_status"] == 0 for r in reports.values()) else 1
 
 
 if __name__ == "__main__":

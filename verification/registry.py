@@ -267,16 +267,58 @@ def _importable(check: Check) -> bool:
     return module.startswith("verification.check_")
 
 
+def _run_pool(units: List[List[Check]], quick: bool, jobs: int, record: Callable[[CheckResult], None]) -> None:
+    """Run ``units`` (longest first) on this process plus ``jobs - 1`` spawned ones.
+
+    Every process takes the next unit from one shared list when it becomes free (a greedy
+    longest-processing-time schedule). This process runs its units in place (its imports are
+    already paid); each spawned one is fed by a thread here that waits for its result.
+    """
+    import multiprocessing
+    import threading
+    from concurrent.futures import ProcessPoolExecutor
+
+    lock = threading.Lock()
+    queue = list(units)
+
+    def take() -> Optional[List[Check]]:
+        with lock:
+            return queue.pop(0) if queue else None
+
+    def feed(pool) -> None:
+        while (unit := take()) is not None:
+            try:
+                results = pool.submit(_run_unit, [c.name for c in unit], quick).result()
+            except Exception as exc:  # a worker died (e.g. killed): fail its checks, not the run
+                results = [_failed(c, exc) for c in unit]
+            with lock:
+                for result in results:
+                    record(result)
+
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=jobs - 1, mp_context=context) as pool:
+        feeders = [threading.Thread(target=feed, args=(pool,), daemon=True) for _ in range(jobs - 1)]
+        for thread in feeders:
+            thread.start()
+        while (unit := take()) is not None:
+            for check in unit:
+                result = run_check(check, quick=quick)
+                with lock:
+                    record(result)
+        for thread in feeders:
+            thread.join()
+
+
 def run_checks(checks: Sequence[Check], *, quick: bool, jobs: int = 1,
                on_result: Optional[Callable[[CheckResult], None]] = None) -> List[CheckResult]:
     """Run ``checks`` and return their results in the order of ``checks``.
 
-    ``jobs > 1`` runs the units of :func:`plan_units` in that many fresh processes (start
-    method ``spawn``: no state of this process, e.g. a monkeypatch, is inherited); a check's
-    numbers do not depend on where it runs, because each check draws from its own seeded
-    ``np.random.Generator`` and shares cached runs only within its unit. Checks defined
-    outside ``verification.check_*`` modules (registered at run time) run in this process.
-    ``on_result`` is called once per finished check (progress display).
+    ``jobs > 1`` runs the units of :func:`plan_units` in this process and ``jobs - 1`` fresh
+    ones (start method ``spawn``: they inherit no state of this process, e.g. a monkeypatch),
+    see :func:`_run_pool`. A check's numbers do not depend on where it runs: each check draws
+    from its own seeded ``np.random.Generator`` and shares cached runs only within its unit.
+    Checks defined outside ``verification.check_*`` modules (registered at run time) run in
+    this process. ``on_result`` is called once per finished check (progress display).
     """
     if not isinstance(jobs, int) or isinstance(jobs, bool) or jobs < 1:
         raise ValueError(f"jobs must be a positive integer, got {jobs!r}")
@@ -289,24 +331,9 @@ def run_checks(checks: Sequence[Check], *, quick: bool, jobs: int = 1,
 
     remote = [c for c in checks if _importable(c)] if jobs > 1 else []
     units = plan_units(remote)
-    if len(units) <= 1:
-        units, remote = [], []
-    if units:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor, as_completed
-
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=min(jobs, len(units)), mp_context=context) as pool:
-            futures = {pool.submit(_run_unit, [c.name for c in unit], quick): unit for unit in units}
-            for future in as_completed(futures):
-                try:
-                    results = future.result()
-                except Exception as exc:  # a worker died (e.g. killed): fail its checks, not the run
-                    results = [_failed(c, exc) for c in futures[future]]
-                for result in results:
-                    record(result)
-    local = {c.name for c in remote}
+    if len(units) > 1:
+        _run_pool(units, quick, min(jobs, len(units)), record)
     for check in checks:
-        if check.name not in local:
+        if check.name not in done:
             record(run_check(check, quick=quick))
     return [done[c.name] for c in checks]
