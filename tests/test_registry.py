@@ -54,17 +54,18 @@ def test_parallel_report_is_bit_identical_and_in_registry_order():
 
 
 def test_plan_keeps_shared_runs_together_longest_first():
-    from verification.registry import COST_SECONDS, SHARED_WORK, load_all_checks, plan_units
+    from verification.registry import COST_SECONDS, COST_SECONDS_QUICK, SHARED_WORK, load_all_checks, plan_units
 
     checks = list(load_all_checks().values())
-    units = plan_units(checks)
-    assert sorted(c.name for u in units for c in u) == sorted(c.name for c in checks)
-    names = [tuple(c.name for c in u) for u in units]
-    for group in SHARED_WORK:
-        assert group in names, group
-    costs = [sum(COST_SECONDS.get(n, 1.0) for n in u) for u in names]
-    assert costs == sorted(costs, reverse=True)
-    assert set(COST_SECONDS) == {c.name for c in checks}, "the cost table names exactly the registered checks"
+    for quick, table in ((False, COST_SECONDS), (True, COST_SECONDS_QUICK)):
+        units = plan_units(checks, quick)
+        assert sorted(c.name for u in units for c in u) == sorted(c.name for c in checks)
+        names = [tuple(c.name for c in u) for u in units]
+        for group in SHARED_WORK:
+            assert group in names, group
+        costs = [sum(table.get(n, 1.0) for n in u) for u in names]
+        assert costs == sorted(costs, reverse=True)
+        assert set(table) == {c.name for c in checks}, "the cost table names exactly the registered checks"
 
 
 def test_jobs_must_be_a_positive_integer():

@@ -213,6 +213,63 @@ COST_SECONDS: Dict[str, float] = {
     "samplers.mlp_langevin_twins": 7.39,
     "samplers.ess_ar1": 0.36,
 }
+COST_SECONDS_QUICK: Dict[str, float] = {
+    # The same for ``--quick`` (``febm-ref verify --quick --json``, cold, idle 2-core machine).
+    "bounds.D5_optimal_critic_quadrature": 0.35,
+    "bounds.D5_optimal_critic_monte_carlo_5d": 0.69,
+    "bounds.D5_perturbed_critic_gap_1d": 0.98,
+    "bounds.D5_perturbed_critic_gap_2d": 1.07,
+    "bounds.D10_learned_critic": 3.52,
+    "bounds.negative_controls": 0.14,
+    "catalogue.D7_maps_vs_mpmath": 0.34,
+    "catalogue.D4_legendre_identity": 0.00,
+    "catalogue.D5_fenchel_young": 0.01,
+    "catalogue.alpha_limits_continuous": 0.00,
+    "convergence.jacobian_d17.gaussian_1d": 0.02,
+    "convergence.jacobian_d17.gaussian_2d": 0.17,
+    "convergence.jacobian_d17.mlp_1d": 2.40,
+    "convergence.jacobian_d17.mlp_2d": 5.30,
+    "convergence.linear_rate": 0.67,
+    "convergence.step_size_boundary": 0.34,
+    "convergence.stochastic_d13": 0.32,
+    "convergence.gauge_control": 0.15,
+    "convergence.l2_repair": 0.14,
+    "convergence.nonrealisable": 0.22,
+    "fit1d.reference_kl_moment_matching": 0.07,
+    "fit1d.reference_stationary": 0.32,
+    "fit1d.training_reaches_optimum": 0.29,
+    "fit2d.grid_log_normalizer": 0.00,
+    "fit2d.grid_divergences": 0.00,
+    "fit2d.target_mass": 0.14,
+    "gaussians.closed_form_vs_quadrature_1d": 0.31,
+    "gaussians.closed_form_vs_quadrature_2d": 1.54,
+    "gaussians.closed_form_vs_monte_carlo_5d": 0.10,
+    "gaussians.divergent_integrals_are_inf": 0.00,
+    "gradients.gaussian1d": 0.00,
+    "gradients.quadratic": 0.00,
+    "gradients.mlp_tanh": 2.09,
+    "gradients.mlp_softplus": 0.41,
+    "gradients.mlp_silu": 0.40,
+    "gradients.mlp_elu": 0.00,
+    "objective.D13_unbiased": 0.15,
+    "objective.batch_covariance_bias": 0.27,
+    "objective.D11_optimal_critic": 0.05,
+    "objective.D12_kl_scaled_cd": 0.00,
+    "objective.surrogate_gradient": 0.01,
+    "samplers.ula_variance_1d": 1.05,
+    "samplers.ula_variance_1d_negative_control": 0.27,
+    "samplers.ula_covariance_lyapunov": 1.13,
+    "samplers.ula_covariance_negative_control": 0.27,
+    "samplers.mala_unbiased_gaussian": 1.15,
+    "samplers.hmc_unbiased_gaussian": 0.27,
+    "samplers.ula_large_step_negative_control": 0.55,
+    "samplers.mala_mixture_ks": 1.05,
+    "samplers.hmc_mixture_ks": 1.77,
+    "samplers.mixture_ks_negative_control": 1.79,
+    "samplers.decoupled_variance_1d": 0.28,
+    "samplers.mlp_langevin_twins": 6.45,
+    "samplers.ess_ar1": 0.14,
+}
 DEFAULT_COST = 1.0
 
 
@@ -224,8 +281,9 @@ def default_jobs() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def plan_units(checks: Sequence[Check]) -> List[List[Check]]:
-    """Split ``checks`` into units (:data:`SHARED_WORK`, else one check each), longest first.
+def plan_units(checks: Sequence[Check], quick: bool = False) -> List[List[Check]]:
+    """Split ``checks`` into units (:data:`SHARED_WORK`, else one check each), longest first
+    (:data:`COST_SECONDS`, or :data:`COST_SECONDS_QUICK` for ``quick``).
 
     Within a unit the checks keep their registry order; units of equal cost keep the order of
     their first check (a stable sort), so the plan is a function of the selection only.
@@ -239,7 +297,8 @@ def plan_units(checks: Sequence[Check]) -> List[List[Check]]:
         names = sorted((n for n in group if n in position and n not in placed), key=position.get)
         placed.update(names)
         units.append([checks[position[n]] for n in names])
-    return sorted(units, key=lambda u: -sum(COST_SECONDS.get(c.name, DEFAULT_COST) for c in u))
+    costs = COST_SECONDS_QUICK if quick else COST_SECONDS
+    return sorted(units, key=lambda u: -sum(costs.get(c.name, DEFAULT_COST) for c in u))
 
 
 def _failed(check: Check, exc: BaseException) -> CheckResult:
@@ -330,7 +389,7 @@ def run_checks(checks: Sequence[Check], *, quick: bool, jobs: int = 1,
             on_result(result)
 
     remote = [c for c in checks if _importable(c)] if jobs > 1 else []
-    units = plan_units(remote)
+    units = plan_units(remote, quick)
     if len(units) > 1:
         _run_pool(units, quick, min(jobs, len(units)), record)
     for check in checks:
