@@ -359,11 +359,17 @@ def _run_pool(units: List[List[Check]], quick: bool, jobs: int, record: Callable
         feeders = [threading.Thread(target=feed, args=(pool,), daemon=True) for _ in range(jobs - 1)]
         for thread in feeders:
             thread.start()
-        while (unit := take()) is not None:
-            for check in unit:
-                result = run_check(check, quick=quick)
-                with lock:
-                    record(result)
+        try:
+            while (unit := take()) is not None:
+                for check in unit:
+                    result = run_check(check, quick=quick)
+                    with lock:
+                        record(result)
+        except BaseException:  # e.g. Ctrl-C: hand out no more units, do not wait for queued ones
+            with lock:
+                queue.clear()
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
         for thread in feeders:
             thread.join()
 
