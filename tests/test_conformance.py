@@ -33,10 +33,13 @@ BROKEN_ADAPTER = str(ROOT / "examples" / "torch_adapter_broken.py")
 
 
 @pytest.fixture(scope="module")
-def golden(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("golden")
-    write_golden(out, seed=0, builders=section_builders())
-    return out
+def golden(shared_golden_root) -> Path:
+    """The session's seed-0 golden set (conftest.py): what ``write_golden(out, seed=0,
+    builders=section_builders())`` writes, built once for every test module and xdist worker.
+    Tests that edit files copy it first."""
+    from febm_ref.conformance.cache import cached_golden_dir
+
+    return cached_golden_dir(0, root=shared_golden_root, quiet=True)
 
 
 def _section(golden: Path, name: str):

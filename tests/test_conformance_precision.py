@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 import types
@@ -29,8 +30,14 @@ U64 = 2.0 ** -53
 
 
 @pytest.fixture(scope="module")
-def cache_root(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("golden-cache")
+def cache_root(tmp_path_factory, shared_golden_root) -> Path:
+    """A private golden cache of this module (its tests corrupt and rebuild it), seeded with a
+    copy of the session's set (conftest.py) so that it is not built a second time."""
+    root = tmp_path_factory.mktemp("golden-cache")
+    for built in shared_golden_root.iterdir():
+        if built.is_dir() and not built.name.startswith("."):
+            shutil.copytree(built, root / built.name)
+    return root
 
 
 @pytest.fixture(scope="module")

@@ -18,6 +18,10 @@ CHECKS = [
 
 @pytest.mark.parametrize("check", CHECKS, ids=lambda c: c.__name__)
 def test_sampler_check_quick(check):
+    """Every sampler check of ``febm-ref verify`` passes in quick mode. Slow by design (up to
+    ~10 s for the ULA/MALA rows on one idle core): the claims are Monte Carlo tests whose
+    chains must be long enough to resolve the 1.3% ULA bias (``test_ula_bias_is_resolved``);
+    a claim and its negative control share their chains (``lru_cache`` in the check module)."""
     m = check(True)
     assert m.ok(), f"error {m.error} vs tolerance {m.tolerance}; details {m.details}"
 

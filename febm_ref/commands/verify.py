@@ -25,10 +25,23 @@ def add_parser(subparsers) -> None:
                         help="smaller sample sizes / grids so the whole report takes seconds")
     parser.add_argument("--only", nargs="+", metavar="NAME",
                         help="run only checks whose name contains NAME or whose group is NAME")
+    parser.add_argument("--jobs", "-j", type=_positive_int, default=None, metavar="N",
+                        help="run the checks in N processes (default: the number of usable cores); "
+                             "the report is the same, in the same order, for every N")
     parser.add_argument("--list", action="store_true", help="list the checks and exit")
     parser.add_argument("--json", metavar="PATH",
                         help="also write the results as JSON to PATH ('-' for standard output)")
     parser.set_defaults(func=run)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"--jobs takes a positive integer (a number of processes), got {text!r}")
+    return value
 
 
 def _format_number(value: float) -> str:
@@ -36,7 +49,7 @@ def _format_number(value: float) -> str:
 
 
 def run(args) -> int:
-    from verification.registry import run_check, select_checks
+    from verification.registry import default_jobs, run_checks, select_checks
 
     checks = select_checks(args.only)
     if args.list:
@@ -44,14 +57,14 @@ def run(args) -> int:
             print(f"{check.name:45s} [{check.group}] {check.description}")
         return 0
     started = time.perf_counter()
-    results = []
     to_stdout_json = args.json == "-"
-    for check in progress(checks, desc="verify", total=len(checks)):
-        results.append(run_check(check, quick=args.quick))
+    jobs = args.jobs if getattr(args, "jobs", None) is not None else default_jobs()
+    with progress(total=len(checks), desc="verify") as bar:
+        results = run_checks(checks, quick=args.quick, jobs=jobs, on_result=lambda r: bar.update(1))
     total = time.perf_counter() - started
     n_failed = sum(not r.passed for r in results)
 
-    report = {"quick": bool(args.quick), "seconds": total, "n_checks": len(results),
+    report = {"quick": bool(args.quick), "seconds": total, "jobs": jobs, "n_checks": len(results),
               "n_failed": n_failed, "results": [r.as_dict() for r in results]}
     if args.json and not to_stdout_json:
         atomic_write_json(args.json, report)
@@ -75,7 +88,7 @@ def run(args) -> int:
         print("'>tol': a negative control (a deliberately wrong law or formula); it passes when its "
               "error exceeds the tolerance, i.e. when the check rejects it as it must.")
     print(f"{len(results) - n_failed} passed, {n_failed} failed in {total:.1f} s"
-          f"{' (quick mode)' if args.quick else ''}")
+          f"{' (quick mode)' if args.quick else ''}, {jobs} process{'es' if jobs > 1 else ''}")
     if n_failed:
         print("failed: " + ", ".join(r.name for r in results if not r.passed), file=sys.stderr)
     return 1 if n_failed else 0

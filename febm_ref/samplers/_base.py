@@ -215,7 +215,7 @@ def run_steps(step: Callable, rng: np.random.Generator, state, n_steps: int, *,
     check_generator(rng)
     n_steps = check_positive_int(n_steps, "n_steps")
     thin = check_positive_int(thin, "thin")
-    kept = []
+    samples = None  # (n_steps // thin, *x.shape), filled in place (no list of copies to stack)
     infos = []
     for k in range(n_steps):
         try:
@@ -224,8 +224,9 @@ def run_steps(step: Callable, rng: np.random.Generator, state, n_steps: int, *,
             raise NonFiniteChainError(f"step {k + 1} of {n_steps}: {exc}") from exc
         infos.append(info)
         if keep_samples and (k + 1) % thin == 0:
-            kept.append(state.x.copy())
+            if samples is None:
+                samples = np.empty((n_steps // thin,) + state.x.shape, dtype=state.x.dtype)
+            samples[(k + 1) // thin - 1] = state.x
     fields = infos[0]._fields
     info = {f: np.asarray([getattr(i, f) for i in infos]) for f in fields}
-    samples = np.stack(kept) if keep_samples and kept else None
     return RunResult(state, samples, info)
