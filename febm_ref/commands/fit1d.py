@@ -151,8 +151,11 @@ def _check_divergence_args(divergence: str, alpha: Optional[float], method: str)
 def run_fit(divergence: str, alpha: Optional[float] = None, *, method: str = "febm", protocol: str = "converged",
             iterations: Optional[int] = None, optimizer: Optional[str] = None, lr: Optional[float] = None,
             seed: int = 0, out: Optional[str] = None, resume: bool = False, checkpoint_every: int = 1000,
-            show_progress: Optional[bool] = None, keep_history: bool = False) -> dict:
+            show_progress: Optional[bool] = None, keep_history: bool = False, published: bool = False) -> dict:
     """One fit; returns a JSON-ready dict (fitted and exact ``(mu, sigma)``, gaps, times).
+
+    ``published``: the published code's algorithm (:mod:`febm_ref.published_run`; clipped maps,
+    PyTorch-default critic init, critic-then-energy SGD), recorded in the row's ``"published"`` block.
 
     With ``keep_history`` the dict also holds the arrays ``"history"`` (not JSON).
     """
@@ -166,6 +169,8 @@ def run_fit(divergence: str, alpha: Optional[float] = None, *, method: str = "fe
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {METHODS}")
     div = _check_divergence_args(divergence, alpha, method)
+    if published:
+        _check_published_args(method, protocol, optimizer, resume)
     config = protocol_config(protocol, divergence, alpha, method=method, iterations=iterations,
                              optimizer=optimizer, lr=lr, seed=seed)
     limit_blas_threads(1)
@@ -197,6 +202,15 @@ def run_fit(divergence: str, alpha: Optional[float] = None, *, method: str = "fe
         mu, sigma = float(theta[0]), float(theta[1])
         history = {"theta": traj, "exact_divergence": values}
         completed = True
+    elif published:
+        from febm_ref.published_run import train_published
+
+        res = train_published(div, target, iterations=config.iterations, batch_size=config.batch_size,
+                              n_negatives=config.n_negatives, lr_energy=config.lr_energy, lr_critic=config.lr_critic,
+                              theta0=INITIAL_THETA[protocol], seed=seed, eval_every=config.eval_every,
+                              exact_divergence=exact_div, show_progress=show_progress, desc=f"{div.label} published")
+        mu, sigma = (float(v) for v in res.theta)
+        history, completed = res.history, True
     else:
         energy = GaussianEnergy1D(*INITIAL_THETA[protocol])
         critic = make_critic(protocol, seed) if method == "febm" else None
@@ -225,13 +239,29 @@ def run_fit(divergence: str, alpha: Optional[float] = None, *, method: str = "fe
         "reported": ("last iterate" if config.average_from is None or method == "exact"
                      else f"average of iterations >= {config.average_from}"),
     }
+    if published:
+        from febm_ref.published import published_block
+
+        row["published"] = published_block(div)
     if out is not None:
-        stem = Path(out) / f"{div.label}_{method}_{protocol}"
+        stem = Path(out) / f"{div.label}_{method}_{protocol}{'_published' if published else ''}"
         atomic_write_json(f"{stem}.json", row)
         atomic_save_npz(f"{stem}.history.npz", **{k: np.asarray(v) for k, v in history.items()})
     if keep_history:
         row["history"] = history
     return row
+
+
+def _check_published_args(method: str, protocol: str, optimizer: Optional[str], resume: bool) -> None:
+    if method != "febm":
+        raise ValueError(f"--published applies to --method febm only, not {method}")
+    if protocol != "paper":
+        raise ValueError("--published is the published algorithm (SGD, alternating, constant lr 1e-3); "
+                         "use it with --protocol paper")
+    if optimizer not in (None, "sgd"):
+        raise ValueError("--published uses plain SGD (as the published code); drop --optimizer")
+    if resume:
+        raise ValueError("--published runs keep no checkpoint; --resume is not available with --published")
 
 
 def _run_row(kwargs):
@@ -287,6 +317,15 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--resume", action="store_true",
                         help="resume from the checkpoint in --out (with --all: the entries that have one)")
     parser.add_argument("--checkpoint-every", type=int, default=1000)
+    parser.add_argument("--published", action="store_true",
+                        help="the published code's algorithm (ermongroup/f-EBM 1d-example/gaussian_febm.py), "
+                             "with --protocol paper: (1) clipped g maps, torch clamp (gradient 0 beyond the "
+                             "bound): KL g_model = exp(clamp(s, max=3)); Pearson g_data = 2 exp(clamp(s, max=6)) "
+                             "- 2 and g_model = exp(clamp(2 s, max=6)) - 1; every other divergence unclipped; "
+                             "(2) critic init = PyTorch's default nn.Linear law, U(-1/sqrt(fan_in), "
+                             "1/sqrt(fan_in)) for weights and biases; (3) update order: critic SGD step, then "
+                             "the energy SGD step on the same batch with the updated critic. Kept: float64, "
+                             "i.i.d. data batches; no checkpoints. Recorded in the JSON's \"published\" block")
     parser.set_defaults(func=run)
 
 
@@ -332,6 +371,8 @@ def _run(args) -> int:
     common = dict(method=args.method, protocol=args.protocol, iterations=args.iters, optimizer=args.optimizer,
                   lr=args.lr, seed=args.seed, out=args.out, resume=args.resume,
                   checkpoint_every=args.checkpoint_every)
+    if args.published:
+        common["published"] = True
     if args.all:
         if args.divergence is not None or args.alpha is not None:
             raise ValueError("--all runs the whole table; do not combine it with --divergence/--alpha")
@@ -356,12 +397,14 @@ def _run(args) -> int:
             rows = [_run_row(j) for j in jobs]
         wall = time.perf_counter() - t0
         if args.out is not None:
-            atomic_write_json(Path(args.out) / f"table_{args.method}_{args.protocol}.json",
+            atomic_write_json(Path(args.out) / f"table_{args.method}_{args.protocol}"
+                              f"{'_published' if args.published else ''}.json",
                               {"rows": rows, "wall_seconds": wall, "jobs": args.jobs})
         if args.json:
             print(to_json({"rows": rows, "wall_seconds": wall}))
         else:
-            print(f"fit1d --all, method {args.method}, protocol {args.protocol}")
+            print(f"fit1d --all, method {args.method}, protocol {args.protocol}"
+                  f"{' (published mode)' if args.published else ''}")
             print(format_table(rows))
             print(f"wall time {wall:.1f} s ({args.jobs} process(es))")
         return 0 if all("error" not in r for r in rows) else 1
