@@ -17,9 +17,10 @@ estimator of :mod:`febm_ref.objective` are untouched):
    whole alpha family including alpha = 2) is unclipped. With ``b`` the bound on ``s`` the
    clipped map is ``g~(s) = g(min(s, b))`` and, with torch's clamp semantics, its
    derivative is ``g~'(s) = g'(s) 1{s <= b}``: the gradient passes at ``s = b`` and is
-   exactly 0 beyond. We apply the clamp to *our* map (D7), so the published KL
-   ``exp(.)`` carries our additive constant ``-1``; no gradient depends on it (the
-   critic gradient uses ``g'``, the covariance term of D13 is shift invariant).
+   exactly 0 beyond. We apply the clamp to *our* maps (D7), which are the published ones
+   (KL ``g_model = e^s``, Pearson ``2(e^s - 1)`` and ``e^{2s} - 1``); where the published
+   unclipped maps differ from ours by an additive constant (reverse KL: ``-e^{-s}`` and
+   ``s - 1`` in both) no gradient depends on it.
 2. **The critic initialisation** (:func:`torch_default_init`): PyTorch's default
    ``nn.Linear`` law, weights and biases i.i.d. ``U(-1/sqrt(fan_in), +1/sqrt(fan_in))``
    (``kaiming_uniform_(a = sqrt 5)`` gives the bound ``sqrt(6 / ((1 + 5) fan_in))``).
