@@ -38,7 +38,7 @@ empty).
 from __future__ import annotations
 
 import math
-from typing import NamedTuple, Optional
+from typing import NamedTuple
 
 import numpy as np
 from scipy import optimize
@@ -46,9 +46,14 @@ from scipy import optimize
 from febm_ref.divergences import resolve_divergence
 from febm_ref.exact_objective import gauss_legendre_box
 from febm_ref.published import PublishedMaps
-from febm_ref.reference_optima import _check_target, _log_q, _tail_shape, finite_variance_interval
+from febm_ref.reference_optima import (
+    _check_target,
+    _log_q,
+    _tail_shape,
+    finite_variance_interval,
+)
 
-__all__ = ["ClippedOptimum", "clipped_energy_gradient", "clipped_fixed_point"]
+__all__ = ["ClippedOptimum", "clipped_energy_gradient", "clipped_fixed_point", "optimum_table"]
 
 _TAIL_SDS = 15.0
 _EDGE_TOL = 1e-13

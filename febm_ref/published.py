@@ -39,16 +39,26 @@ second (``1 - 0.67`` is ``0.32999999999999996`` in binary floating point).
 from __future__ import annotations
 
 import math
-from typing import NamedTuple, Tuple
+from typing import NamedTuple
 
 import numpy as np
 
 from febm_ref._validation import check_generator, check_real_scalar
 from febm_ref.divergences import Divergence, resolve_divergence
 
-__all__ = ["Clip", "PUBLISHED_CLIPS", "PUBLISHED_INIT", "PUBLISHED_UPDATE_ORDER", "PUBLISHED_SOURCE",
-           "PublishedMaps", "published_maps", "torch_default_init", "PublishedState", "published_step",
-           "published_block"]
+__all__ = [
+    "PUBLISHED_CLIPS",
+    "PUBLISHED_INIT",
+    "PUBLISHED_SOURCE",
+    "PUBLISHED_UPDATE_ORDER",
+    "Clip",
+    "PublishedMaps",
+    "PublishedState",
+    "published_block",
+    "published_maps",
+    "published_step",
+    "torch_default_init",
+]
 
 PUBLISHED_SOURCE = "github.com/ermongroup/f-EBM, 1d-example/gaussian_febm.py (commit 19e4740)"
 """Where the published stabilisations were read."""
@@ -93,7 +103,7 @@ PUBLISHED_UPDATE_ORDER = ("per iteration, one batch (1000 data + 1000 exact mode
                           "step of the energy on D13; constant lr 1e-3 on both; the last iterate is reported")
 
 
-def _clip_table(div: Divergence) -> Tuple[Clip, ...]:
+def _clip_table(div: Divergence) -> tuple[Clip, ...]:
     return PUBLISHED_CLIPS.get(div.name, ())
 
 

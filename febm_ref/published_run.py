@@ -7,11 +7,17 @@ No checkpoints (a run of the paper protocol takes minutes); ``--resume`` is refu
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple, Optional
+from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 
-from febm_ref.published import PublishedState, published_maps, published_step, torch_default_init
+from febm_ref.published import (
+    PublishedState,
+    published_maps,
+    published_step,
+    torch_default_init,
+)
 
 __all__ = ["PublishedResult", "train_published"]
 
@@ -28,7 +34,7 @@ class PublishedResult(NamedTuple):
 def train_published(divergence, target, *, alpha=None, iterations: int = 30000, batch_size: int = 1000,
                     n_negatives: int = 1000, lr_energy: float = 1e-3, lr_critic: float = 1e-3,
                     theta0=(0.0, 1.0), seed: int = 0, clipping: bool = True, eval_every: int = 600,
-                    exact_divergence: Optional[Callable] = None, show_progress: Optional[bool] = False,
+                    exact_divergence: Callable | None = None, show_progress: bool | None = False,
                     desc: str = "") -> PublishedResult:
     """Run the published algorithm on the 1-D Gaussian energy from ``theta0``.
 

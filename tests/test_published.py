@@ -14,8 +14,13 @@ from scipy import stats
 
 from febm_ref.divergences import get_divergence, resolve_divergence
 from febm_ref.energies import GaussianEnergy1D
-from febm_ref.published import (PUBLISHED_CLIPS, PublishedState, published_maps, published_step,
-                                torch_default_init)
+from febm_ref.published import (
+    PUBLISHED_CLIPS,
+    PublishedState,
+    published_maps,
+    published_step,
+    torch_default_init,
+)
 from febm_ref.reference_optima import PAPER_TABLE
 from febm_ref.targets import paper_mixture_1d
 
