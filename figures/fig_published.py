@@ -14,8 +14,8 @@ Outputs in ``--out DIR``:
 Usage::
 
     febm-ref fit1d --all --protocol paper --published --out RUNS [--jobs 2]
-    febm-ref fit1d --all --protocol paper --out RUNS          # optional: default curves
-    python3 figures/fig_published.py --runs RUNS --out DIR
+    febm-ref fit1d --all --protocol paper --out DEFAULT       # optional: default curves
+    python3 figures/fig_published.py --runs RUNS [--default-runs DEFAULT] --out DIR
 
 Nothing is trained here; missing runs are left out (and listed in the table).
 """
@@ -26,6 +26,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 
@@ -48,22 +49,27 @@ SCRIPT_PRINTED = {
 """The f-EBM results printed in the published script's trailing comment (float32, one run each)."""
 
 
-def collect(runs: Path) -> list:
+def collect(runs: Path, default_runs: Optional[Path] = None) -> list:
     target = paper_mixture_1d()
+    table = runs / "table_febm_paper_published.json"
+    errors = {}
+    if table.exists():
+        errors = {r["divergence"]: r["error"] for r in json.loads(table.read_text())["rows"] if "error" in r}
     rows = []
     for name, alpha in PAPER_TABLE:
         div = resolve_divergence(name, alpha=alpha)
         ref, cl = reference_optimum(div, target), clipped_fixed_point(div, target)
         row = {"divergence": div.label, "exact": [ref.mu, ref.sigma], "clipped": [cl.mu, cl.sigma],
                "clipped_max_log_ratio": cl.max_log_ratio, "clipped_bound": cl.bound,
-               "script_printed": SCRIPT_PRINTED.get(div.label)}
+               "script_printed": SCRIPT_PRINTED.get(div.label), "error": errors.get(div.label)}
         for kind, stem in (("published", f"{div.label}_febm_paper_published"), ("default", f"{div.label}_febm_paper")):
-            path = runs / f"{stem}.json"
+            base = runs if kind == "published" or default_runs is None else default_runs
+            path = base / f"{stem}.json"
             if path.exists():
                 run = json.loads(path.read_text())
                 row[kind] = [run["fit_mu"], run["fit_sigma"]]
                 row[f"{kind}_seconds"] = run.get("seconds_train")
-            hist = runs / f"{stem}.history.npz"
+            hist = base / f"{stem}.history.npz"
             if hist.exists():
                 row[f"{kind}_history"] = str(hist)
         rows.append(row)
@@ -74,13 +80,18 @@ def markdown(rows) -> str:
     def pair(v):
         return "-" if v is None else f"({v[0]:.4f}, {v[1]:.4f})"
 
-    lines = ["| divergence | exact argmin D_f | exact clipped fixed point | published-mode SGD | SGD - clipped "
-             "(mu, sigma) | script printed |", "|---|---|---|---|---|---|"]
+    head = ("| divergence | exact argmin D_f | exact clipped fixed point | published-mode SGD | SGD - clipped "
+            "(mu, sigma) | within 0.02 | script printed |")
+    lines = [head, "|---|---|---|---|---|---|---|"]
     for r in rows:
         sgd = r.get("published")
-        gap = "-" if sgd is None else f"({sgd[0] - r['clipped'][0]:+.4f}, {sgd[1] - r['clipped'][1]:+.4f})"
+        if sgd is None:
+            gap, ok = "-", ("diverged: " + r["error"].split(" is not finite")[0] if r.get("error") else "not run")
+        else:
+            d = (sgd[0] - r["clipped"][0], sgd[1] - r["clipped"][1])
+            gap, ok = f"({d[0]:+.4f}, {d[1]:+.4f})", ("yes" if max(map(abs, d)) <= 0.02 else "no")
         lines.append(f"| {r['divergence']} | {pair(r['exact'])} | {pair(r['clipped'])} | {pair(sgd)} | {gap} | "
-                     f"{pair(r['script_printed'])} |")
+                     f"{ok} | {pair(r['script_printed'])} |")
     return "\n".join(lines)
 
 
@@ -120,7 +131,8 @@ def plot(rows, out: Path) -> None:
         for k in range(2):
             axes[i, k].axhline(r["exact"][k], color="k", lw=0.6, ls="--")
             axes[i, k].set_ylabel(f"{r['divergence']}\n{('mu', 'sigma')[k]}", fontsize=7)
-    axes[0, 0].legend(fontsize=7)
+    if axes[0, 0].get_legend_handles_labels()[0]:
+        axes[0, 0].legend(fontsize=7)
     axes[-1, 0].set_xlabel("iteration")
     axes[-1, 1].set_xlabel("iteration")
     fig.tight_layout()
@@ -131,12 +143,14 @@ def plot(rows, out: Path) -> None:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", required=True, help="directory written by febm-ref fit1d --all ... --out")
+    parser.add_argument("--default-runs", default=None,
+                        help="directory of default paper-protocol runs (default: --runs)")
     parser.add_argument("--out", required=True)
     parser.add_argument("--no-plot", action="store_true", help="only the table and the JSON")
     args = parser.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    rows = collect(Path(args.runs))
+    rows = collect(Path(args.runs), None if args.default_runs is None else Path(args.default_runs))
     atomic_write_json(out / "fig_published.json", {"rows": rows})
     table = markdown(rows)
     (out / "published_table.md").write_text(table + "\n")
