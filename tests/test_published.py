@@ -349,3 +349,15 @@ def test_cli_published_help_and_refusals(capsys):
         run_fit("kl", published=True, protocol="converged", iterations=2)
     with pytest.raises(ValueError, match="--method febm"):
         run_fit("kl", published=True, protocol="paper", method="cd", iterations=2)
+
+
+def test_published_guard_stops_unclipped_alpha2_at_iteration_0():
+    # alpha = 2 is unclipped in the published script. On the first batch (seed 0, sigma = 1),
+    # max r+ = 18.7, so g_data'(r+) = e^{r+} reaches 1.3e8 and the first critic step moves
+    # parameters by up to 216; then r- reaches 695 and g_model'(r-) = e^{2 r-} overflows float64
+    # (e^{1390}). The guard names the quantity and the iteration instead of continuing with inf.
+    from febm_ref.commands.fit1d import run_fit
+    from febm_ref.training import TrainingDivergedError
+
+    with pytest.raises(TrainingDivergedError, match="iteration 0: g_model'\\(r-\\)"):
+        run_fit("alpha", 2.0, published=True, protocol="paper", iterations=5, show_progress=False)
