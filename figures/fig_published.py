@@ -72,6 +72,10 @@ def collect(runs: Path, default_runs: Optional[Path] = None) -> list:
             hist = base / f"{stem}.history.npz"
             if hist.exists():
                 row[f"{kind}_history"] = str(hist)
+                h = np.load(hist)
+                if "clip_fraction_neg" in h.files:  # share of the last 1000 batches beyond the bounds
+                    row["clip_fraction_pos_last1000"] = float(np.mean(h["clip_fraction_pos"][-1000:]))
+                    row["clip_fraction_neg_last1000"] = float(np.mean(h["clip_fraction_neg"][-1000:]))
         rows.append(row)
     return rows
 
