@@ -70,6 +70,13 @@ def collect(runs: Path, default_runs: Optional[Path] = None) -> list:
                 row[kind] = [run["fit_mu"], run["fit_sigma"]]
                 row[f"{kind}_seconds"] = run.get("seconds_train")
             hist = base / f"{stem}.history.npz"
+            ckpt = base / f"{stem}.ckpt.npz"
+            if kind == "default" and not hist.exists() and ckpt.exists():
+                # a diverged default run leaves only its last good checkpoint (with the history so far)
+                meta = json.loads(str(np.load(ckpt)["meta_json"]))
+                theta = np.load(ckpt)["hist_theta"][:int(meta["iteration"])]
+                row["default_history_theta"] = theta.tolist()
+                row["default_stopped_at"] = int(meta["iteration"])
             if hist.exists():
                 row[f"{kind}_history"] = str(hist)
                 h = np.load(hist)
@@ -127,16 +134,22 @@ def plot(rows, out: Path) -> None:
     fig, axes = plt.subplots(len(rows), 2, figsize=(10, 1.6 * len(rows)), sharex=True)
     for i, r in enumerate(rows):
         for kind, color in (("published", "C0"), ("default", "C3")):
-            if f"{kind}_history" not in r:
+            if f"{kind}_history" in r:
+                theta = np.load(r[f"{kind}_history"])["theta"]
+            elif f"{kind}_history_theta" in r:
+                theta = np.asarray(r[f"{kind}_history_theta"])
+            else:
                 continue
-            theta = np.load(r[f"{kind}_history"])["theta"]
             for k in range(2):
-                axes[i, k].plot(theta[:, k], color=color, lw=0.8, label=kind)
+                axes[i, k].plot(theta[:, k], color=color, lw=0.8,
+                                label=kind + (f" (diverged after {len(theta)})" if kind == "default"
+                                              and "default_stopped_at" in r else ""))
         for k in range(2):
             axes[i, k].axhline(r["exact"][k], color="k", lw=0.6, ls="--")
             axes[i, k].set_ylabel(f"{r['divergence']}\n{('mu', 'sigma')[k]}", fontsize=7)
-    if axes[0, 0].get_legend_handles_labels()[0]:
-        axes[0, 0].legend(fontsize=7)
+    for ax in axes[:, 0]:
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=6)
     axes[-1, 0].set_xlabel("iteration")
     axes[-1, 1].set_xlabel("iteration")
     fig.tight_layout()
