@@ -12,6 +12,7 @@ from febm_ref.experiments.fit1d import (CONVERGED_NOTE, CONVERGED_PROTOCOL, CRIT
                                         INITIAL_THETA, METHODS, PAPER_PROTOCOL, PROTOCOLS, label_of,
                                         make_critic, protocol_config, run_fit, run_row, run_table)
 
+
 def format_table(rows) -> str:
     head = (f"{'divergence':18s} {'method':6s} {'mu fit':>9s} {'mu*':>9s} {'gap':>8s} {'sigma fit':>9s} "
             f"{'sigma*':>9s} {'gap':>8s} {'D_f fit':>9s} {'D_f*':>9s} {'time s':>7s}")
@@ -57,6 +58,15 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--resume", action="store_true",
                         help="resume from the checkpoint in --out (with --all: the entries that have one)")
     parser.add_argument("--checkpoint-every", type=int, default=1000)
+    parser.add_argument("--published", action="store_true",
+                        help="the published code's algorithm (ermongroup/f-EBM 1d-example/gaussian_febm.py), "
+                             "with --protocol paper: (1) clipped g maps, torch clamp (gradient 0 beyond the "
+                             "bound): KL g_model = exp(clamp(s, max=3)); Pearson g_data = 2 exp(clamp(s, max=6)) "
+                             "- 2 and g_model = exp(clamp(2 s, max=6)) - 1; every other divergence unclipped; "
+                             "(2) critic init = PyTorch's default nn.Linear law, U(-1/sqrt(fan_in), "
+                             "1/sqrt(fan_in)) for weights and biases; (3) update order: critic SGD step, then "
+                             "the energy SGD step on the same batch with the updated critic. Kept: float64, "
+                             "i.i.d. data batches; no checkpoints. Recorded in the JSON's \"published\" block")
     parser.set_defaults(func=run)
 
 
@@ -102,6 +112,8 @@ def _run(args) -> int:
     common = dict(method=args.method, protocol=args.protocol, iterations=args.iters, optimizer=args.optimizer,
                   lr=args.lr, seed=args.seed, out=args.out, resume=args.resume,
                   checkpoint_every=args.checkpoint_every)
+    if args.published:
+        common["published"] = True
     if args.all:
         if args.divergence is not None or args.alpha is not None:
             raise ValueError("--all runs the whole table; do not combine it with --divergence/--alpha")
@@ -110,7 +122,8 @@ def _run(args) -> int:
         if args.json:
             print(to_json({"rows": rows, "wall_seconds": wall}))
         else:
-            print(f"fit1d --all, method {args.method}, protocol {args.protocol}")
+            print(f"fit1d --all, method {args.method}, protocol {args.protocol}"
+                  f"{' (published mode)' if args.published else ''}")
             print(format_table(rows))
             print(f"wall time {wall:.1f} s ({args.jobs} process(es))")
         return 0 if all("error" not in r for r in rows) else 1

@@ -157,8 +157,11 @@ def _check_divergence_args(divergence: str, alpha: Optional[float], method: str)
 def run_fit(divergence: str, alpha: Optional[float] = None, *, method: str = "febm", protocol: str = "converged",
             iterations: Optional[int] = None, optimizer: Optional[str] = None, lr: Optional[float] = None,
             seed: int = 0, out: Optional[str] = None, resume: bool = False, checkpoint_every: int = 1000,
-            show_progress: Optional[bool] = None, keep_history: bool = False) -> dict:
+            show_progress: Optional[bool] = None, keep_history: bool = False, published: bool = False) -> dict:
     """One fit; returns a JSON-ready dict (fitted and exact ``(mu, sigma)``, gaps, times).
+
+    ``published``: the published code's algorithm (:mod:`febm_ref.published_run`; clipped maps,
+    PyTorch-default critic init, critic-then-energy SGD), recorded in the row's ``"published"`` block.
 
     With ``keep_history`` the dict also holds the arrays ``"history"`` (not JSON).
     """
@@ -172,6 +175,8 @@ def run_fit(divergence: str, alpha: Optional[float] = None, *, method: str = "fe
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {METHODS}")
     div = _check_divergence_args(divergence, alpha, method)
+    if published:
+        _check_published_args(method, protocol, optimizer, resume)
     config = protocol_config(protocol, divergence, alpha, method=method, iterations=iterations,
                              optimizer=optimizer, lr=lr, seed=seed)
     limit_blas_threads(1)
@@ -203,6 +208,15 @@ def run_fit(divergence: str, alpha: Optional[float] = None, *, method: str = "fe
         mu, sigma = float(theta[0]), float(theta[1])
         history = {"theta": traj, "exact_divergence": values}
         completed = True
+    elif published:
+        from febm_ref.published_run import train_published
+
+        res = train_published(div, target, iterations=config.iterations, batch_size=config.batch_size,
+                              n_negatives=config.n_negatives, lr_energy=config.lr_energy, lr_critic=config.lr_critic,
+                              theta0=INITIAL_THETA[protocol], seed=seed, eval_every=config.eval_every,
+                              exact_divergence=exact_div, show_progress=show_progress, desc=f"{div.label} published")
+        mu, sigma = (float(v) for v in res.theta)
+        history, completed = res.history, True
     else:
         energy = GaussianEnergy1D(*INITIAL_THETA[protocol])
         critic = make_critic(protocol, seed) if method == "febm" else None
@@ -231,13 +245,29 @@ def run_fit(divergence: str, alpha: Optional[float] = None, *, method: str = "fe
         "reported": ("last iterate" if config.average_from is None or method == "exact"
                      else f"average of iterations >= {config.average_from}"),
     }
+    if published:
+        from febm_ref.published import published_block
+
+        row["published"] = published_block(div)
     if out is not None:
-        stem = Path(out) / f"{div.label}_{method}_{protocol}"
+        stem = Path(out) / f"{div.label}_{method}_{protocol}{'_published' if published else ''}"
         atomic_write_json(f"{stem}.json", row)
         atomic_save_npz(f"{stem}.history.npz", **{k: np.asarray(v) for k, v in history.items()})
     if keep_history:
         row["history"] = history
     return row
+
+
+def _check_published_args(method: str, protocol: str, optimizer: Optional[str], resume: bool) -> None:
+    if method != "febm":
+        raise ValueError(f"--published applies to --method febm only, not {method}")
+    if protocol != "paper":
+        raise ValueError("--published is the published algorithm (SGD, alternating, constant lr 1e-3); "
+                         "use it with --protocol paper")
+    if optimizer not in (None, "sgd"):
+        raise ValueError("--published uses plain SGD (as the published code); drop --optimizer")
+    if resume:
+        raise ValueError("--published runs keep no checkpoint; --resume is not available with --published")
 
 
 def run_row(kwargs):
@@ -277,6 +307,7 @@ def run_table(method: str, *, jobs: int = 1, resume: bool = False, out: Optional
         rows = [run_row(r) for r in runs]
     wall = time.perf_counter() - t0
     if out is not None:
-        atomic_write_json(Path(out) / f"table_{method}_{common['protocol']}.json",
+        suffix = "_published" if common.get("published") else ""
+        atomic_write_json(Path(out) / f"table_{method}_{common['protocol']}{suffix}.json",
                           {"rows": rows, "wall_seconds": wall, "jobs": jobs})
     return {"rows": rows, "wall_seconds": wall}
