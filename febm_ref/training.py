@@ -84,7 +84,7 @@ from febm_ref.optimizers import OPTIMIZERS, SCHEDULES, learning_rate, make_optim
 
 __all__ = ["TrainingConfig", "TrainingResult", "TrainingDivergedError", "CheckpointError", "CheckpointWriteError",
            "train", "load_checkpoint",
-           "has_state_protocol", "METHODS", "UPDATES", "STATE_ROLES"]
+           "has_state_protocol", "METHODS", "UPDATES", "STATE_ROLES", "WORK_COUNTERS"]
 
 METHODS = ("febm", "cd")
 UPDATES = ("alternating", "simultaneous")
@@ -173,7 +173,10 @@ class TrainingConfig:
                 raise ValueError(f"average_from ({self.average_from}) must be < iterations ({self.iterations})")
 
     def as_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        d = dataclasses.asdict(self)
+        if not isinstance(self.divergence, str):  # a Divergence object (e.g. a clipped variant): its label
+            d["divergence"] = resolve_divergence(self.divergence).label
+        return d
 
     def optimizer_options(self) -> dict:
         if self.optimizer == "adam":
@@ -200,6 +203,10 @@ class TrainingResult:
         False when stopped early by ``stop_after``.
     seconds : float
         Wall time of this call.
+    work : dict or None
+        Per-point network passes of the trainer over all iterations done (:data:`WORK_COUNTERS`),
+        counted where they are made; None when resumed from a checkpoint written without them.
+        The negatives' sampler counts its own work.
     """
 
     energy: object
@@ -210,6 +217,7 @@ class TrainingResult:
     completed: bool
     seconds: float
     config: TrainingConfig
+    work: Optional[dict] = None
 
     @property
     def theta(self) -> np.ndarray:
@@ -318,6 +326,11 @@ def load_checkpoint(path) -> dict:
     out["meta"] = meta
     return out
 
+
+WORK_COUNTERS = ("energy_forward", "energy_grad_theta", "critic_forward", "critic_grad_omega")
+"""What :attr:`TrainingResult.work` counts, in points (one point through one network): ``*_forward``
+values only, ``energy_grad_theta`` / ``critic_grad_omega`` a forward and a backward pass (the gradient
+with respect to the parameters). Exact evaluations (``exact_divergence``) are not training work."""
 
 STATE_ROLES = ("sampler", "exact_divergence")
 """The arguments of :func:`train` whose state travels in the checkpoint (module docstring)."""
@@ -487,6 +500,7 @@ def train(config: TrainingConfig, target, energy, critic=None, *,
     theta = energy.get_params()
     omega = critic.get_params() if febm else None
     last_checkpoint: Optional[int] = None
+    work: Optional[dict] = dict.fromkeys(WORK_COUNTERS, 0)
 
     if resume:
         if checkpoint_path is None:
@@ -512,6 +526,8 @@ def train(config: TrainingConfig, target, energy, critic=None, *,
             hist[key] = ck["hist_" + key].copy()
         avg = ck["avg"].copy()
         avg_count = int(ck["meta"]["avg_count"])
+        saved_work = ck["meta"].get("work")
+        work = {k: int(saved_work[k]) for k in WORK_COUNTERS} if saved_work is not None else None
         for role in STATE_ROLES:
             if saved_state[role] is not None:
                 state_owner[role].load_state_arrays(saved_state[role])
@@ -529,7 +545,7 @@ def train(config: TrainingConfig, target, energy, critic=None, *,
                   for role in STATE_ROLES if stateful[role]}
         meta = {"fingerprint": fingerprint, "iteration": iteration,
                 "rng_state": rng_state if rng_state is not None else rng.bit_generator.state,
-                "avg_count": avg_count}
+                "avg_count": avg_count, "work": work}
         if states:  # absent for stateless runs: their checkpoints are as before
             meta["state"] = {role: (sorted(states[role]) if role in states else None) for role in STATE_ROLES}
         arrays = {"meta_json": np.array(json.dumps(meta)), "theta": theta, "avg": avg}
@@ -621,8 +637,12 @@ def train(config: TrainingConfig, target, energy, critic=None, *,
                 fail(t, "negative samples x-")
             new_omega = omega
             new_critic = critic
+            n_all = config.batch_size + config.n_negatives
+            step_work = dict.fromkeys(WORK_COUNTERS, 0)  # added to `work` when the step commits
             try:
                 if not febm:
+                    step_work["energy_forward"] += n_all  # e_all, then one weighted backward pass
+                    step_work["energy_grad_theta"] += n_all
                     g = contrastive_divergence_gradient(energy, x_pos, x_neg, l2_weight=config.l2_weight)
                     grad_theta, loss, exp_r = g.grad_theta, g.loss, math.nan
                 else:
@@ -630,18 +650,22 @@ def train(config: TrainingConfig, target, energy, critic=None, *,
                     x_pos, _, x_all = _stack_batches(x_pos, x_neg, energy.dim, finite_checked=True)
                     n_pos = x_pos.shape[0]
                     e_all = energy.energy(x_all)  # unchanged by the critic steps: evaluated once
+                    step_work["energy_forward"] += n_all
                     if config.update == "simultaneous":
                         g = febm_terms_checked(div, energy, critic, x_all, n_pos, l2_weight=lam,
                                                covariance=config.covariance, energy_values=e_all)
                         if not np.all(np.isfinite(g.grad_omega)):
                             fail(t, "grad_omega")
                         new_omega = opt_h.step(omega, -g.grad_omega, lr_h)
+                        step_work["critic_grad_omega"] += n_all
+                        step_work["energy_grad_theta"] += n_all
                         grad_theta, loss, exp_r = g.grad_theta, g.loss, g.diagnostics["mean_exp_r_neg"]
                     else:
                         for _ in range(config.critic_steps):
                             gh = febm_terms_checked(div, energy, new_critic, x_all, n_pos, l2_weight=lam,
                                                     covariance="batch", energy_values=e_all, want_theta=False,
                                                     want_diagnostics=False)
+                            step_work["critic_grad_omega"] += n_all
                             if not np.all(np.isfinite(gh.grad_omega)):
                                 fail(t, "grad_omega")
                             new_omega = opt_h.step(new_omega, -gh.grad_omega, lr_h)
@@ -651,6 +675,8 @@ def train(config: TrainingConfig, target, energy, critic=None, *,
                         g = febm_terms_checked(div, energy, new_critic, x_all, n_pos, l2_weight=lam,
                                                covariance=config.covariance, energy_values=e_all,
                                                want_omega=False)
+                        step_work["critic_forward"] += n_all
+                        step_work["energy_grad_theta"] += n_all
                         grad_theta, loss, exp_r = g.grad_theta, gh.loss, g.diagnostics["mean_exp_r_neg"]
             except FloatingPointError as exc:
                 if isinstance(exc, TrainingDivergedError):
@@ -684,6 +710,9 @@ def train(config: TrainingConfig, target, energy, critic=None, *,
                 avg_count += 1
                 avg += (theta - avg) / avg_count
             committed = t + 1
+            if work is not None:
+                for key in WORK_COUNTERS:
+                    work[key] += step_work[key]
             step_start = None
             if config.eval_every and committed % config.eval_every == 0:
                 if stateful["exact_divergence"] and checkpoint_path is not None:
@@ -720,4 +749,5 @@ def train(config: TrainingConfig, target, energy, critic=None, *,
                "theta": hist["theta"][:n] if record_theta else hist["theta"],
                "exact_iteration": hist["exact_iteration"], "exact_divergence": hist["exact_divergence"]}
     averaged = avg.copy() if (config.average_from is not None and avg_count > 0) else None
-    return TrainingResult(energy, critic, averaged, history, done, completed, time.perf_counter() - t0, config)
+    return TrainingResult(energy, critic, averaged, history, done, completed, time.perf_counter() - t0, config,
+                          work=dict(work) if work is not None else None)
