@@ -148,3 +148,12 @@ def test_bad_sweep_input_raises(tmp_path):
         S.make_specs(["eight_gaussians"], ["cd", "hmc"], 2)
     with pytest.raises(ValueError, match="scheduler"):
         S.execute(_tiny_specs(), tmp_path, scheduler="localhost:8786")
+
+
+def test_sweep2d_command_refuses_bad_input_with_a_one_line_error(tmp_path, capsys):
+    from febm_ref.cli import main
+
+    assert main(["sweep2d", "--seeds", "0", "--out", str(tmp_path)]) == 2
+    assert "n_seeds" in capsys.readouterr().err
+    assert main(["sweep2d", "--jobs", "0", "--methods", "cd", "--out", str(tmp_path)]) == 2
+    assert "jobs" in capsys.readouterr().err
