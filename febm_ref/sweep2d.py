@@ -317,9 +317,9 @@ def format_table(summary: dict) -> str:
                 row.append("—" if s["n"] == 0 else f"{s['mean']:.3f} [{s['low']:.3f}, {s['high']:.3f}]")
             row.append(f"{c['n_ok']}/{c['n_runs']}" + (f" (diverged: seeds {c['diverged']})" if c["diverged"] else ""))
             lines.append("| " + " | ".join(row) + " |")
-        lines += ["", "| method − CD, paired | " + " | ".join(
-            f"{names.get(m, m)}: mean diff [95 % CI]; p t / Wilcoxon (Holm)" for m in summary["metrics"]) + " | pairs |",
-            "|---" * (len(summary["metrics"]) + 2) + "|"]
+        paired_head = " | ".join(f"{names.get(m, m)}: mean diff [95 % CI]; p t / Wilcoxon (Holm)"
+                                 for m in summary["metrics"])
+        lines += ["", f"| method − CD, paired | {paired_head} | pairs |", "|---" * (len(summary["metrics"]) + 2) + "|"]
         for comp in (c for c in summary["comparisons"] if c["target"] == t):
             row = [_method_name(comp["method"])]
             for m in summary["metrics"]:

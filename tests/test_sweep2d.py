@@ -107,7 +107,8 @@ def test_work_counters_equal_hand_counts_and_survive_a_resume(tmp_path):
     k_cd = equal_compute_langevin_steps(febm)
     assert k_cd == 4
     r_f = run_experiment(febm, show_progress=False)["compute"]
-    r_c = run_experiment(Experiment2DConfig(**{**base, "method": "cd", "langevin_steps": k_cd}), show_progress=False)["compute"]
+    cd = Experiment2DConfig(**{**base, "method": "cd", "langevin_steps": k_cd})
+    r_c = run_experiment(cd, show_progress=False)["compute"]
     assert r_f["trainer"] == {"energy_forward": 48, "energy_grad_theta": 48, "critic_forward": 48,
                               "critic_grad_omega": 48}
     assert r_f["sampler"] == {"chain_steps": 48, "energy_forward": 24}
