@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "febm_ref.commands.golden",
     "febm_ref.commands.check",
     "febm_ref.commands.fit2d",
+    "febm_ref.commands.sweep2d",
 )
 
 

@@ -5,6 +5,7 @@ guards (an injected NaN and a runaway energy, each named with its iteration)."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -140,3 +141,83 @@ def test_runaway_on_the_evaluation_grid_names_the_iteration():
     assert math.isfinite(ev(energy))
     with pytest.raises(EnergyRunawayError, match="iteration 99"):
         ev(energy.with_params(energy.params * 1e3))
+
+
+# ----------------------------------------------------------------------------- published image-code mode
+def _image_code_maps(name, r, c=5.0):
+    """The image code's maps (image_generation/f_divergence.py), written out independently: values
+    with stable_exp(x) = exp(clip(x, -c, c)), derivatives by TensorFlow's rule for clip_by_value
+    (gradient 1 inside [-c, c], bounds included, 0 outside)."""
+    e = lambda x: np.exp(np.clip(x, -c, c))  # noqa: E731
+    m = lambda x: ((x >= -c) & (x <= c)).astype(float)  # noqa: E731
+    if name == "kl":
+        return 1 + r, e(r), np.ones_like(r), e(r) * m(r)
+    if name == "reverse_kl":
+        return -e(-r), r - 1, e(-r) * m(-r), np.ones_like(r)
+    if name == "jensen_shannon":
+        s = e(r) / (1 + e(r)) * m(r)
+        return math.log(2) + r - np.log(1 + e(r)), -math.log(2) + np.log(1 + e(r)), 1 - s, s
+    if name == "squared_hellinger":
+        return 1 - e(-r / 2), e(r / 2) - 1, 0.5 * e(-r / 2) * m(-r / 2), 0.5 * e(r / 2) * m(r / 2)
+    return 2 * (e(r) - 1), e(2 * r) - 1, 2 * e(r) * m(r), 2 * e(2 * r) * m(2 * r)
+
+
+@pytest.mark.parametrize("name", ["kl", "reverse_kl", "jensen_shannon", "squared_hellinger", "pearson_chi2"])
+def test_clipped_maps_are_the_image_codes_and_the_catalogues_inside_the_clip(name):
+    from febm_ref.divergences import get_divergence
+    from febm_ref.published_image import clipped_divergence
+
+    div, base = clipped_divergence(name), get_divergence(name)
+    r = np.linspace(-14.0, 14.0, 561)  # clipped and unclipped arguments, the bounds +-5, +-10, +-2.5 on the grid
+    got = (div.g_data(r), div.g_model(r), div.g_data_prime(r), div.g_model_prime(r))
+    for g, want in zip(got, _image_code_maps(name, r)):
+        # the same expressions: equal to the last bits
+        assert np.array_equal(g, want)
+    # where no argument reaches the clip (|r| < 2.5 covers 2r), the catalogue's maps: different
+    # but equivalent forms (softplus / expm1), so agreement to ~4 ulp of values of size <= e^5
+    inner = np.abs(r) < 2.5
+    for g, want in zip(got, (base.g_data(r), base.g_model(r), base.g_data_prime(r), base.g_model_prime(r))):
+        assert np.max(np.abs(g[inner] - want[inner])) < 4 * np.finfo(float).eps * max(1.0, np.max(np.abs(want[inner])))
+    assert div.label == f"{name}+exp_clip(5)"
+    with pytest.raises(TypeError, match="only the g maps"):
+        div.f(np.array([1.0]))
+
+
+def test_default_configuration_and_objective_are_unchanged_by_the_published_mode():
+    """The default config has no exp_clip/published entries (so fingerprints of default runs are as
+    before), its objective is the catalogue's by name, and a clip that never binds (c = 1e6) gives
+    the default run bit for bit (kl: the clipped maps are then the same expressions)."""
+    from febm_ref.experiments.fit2d import published_config
+
+    cfg = Experiment2DConfig()
+    d = cfg.as_dict()
+    assert "exp_clip" not in d and "published" not in d and d["l2_weight"] == 0.01
+    assert cfg.training_config().divergence == "kl" and cfg.training_config().l2_weight == 0.01
+    a = run_experiment(_small(iterations=20, eval_every=10), show_progress=False)
+    b = run_experiment(_small(iterations=20, eval_every=10, exp_clip=1e6), show_progress=False)
+    assert a["curve"]["kl"] == b["curve"]["kl"] and a["final"] == b["final"]
+    assert b["config"]["exp_clip"] == 1e6
+    pub = published_config(divergence="jensen_shannon")
+    assert (pub.l2_weight, pub.exp_clip, pub.sampler, pub.restart_prob, pub.published) == (1.0, 5.0, "d16", 0.95, True)
+    assert pub.label == "published_jensen_shannon"
+    assert published_config(method="cd").exp_clip is None
+    assert pub.training_config().divergence.label == "jensen_shannon+exp_clip(5)"
+    with pytest.raises(ValueError, match="published image-code settings; differing: l2_weight"):
+        Experiment2DConfig(published=True, exp_clip=5.0)
+    with pytest.raises(ValueError, match="CD has none"):
+        Experiment2DConfig(method="cd", exp_clip=5.0)
+
+
+def test_fit2d_published_names_every_stabilisation_and_records_it(tmp_path, capsys):
+    from febm_ref.cli import build_parser, main
+    from febm_ref.experiments.fit2d import PUBLISHED_STABILISATIONS
+
+    help_text = build_parser()._subparsers._group_actions[0].choices["fit2d"].format_help()
+    flat = " ".join(help_text.split())
+    for key, text in PUBLISHED_STABILISATIONS.items():
+        assert f"{key}: {' '.join(text.split())}" in flat
+    assert main(["fit2d", "--published", "--iters", "20", "--divergence", "squared_hellinger", "--out",
+                 str(tmp_path)]) == 0
+    run = json.loads((tmp_path / "runs" / "eight_gaussians__published_squared_hellinger__s0.json").read_text())
+    assert set(run["stabilisations"]) == set(PUBLISHED_STABILISATIONS)
+    assert run["config"]["exp_clip"] == 5.0 and run["config"]["l2_weight"] == 1.0 and run["config"]["published"]

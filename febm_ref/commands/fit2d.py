@@ -4,7 +4,12 @@ replay buffer, judged by exact grid divergences (issue 8; :mod:`febm_ref.experim
 One run::
 
     febm-ref fit2d --target eight_gaussians --divergence kl [--method febm|cd] [--iters N] [--seed S]
-                   [--sampler d16|ula] [--json] [--out DIR [--resume]]
+                   [--sampler d16|ula] [--published] [--json] [--out DIR [--resume]]
+
+``--published`` applies the published image code's stabilisations, each named in ``--help`` and
+recorded in the run's JSON (``stabilisations``; ``config.exp_clip``, ``config.l2_weight``): l2
+weight 1, ``exp(clip(., -5, 5))`` in the f-EBM maps (:mod:`febm_ref.published_image`), D16 Langevin
+and the replay buffer. Off by default; the default run is unchanged by it.
 
 The results table (every target x (kl, reverse_kl, jensen_shannon, squared_hellinger, cd) x seeds)::
 
@@ -59,6 +64,10 @@ def add_parser(subparsers):
     p.add_argument("--sampler", choices=SAMPLERS, default="d16",
                    help="d16: decoupled Langevin (published recipe, box-clipped); ula: textbook ULA (D15)")
     p.add_argument("--iters", type=int, default=None, help="training iterations (default: the table's)")
+    p.add_argument("--published", action="store_true",
+                   help="the published image code's stabilisations (off by default; each is recorded in the "
+                        "run's JSON under 'stabilisations'): " + "; ".join(
+                            f"{k}: {v}" for k, v in _published_help().items()))
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--all", action="store_true", help="run the full results table")
     p.add_argument("--seeds", type=int, default=3, help="seeds per table cell (with --all)")
@@ -74,14 +83,24 @@ def add_parser(subparsers):
     return p
 
 
+def _published_help() -> dict:
+    from febm_ref.experiments.fit2d import PUBLISHED_STABILISATIONS
+
+    return {k: v.replace("%", "%%") for k, v in PUBLISHED_STABILISATIONS.items()}
+
+
 def _config(args, **overrides):
-    from febm_ref.experiments.fit2d import Experiment2DConfig
+    from febm_ref.experiments.fit2d import Experiment2DConfig, published_config
 
     kw = dict(target=args.target, divergence=args.divergence, method=args.method, sampler=args.sampler,
               seed=args.seed)
     if args.iters is not None:
         kw["iterations"] = args.iters
     kw.update(overrides)
+    if getattr(args, "published", False):
+        if kw["sampler"] != "d16":
+            raise ValueError("--published uses the d16 sampler of the image code; drop --sampler ula")
+        return published_config(**kw)
     return Experiment2DConfig(**kw)
 
 
@@ -114,6 +133,9 @@ def _run(args) -> int:
     if args.checkpoint_every < 1:
         raise ValueError(f"--checkpoint-every must be >= 1, got {args.checkpoint_every}")
     if args.all:
+        if args.published:
+            raise ValueError("--all runs the default table; for the published settings over many seeds use "
+                             "febm-ref sweep2d --methods cd published_kl ...")
         return run_table(args)
     cfg = _config(args)
     out_dir = Path(args.out) if args.out else None

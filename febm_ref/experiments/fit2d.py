@@ -67,7 +67,9 @@ from febm_ref.targets import TARGETS_2D, get_target
 from febm_ref.training import TrainingConfig, TrainingDivergedError, load_checkpoint, train
 
 __all__ = ["Experiment2DConfig", "Grid2D", "LangevinNegatives", "EnergyRunawayError", "make_models",
-           "run_experiment", "kde_on_grid", "EVAL_DIVERGENCES", "FEBM_DIVERGENCES_2D", "SAMPLERS"]
+           "run_experiment", "kde_on_grid", "EVAL_DIVERGENCES", "FEBM_DIVERGENCES_2D", "SAMPLERS",
+           "published_config", "published_settings", "PUBLISHED_STABILISATIONS", "compute_record",
+           "equal_compute_langevin_steps", "gradient_evaluations_per_iteration", "SAMPLER_WORK_COUNTERS"]
 
 EVAL_DIVERGENCES = ("kl", "reverse_kl", "squared_hellinger", "jensen_shannon")
 """Exact divergences reported between the target ``p`` and the model ``q`` (data first, D2)."""
@@ -119,6 +121,8 @@ class Experiment2DConfig:
     n_eval_samples: int = 5000
     kde_bandwidth: float = 0.1
     seed: int = 0
+    exp_clip: Optional[float] = None
+    published: bool = False
 
     def __post_init__(self):
         if self.target not in TARGETS_2D:
@@ -141,6 +145,18 @@ class Experiment2DConfig:
             except (TypeError, ValueError) as exc:
                 raise type(exc)(f"{name}: {exc}") from None
         _kernels.activation_code(self.activation)
+        if self.exp_clip is not None:
+            check_real_scalar(self.exp_clip, "exp_clip", positive=True)
+            if self.method != "febm":
+                raise ValueError("exp_clip clips the exponents of the f-EBM maps (D7); CD has none: leave "
+                                 "exp_clip=None with method='cd'")
+        if self.published:
+            wrong = {k: (getattr(self, k), v) for k, v in published_settings(self.method).items()
+                     if getattr(self, k) != v}
+            if wrong:
+                raise ValueError("published=True needs the published image-code settings; differing: " + ", ".join(
+                    f"{k}={a!r} (published {b!r})" for k, (a, b) in wrong.items()) + ". Build it with "
+                    "published_config(...)")
         self.training_config()  # validates the trainer settings
 
     @property
@@ -152,13 +168,19 @@ class Experiment2DConfig:
 
     @property
     def label(self) -> str:
-        return "cd" if self.method == "cd" else self.divergence
+        base = "cd" if self.method == "cd" else self.divergence
+        return f"published_{base}" if self.published else base
 
     def run_name(self) -> str:
         return f"{self.target}__{self.label}__s{self.seed}"
 
     def training_config(self) -> TrainingConfig:
-        return TrainingConfig(divergence=self.divergence, method=self.method, iterations=self.iterations,
+        divergence = self.divergence
+        if self.exp_clip is not None:
+            from febm_ref.published_image import clipped_divergence
+
+            divergence = clipped_divergence(self.divergence, self.exp_clip)
+        return TrainingConfig(divergence=divergence, method=self.method, iterations=self.iterations,
                               batch_size=self.batch_size, n_negatives=self.batch_size, optimizer="adam",
                               lr_energy=self.lr_energy, lr_critic=self.lr_critic, beta1=self.beta1,
                               schedule=self.schedule, final_lr_fraction=self.final_lr_fraction,
@@ -166,9 +188,46 @@ class Experiment2DConfig:
                               seed=self.seed)
 
     def as_dict(self) -> dict:
+        """The fields as a JSON-able dict; ``exp_clip`` and ``published`` only when set, so that the
+        default configuration (and the checkpoint fingerprint of default runs) is as before them."""
         d = dataclasses.asdict(self)
         d["hidden"], d["critic_hidden"] = list(self.hidden), list(self.critic_hidden)
+        if self.exp_clip is None:
+            del d["exp_clip"]
+        if not self.published:
+            del d["published"]
         return d
+
+
+PUBLISHED_STABILISATIONS = {
+    "l2_weight": "D14 l2 terms with weight 1 on energy and critic (image code: l2_coeff = 1.0)",
+    "exp_clip": "every exponential of the g maps is exp(clip(x, -5, 5)) (image code: stable_exp), "
+                "f-EBM only (febm_ref.published_image)",
+    "sampler": "D16 decoupled Langevin, clipped to the box (image code: noise, then a gradient step, then "
+               "clip_by_value to the data range)",
+    "restart_prob": "replay buffer, 5 % of chains restarted from uniform noise (image code: replay_batch, "
+                    "mask uniform > 0.05)",
+    "buffer_capacity": "replay buffer of 10,000 points (image code: ReplayBuffer(10000))",
+}
+"""The published image code's stabilisations that ``published=True`` applies, by config field."""
+
+
+def published_settings(method: str = "febm") -> dict:
+    """The config fields of :data:`PUBLISHED_STABILISATIONS` at the image code's values (no
+    ``exp_clip`` for CD, which has no exponent to clip)."""
+    out = {"l2_weight": 1.0, "exp_clip": 5.0, "sampler": "d16", "restart_prob": 0.95, "buffer_capacity": 10000}
+    if method == "cd":
+        out["exp_clip"] = None
+    return out
+
+
+def published_config(**kw) -> "Experiment2DConfig":
+    """:class:`Experiment2DConfig` with the published image-code stabilisations
+    (:data:`PUBLISHED_STABILISATIONS`); everything else as given or the defaults. Not reproduced
+    (a different model or schedule, stated in docs/results2d_equal_compute.md): spectral
+    normalisation, Adam with beta1 = 0 and lr 3e-4, ten l2-only warm-up iterations, and negatives
+    taken at the chains' starting points (one Langevin run behind)."""
+    return Experiment2DConfig(**{**kw, **published_settings(kw.get("method", "febm")), "published": True})
 
 
 # ----------------------------------------------------------------------------- grid quadrature
@@ -263,6 +322,13 @@ class EnergyRunawayError(TrainingDivergedError):
     """The energy left ``[-energy_limit, energy_limit]`` on the samples (a runaway, not yet inf)."""
 
 
+SAMPLER_WORK_COUNTERS = ("chain_steps", "energy_forward")
+"""What :attr:`LangevinNegatives.work` counts during training, in points: ``chain_steps`` Langevin
+steps of one chain (each one gradient of the energy in ``x``, a forward and a backward pass),
+``energy_forward`` energies of the new negatives (the runaway guard). Draws after training
+(``draw(push=False)``) are evaluation, not counted."""
+
+
 class LangevinNegatives:
     """``sample_negatives(rng, energy, n)`` for :func:`febm_ref.training.train`: short-run Langevin
     (D16, or ULA D15) on the MLP energy from a :class:`ReplayBuffer`, end points pushed back.
@@ -285,23 +351,30 @@ class LangevinNegatives:
                                    restart_prob=config.restart_prob)
         self.iteration = start_iteration
         self.last_mean_energy = math.nan
+        self.work = dict.fromkeys(SAMPLER_WORK_COUNTERS, 0)
 
     def state_arrays(self) -> dict:
         """The complete state: the buffer's arrays (:meth:`ReplayBuffer.state_arrays`) as
-        ``buffer.<name>``, ``iteration`` and ``last_mean_energy`` (0-d arrays)."""
+        ``buffer.<name>``, ``iteration``, ``last_mean_energy`` and the work counters as
+        ``work.<name>`` (0-d arrays)."""
         out = {f"buffer.{k}": v for k, v in self.buffer.state_arrays().items()}
         out["iteration"] = np.array(self.iteration, dtype=np.int64)
         out["last_mean_energy"] = np.array(self.last_mean_energy, dtype=np.float64)
+        out.update({f"work.{k}": np.array(v, dtype=np.int64) for k, v in self.work.items()})
         return out
 
     def load_state_arrays(self, arrays: dict) -> None:
         """Restore a state from :meth:`state_arrays` (``ValueError`` if it does not fit)."""
         arrays = dict(arrays)
-        expected = {"iteration", "last_mean_energy"}
+        expected = {"iteration", "last_mean_energy", *(f"work.{k}" for k in SAMPLER_WORK_COUNTERS)}
         missing = expected - set(arrays)
         if missing:
             raise ValueError(f"a LangevinNegatives state needs the arrays {sorted(missing)}")
         iteration, mean_energy = np.asarray(arrays.pop("iteration")), np.asarray(arrays.pop("last_mean_energy"))
+        work = {k: np.asarray(arrays.pop(f"work.{k}")) for k in SAMPLER_WORK_COUNTERS}
+        for k, v in work.items():
+            if v.shape != () or v.dtype.kind not in "iu" or int(v) < 0:
+                raise ValueError(f"work.{k} must be a non-negative integer scalar, got {v!r}")
         if iteration.shape != () or iteration.dtype.kind not in "iu" or int(iteration) < 0:
             raise ValueError(f"iteration must be a non-negative integer scalar, got {iteration!r}")
         if mean_energy.shape != () or mean_energy.dtype.kind != "f":
@@ -312,6 +385,7 @@ class LangevinNegatives:
         self.buffer.load_state_arrays({k[len("buffer."):]: v for k, v in arrays.items()})
         self.iteration = int(iteration)
         self.last_mean_energy = float(mean_energy)
+        self.work = {k: int(v) for k, v in work.items()}
 
     def run_chains(self, rng, energy, x0) -> np.ndarray:
         """``langevin_steps`` steps of the configured sampler from ``x0``; result inside the box."""
@@ -337,7 +411,10 @@ class LangevinNegatives:
             x = self.draw(rng, energy, n)
         except FloatingPointError as exc:
             raise EnergyRunawayError(t, "Langevin negatives", str(exc)) from exc
+        # one energy gradient in x per chain and step (D16 / D15), then the guard's forward pass
+        self.work["chain_steps"] += n * self.config.langevin_steps
         e = energy.energy(x)
+        self.work["energy_forward"] += n
         worst = float(np.max(np.abs(e)))
         if not worst <= self.config.energy_limit:
             raise EnergyRunawayError(t, "energy on the negatives",
@@ -467,6 +544,9 @@ def run_experiment(config: Experiment2DConfig, *, out_dir=None, show_progress: O
            "target_grid_mass": grid.mass(log_p), "target_mass_outside_box": target.mass_outside_box()}
     if resume:
         out["resumed_from"] = resumed_from
+    if config.published:
+        out["stabilisations"] = {k: v for k, v in PUBLISHED_STABILISATIONS.items()
+                                 if not (k == "exp_clip" and config.method == "cd")}
     t0 = time.perf_counter()
     try:
         result = train(config.training_config(), target, energy, critic, sample_negatives=negatives,
@@ -483,6 +563,7 @@ def run_experiment(config: Experiment2DConfig, *, out_dir=None, show_progress: O
                    seconds=time.perf_counter() - t0, curve=_curve(evaluator, config))
         return out
     seconds = time.perf_counter() - t0
+    out["compute"] = compute_record(result.work, negatives.work)
     if not result.completed:
         out.update(status="stopped", iterations=result.iterations_done, seconds=seconds,
                    checkpoint=str(ckpt) if ckpt is not None else None, curve=_curve(evaluator, config))
@@ -509,6 +590,46 @@ def run_experiment(config: Experiment2DConfig, *, out_dir=None, show_progress: O
         langevin_samples=x_langevin[:2000],
     )
     return out
+
+
+def compute_record(trainer_work: Optional[dict], sampler_work: dict) -> dict:
+    """The training compute of a run from the counters (:data:`febm_ref.training.WORK_COUNTERS`,
+    :data:`SAMPLER_WORK_COUNTERS`), in points through a network:
+
+    ``gradient_evaluations = chain_steps + energy_grad_theta + critic_grad_omega`` (each a forward
+    and a backward pass, in ``x`` for the sampler, in the parameters for the trainer),
+    ``forward_evaluations`` the values-only passes (trainer and guard), ``sampler_steps =
+    chain_steps``. ``None`` totals when the trainer's counts are unknown (a resume from a
+    checkpoint written without them)."""
+    rec = {"trainer": trainer_work, "sampler": dict(sampler_work), "sampler_steps": sampler_work["chain_steps"]}
+    if trainer_work is None:
+        rec.update(gradient_evaluations=None, forward_evaluations=None)
+        return rec
+    rec["gradient_evaluations"] = (sampler_work["chain_steps"] + trainer_work["energy_grad_theta"]
+                                   + trainer_work["critic_grad_omega"])
+    rec["forward_evaluations"] = (sampler_work["energy_forward"] + trainer_work["energy_forward"]
+                                  + trainer_work["critic_forward"])
+    return rec
+
+
+def gradient_evaluations_per_iteration(config: Experiment2DConfig) -> int:
+    """``K n_- + (1 + c) (n_+ + n_-)`` for f-EBM (``c = 1`` critic step, alternating updates) and
+    ``K n_- + (n_+ + n_-)`` for CD: what :func:`compute_record` counts per iteration."""
+    n_all = 2 * config.batch_size  # n_+ = n_- = batch_size
+    critic = n_all if config.method == "febm" else 0
+    return config.langevin_steps * config.batch_size + n_all + critic
+
+
+def equal_compute_langevin_steps(febm_config: Experiment2DConfig) -> int:
+    """Langevin steps ``K'`` that give CD the gradient evaluations of the f-EBM run ``febm_config``
+    per iteration: ``K' n_- + N = K n_- + 2 N`` with ``N = n_+ + n_-``, i.e.
+    ``K' = K + N / n_-`` (``ValueError`` if not an integer)."""
+    if febm_config.method != "febm":
+        raise ValueError("equal_compute_langevin_steps needs the f-EBM configuration whose budget CD gets")
+    extra, rem = divmod(2 * febm_config.batch_size, febm_config.batch_size)
+    if rem:
+        raise ValueError("the critic's work is not a whole number of Langevin steps")
+    return febm_config.langevin_steps + extra
 
 
 def sampler_description(config: Experiment2DConfig) -> dict:

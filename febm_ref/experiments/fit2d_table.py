@@ -24,8 +24,9 @@ TABLE_METRICS = ("kl", "reverse_kl", "squared_hellinger")
 def save_run(out_dir: Path, result: dict) -> Path:
     """Write ``out_dir/runs/<target>__<label>__s<seed>.json`` (and ``.npz`` of the arrays, popped
     from ``result``); returns the JSON path."""
-    name = f"{result['config']['target']}__" + (
-        "cd" if result["config"]["method"] == "cd" else result["config"]["divergence"]) + f"__s{result['config']['seed']}"
+    cfg = result["config"]
+    label = ("published_" if cfg.get("published") else "") + ("cd" if cfg["method"] == "cd" else cfg["divergence"])
+    name = f"{cfg['target']}__{label}__s{cfg['seed']}"
     arrays = {k: np.asarray(result.pop(k)) for k in ("theta", "langevin_samples") if k in result}
     if arrays:
         atomic_save_npz(out_dir / "runs" / f"{name}.npz", **arrays)

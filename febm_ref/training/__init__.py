@@ -89,12 +89,12 @@ from febm_ref.training.checkpoint import (
 )
 from febm_ref.training.config import METHODS, UPDATES, TrainingConfig, TrainingResult
 from febm_ref.training.loop import finish, new_history, run_loop
-from febm_ref.training.state import TrainState, init_state
+from febm_ref.training.state import WORK_COUNTERS, TrainState, init_state
 from febm_ref.training.steps import StepInfo, TrainingDivergedError, cd_step, febm_step
 
 __all__ = ["TrainingConfig", "TrainingResult", "TrainingDivergedError", "CheckpointError", "CheckpointWriteError",
            "train", "load_checkpoint", "TrainState", "StepInfo", "febm_step", "cd_step",
-           "has_state_protocol", "METHODS", "UPDATES", "STATE_ROLES"]
+           "has_state_protocol", "METHODS", "UPDATES", "STATE_ROLES", "WORK_COUNTERS"]
 
 _MAX_RECORDED_PARAMS = 64
 
@@ -216,4 +216,5 @@ def train(config: TrainingConfig, target, energy, critic=None, *,
     history = finish(state, hist, iterations=config.iterations, evaluate=exact_divergence, ckpt=ckpt)
     averaged = state.avg.copy() if (config.average_from is not None and state.avg_count > 0) else None
     return TrainingResult(state.energy, state.critic, averaged, history, state.iteration,
-                          state.iteration >= config.iterations, time.perf_counter() - t0, config)
+                          state.iteration >= config.iterations, time.perf_counter() - t0, config,
+                          work=dict(zip(WORK_COUNTERS, state.work)) if state.work is not None else None)

@@ -22,6 +22,7 @@ from typing import Optional
 import numpy as np
 
 from febm_ref._io import atomic_save_npz
+from febm_ref.training.state import WORK_COUNTERS
 
 __all__ = ["CheckpointError", "CheckpointWriteError", "Checkpointer", "load_checkpoint", "has_state_protocol",
            "STATE_ROLES", "resume_state"]
@@ -217,7 +218,8 @@ class Checkpointer:
         states = {role: (given[role] if given[role] is not None else _state_copy(self.owners[role], role))
                   for role in STATE_ROLES if self.stateful[role]}
         meta = {"fingerprint": self.fingerprint, "iteration": state.iteration, "rng_state": state.rng_state,
-                "avg_count": state.avg_count}
+                "avg_count": state.avg_count,
+                "work": dict(zip(WORK_COUNTERS, state.work)) if state.work is not None else None}
         if states:  # absent for stateless runs: their checkpoints are as before
             meta["state"] = {role: (sorted(states[role]) if role in states else None) for role in STATE_ROLES}
         arrays = {"meta_json": np.array(json.dumps(meta)), "theta": state.theta, "avg": state.avg}
@@ -266,6 +268,8 @@ def resume_state(ckpt: Checkpointer, state, hist: dict):
     for key in hist:
         hist[key] = ck["hist_" + key].copy()
     changes.update(avg=ck["avg"].copy(), avg_count=int(ck["meta"]["avg_count"]))
+    saved_work = ck["meta"].get("work")  # absent in checkpoints written before the counters
+    changes["work"] = (tuple(int(saved_work[k]) for k in WORK_COUNTERS) if saved_work is not None else None)
     for role in STATE_ROLES:
         if saved_state[role] is not None:
             ckpt.owners[role].load_state_arrays(saved_state[role])

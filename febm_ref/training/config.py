@@ -84,7 +84,10 @@ class TrainingConfig:
                 raise ValueError(f"average_from ({self.average_from}) must be < iterations ({self.iterations})")
 
     def as_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        d = dataclasses.asdict(self)
+        if not isinstance(self.divergence, str):  # a Divergence object (e.g. a clipped variant): its label
+            d["divergence"] = resolve_divergence(self.divergence).label
+        return d
 
     def optimizer_options(self) -> dict:
         if self.optimizer == "adam":
@@ -111,6 +114,10 @@ class TrainingResult:
         False when stopped early by ``stop_after``.
     seconds : float
         Wall time of this call.
+    work : dict or None
+        Per-point network passes of the trainer over all iterations done
+        (:data:`~febm_ref.training.state.WORK_COUNTERS`), counted where they are made; None when
+        resumed from a checkpoint written without them. The negatives' sampler counts its own work.
     """
 
     energy: object
@@ -121,6 +128,7 @@ class TrainingResult:
     completed: bool
     seconds: float
     config: TrainingConfig
+    work: Optional[dict] = None
 
     @property
     def theta(self) -> np.ndarray:

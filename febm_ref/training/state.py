@@ -12,7 +12,13 @@ from typing import NamedTuple, Optional
 
 import numpy as np
 
-__all__ = ["TrainState", "init_state"]
+__all__ = ["TrainState", "init_state", "WORK_COUNTERS", "add_work"]
+
+WORK_COUNTERS = ("energy_forward", "energy_grad_theta", "critic_forward", "critic_grad_omega")
+"""What :attr:`TrainState.work` counts, in points (one point through one network): ``*_forward``
+values only, ``energy_grad_theta`` / ``critic_grad_omega`` a forward and a backward pass (the gradient
+with respect to the parameters). Exact evaluations (``exact_divergence``) are not training work; the
+negatives' sampler counts its own work."""
 
 
 class TrainState(NamedTuple):
@@ -40,6 +46,9 @@ class TrainState(NamedTuple):
     sampler_state : dict or None
         Copies of a stateful sampler's ``state_arrays()`` after the last committed step (None for
         a stateless sampler or when not checkpointing).
+    work : tuple of int or None
+        Network passes of the steps done, one count per :data:`WORK_COUNTERS` entry (None when
+        resumed from a checkpoint written without them).
     """
 
     theta: np.ndarray
@@ -53,6 +62,14 @@ class TrainState(NamedTuple):
     avg_count: int
     rng_state: dict
     sampler_state: Optional[dict] = None
+    work: Optional[tuple] = (0, 0, 0, 0)
+
+
+def add_work(work: Optional[tuple], **counts: int) -> Optional[tuple]:
+    """``work`` plus ``counts`` (keyword per :data:`WORK_COUNTERS` entry); None stays None."""
+    if work is None:
+        return None
+    return tuple(w + counts.get(name, 0) for w, name in zip(work, WORK_COUNTERS))
 
 
 def init_state(energy, critic, opt_e, opt_h, rng_state: dict) -> TrainState:

@@ -21,6 +21,7 @@ from febm_ref.objective import (
     febm_terms_checked,
 )
 from febm_ref.optimizers import learning_rate
+from febm_ref.training.state import add_work
 
 __all__ = ["StepInfo", "TrainingDivergedError", "febm_step", "cd_step"]
 
@@ -63,18 +64,21 @@ def febm_step(state, x_pos, x_neg, config, div, opt_e, opt_h):
     lam = float(config.l2_weight)  # validated by TrainingConfig
     try:  # shapes checked here, finiteness in _check_samples: the estimator trusts both
         x_pos, _, x_all = _stack_batches(x_pos, x_neg, energy.dim, finite_checked=True)
-        n_pos = x_pos.shape[0]
+        n_pos, n_all = x_pos.shape[0], x_all.shape[0]
         e_all = energy.energy(x_all)  # unchanged by the critic steps: evaluated once
+        work = add_work(state.work, energy_forward=n_all)  # counted where the passes are made
         if config.update == "simultaneous":
             g = febm_terms_checked(div, energy, critic, x_all, n_pos, l2_weight=lam,
                                    covariance=config.covariance, energy_values=e_all)
             _require_finite(t, g.grad_omega, "grad_omega")
             omega, opt_h_state = opt_h.update(opt_h_state, omega, -g.grad_omega, lr_h)
             loss = g.loss
+            work = add_work(work, critic_grad_omega=n_all, energy_grad_theta=n_all)
         else:
             for _ in range(config.critic_steps):
                 gh = febm_terms_checked(div, energy, critic, x_all, n_pos, l2_weight=lam, covariance="batch",
                                         energy_values=e_all, want_theta=False, want_diagnostics=False)
+                work = add_work(work, critic_grad_omega=n_all)
                 _require_finite(t, gh.grad_omega, "grad_omega")
                 omega, opt_h_state = opt_h.update(opt_h_state, omega, -gh.grad_omega, lr_h)
                 _require_finite(t, omega, "critic parameters omega")
@@ -82,6 +86,7 @@ def febm_step(state, x_pos, x_neg, config, div, opt_e, opt_h):
             g = febm_terms_checked(div, energy, critic, x_all, n_pos, l2_weight=lam,
                                    covariance=config.covariance, energy_values=e_all, want_omega=False)
             loss = gh.loss
+            work = add_work(work, critic_forward=n_all, energy_grad_theta=n_all)
     except FloatingPointError as exc:
         _reraise(t, exc)
     info = StepInfo(loss, g.diagnostics["mean_exp_r_neg"])
@@ -91,7 +96,8 @@ def febm_step(state, x_pos, x_neg, config, div, opt_e, opt_h):
     if config.update == "simultaneous":
         _require_finite(t, omega, "critic parameters omega")
         critic = state.critic.with_params(omega)
-    return _advance(state, config, theta, new_energy, opt_e_state, omega, critic, opt_h_state), info
+    new_state = _advance(state, config, theta, new_energy, opt_e_state, omega, critic, opt_h_state)
+    return new_state._replace(work=work), info
 
 
 def cd_step(state, x_pos, x_neg, config, opt_e):
@@ -107,7 +113,10 @@ def cd_step(state, x_pos, x_neg, config, opt_e):
         _reraise(t, exc)
     theta, opt_e_state = _energy_update(state, config, t, g.loss, g.grad_theta, opt_e, lr_e, warm_up=False)
     new_energy = _energy_at(t, state.energy, theta)
-    return _advance(state, config, theta, new_energy, opt_e_state, None, None, None), StepInfo(g.loss, math.nan)
+    n_all = np.shape(x_pos)[0] + np.shape(x_neg)[0]  # e_all, then one weighted backward pass
+    work = add_work(state.work, energy_forward=n_all, energy_grad_theta=n_all)
+    new_state = _advance(state, config, theta, new_energy, opt_e_state, None, None, None)
+    return new_state._replace(work=work), StepInfo(g.loss, math.nan)
 
 
 def _learning_rates(config, t: int) -> tuple[float, float]:
