@@ -842,11 +842,16 @@ def f_divergence_quadrature_1d(div, log_p, log_q, lower: float = -math.inf, uppe
     cuts = sorted({float(c) for c in cuts_in if lower < float(c) < upper})
     edges = [lower] + cuts + [upper]
 
+    largest = [0.0]  # the largest |integrand| seen, to tell a sum that overflowed from an inf integral
+
     def integrand(x):
         arr = np.array([x])
         lp = _checked_log_density(log_p, arr, "log_p", 1)
         lq = _checked_log_density(log_q, arr, "log_q", 1)
-        return float(_checked_perspective(d, lp, lq, arr)[0])
+        value = _checked_perspective(d, lp, lq, arr)
+        _refuse_overflowed_integrand(value, lp, lq, arr)
+        largest[0] = max(largest[0], abs(float(value[0])))
+        return float(value[0])
 
     value, error = 0.0, 0.0
     for a, b in zip(edges[:-1], edges[1:]):
@@ -857,7 +862,33 @@ def f_divergence_quadrature_1d(div, log_p, log_q, lower: float = -math.inf, uppe
             v, e = integrate.quad(integrand, a, b, epsabs=atol, epsrel=rtol, limit=limit)
         value += v
         error += e
+    _refuse_overflowed_sum(value, error, largest[0])
     return IntegralEstimate(value, error)
+
+
+def _refuse_overflowed_integrand(values, lp, lq, x) -> None:
+    """Raise where ``q f(p/q)`` overflowed to inf at a point where both log densities are finite:
+    the true integrand is finite there (only ``q = 0 < p`` makes it infinite), so the integral may
+    well be finite, and ``inf`` would be a wrong answer."""
+    bad = np.isinf(values) & np.isfinite(lp) & np.isfinite(lq)
+    if np.any(bad):
+        i = int(np.flatnonzero(bad)[0])
+        raise FloatingPointError(
+            f"the integrand q f(p/q) overflows float64 at x = {np.asarray(x)[i].tolist()} (log p = {lp[i]:.6g}, "
+            f"log q = {lq[i]:.6g}) although both densities are finite there: the divergence is beyond what "
+            "quadrature in float64 can represent; for two Gaussians use gaussians.f_divergence (the closed "
+            "form in log form)")
+
+
+def _refuse_overflowed_sum(value: float, error: float, largest: float) -> None:
+    """Raise where the quadrature's own sums overflowed although every integrand value was finite:
+    the integral is then finite (the integrand is bounded on the pieces it was evaluated on) but
+    beyond what this route can represent, so ``inf`` would be a wrong answer."""
+    if math.isfinite(largest) and not (math.isfinite(value) and math.isfinite(error)):
+        raise FloatingPointError(
+            f"the quadrature's sums overflowed float64 (value {value}, error {error}) although every "
+            f"integrand value was finite (largest {largest:.3g}): the divergence is finite but too large "
+            "for this route; for two Gaussians use gaussians.f_divergence (the closed form in log form)")
 
 
 def f_divergence_quadrature_2d(div, log_p, log_q, lower: Sequence[float], upper: Sequence[float],
@@ -919,12 +950,18 @@ def f_divergence_quadrature_2d(div, log_p, log_q, lower: Sequence[float], upper:
     gx, gy = grid(0, breaks_x, "breaks_x"), grid(1, breaks_y, "breaks_y")
     cells = [((x0, y0), (x1, y1)) for x0, x1 in zip(gx[:-1], gx[1:]) for y0, y1 in zip(gy[:-1], gy[1:])]
 
+    largest = [0.0]  # the largest |integrand| seen (see _refuse_overflowed_sum)
+
     def integrand(x):
         x = np.asarray(x, dtype=np.float64)
         n = x.shape[0]
         lp = _checked_log_density(log_p, x, "log_p", n)
         lq = _checked_log_density(log_q, x, "log_q", n)
-        return _checked_perspective(d, lp, lq, x)
+        values = _checked_perspective(d, lp, lq, x)
+        _refuse_overflowed_integrand(values, lp, lq, x)
+        if values.size:
+            largest[0] = max(largest[0], float(np.max(np.abs(values))))
+        return values
 
     def absolute_integrand(x):
         return np.abs(integrand(x))
@@ -940,6 +977,7 @@ def f_divergence_quadrature_2d(div, log_p, log_q, lower: Sequence[float], upper:
         res = cubature(integrand, a, b, rtol=rtol, atol=cell_atol, max_subdivisions=max_subdivisions)
         value += float(res.estimate)
         error += float(res.error)  # a cell that hit max_subdivisions shows up here
+    _refuse_overflowed_sum(value, error, largest[0])
     return IntegralEstimate(value, error)
 
 

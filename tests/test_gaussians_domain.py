@@ -443,3 +443,21 @@ def test_monte_carlo_infinite_summand_gives_inf_not_nan():
 
     value, se = f_divergence_monte_carlo("kl", LOG_N01, log_q, x, LOG_N01)
     assert value == math.inf and se == math.inf, (value, se)
+
+
+def test_quadrature_refuses_a_sum_that_overflows_where_the_integral_is_finite():
+    """Pearson between N(0, 1e-300) and N(0, 1e300) is finite, sqrt(vq/(2 vp)) (1 - vp/(2 vq))^-1/2 - 1
+    = 7.07e299 (closed form); the quadrature's own sums overflow there. It must raise, never
+    return inf (before: IntegralEstimate(inf, inf)). At 1e-200 / 1e200 it still returns the value."""
+    import warnings
+
+    exact = 1e150 / math.sqrt(2e-300)  # sqrt(vq / (2 vp)); the other factors round to 1 here
+    assert gs.f_divergence("pearson_chi2", 0.0, 1e-300, 0.0, 1e300) == pytest.approx(exact, rel=1e-12)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        with pytest.raises(FloatingPointError, match="overflow"):
+            gs.f_divergence_quadrature_gaussians("pearson_chi2", 0.0, 1e-300, 0.0, 1e300)
+        est = gs.f_divergence_quadrature_gaussians("pearson_chi2", 0.0, 1e-200, 0.0, 1e200)
+    assert est.value == pytest.approx(1e100 / math.sqrt(2e-200), rel=1e-10)
+    # a truly infinite integral is still +inf (the integrand itself is inf somewhere), not an error
+    assert gs.f_divergence("pearson_chi2", 0.0, 2.0, 0.0, 1.0) == math.inf

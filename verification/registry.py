@@ -120,8 +120,24 @@ def select_checks(only: Optional[Sequence[str]] = None) -> List[Check]:
     return selected
 
 
+def _single_threaded_blas() -> None:
+    """Every check runs with one BLAS thread, in whichever process it runs.
+
+    A multi-threaded BLAS sums in an order that depends on its thread count, and some checks set
+    the count themselves (the 1-D fit calls ``limit_blas_threads(1)``, a process-wide switch):
+    without this, a check's last digits depended on which checks had run before it in the same
+    process, so ``--jobs 2`` and ``--jobs 1`` differed (measured: the observed rates of
+    ``convergence.linear_rate`` at 1e-8 relative). One thread also keeps parallel processes from
+    oversubscribing the cores.
+    """
+    from febm_ref._numba.batched_mlp import limit_blas_threads
+
+    limit_blas_threads(1)
+
+
 def run_check(check: Check, *, quick: bool) -> CheckResult:
     """Run one check, turning an exception into a failed result (never a crash of the report)."""
+    _single_threaded_blas()
     start, cpu_start = time.perf_counter(), time.process_time()
     try:
         measurement = check.function(quick)
