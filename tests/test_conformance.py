@@ -503,5 +503,5 @@ def test_docs_list_every_protocol_function_and_tolerance():
     for spec in PROTOCOL.values():
         assert f"`{spec.name}({', '.join(spec.args)})`" in text, spec.name
     for tolerances in schema.TOLERANCES.values():
-        for key, tol in tolerances.items():
+        for key, _tol in tolerances.items():
             assert f"`{key}`" in text, key

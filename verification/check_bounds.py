@@ -23,7 +23,7 @@ D7). The checks (numbers from :mod:`verification.bounds`):
 from __future__ import annotations
 
 import math
-from typing import Dict, Iterable, Optional, Sequence
+from typing import Dict, Iterable, Sequence
 
 import numpy as np
 

@@ -39,12 +39,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
 from febm_ref.models.critics import OffsetEnergy, QuadraticCritic
-from febm_ref.divergences import Divergence, all_divergences, get_divergence
+from febm_ref.divergences import Divergence, all_divergences
 from febm_ref.models.energies import GaussianEnergy1D, MLPEnergy, QuadraticEnergy
 from febm_ref.exact_objective import ExactObjective, QuadratureRule, gauss_legendre_panels
 

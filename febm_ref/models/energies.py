@@ -350,7 +350,6 @@ class QuadraticEnergy(EnergyModel):
 
     def _grad_params(self, x):
         r, u, L = self._ru(x)
-        d = self.dim
         i, j = self._tril
         return np.concatenate([-(u @ L.T), r * u * np.diag(L), r[:, i] * u[:, j]], axis=1)
 
