@@ -35,8 +35,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_kernels import cpu_median  # noqa: E402
 
-from febm_ref._numba.batched_mlp import limit_blas_threads  # noqa: E402
 from febm_ref._io import atomic_write_json  # noqa: E402
+from febm_ref._numba.batched_mlp import limit_blas_threads  # noqa: E402
 from febm_ref.models.energies import GaussianEnergy1D, MLPEnergy  # noqa: E402
 from febm_ref.targets import paper_mixture_1d  # noqa: E402
 from febm_ref.training import TrainingConfig, train  # noqa: E402

@@ -31,12 +31,18 @@ import numpy as np
 import pytest
 
 import febm_ref
-from febm_ref import exact_objective as eo, objective as ob, optimizers as op
-from febm_ref.models import critics, energies, sum_model
-from febm_ref import reference_optima as ro, targets as tg
+from febm_ref import exact_objective as eo
+from febm_ref import objective as ob
+from febm_ref import optimizers as op
+from febm_ref import reference_optima as ro
+from febm_ref import targets as tg
 from febm_ref.experiments import fit2d as e2
-from febm_ref.samplers import (_base, decoupled_langevin as d16, diagnostics as dg, exact, hmc, mala,
-                               mlp_langevin as ml, persistent, replay_buffer as rb, ula)
+from febm_ref.models import critics, energies, sum_model
+from febm_ref.samplers import _base, exact, hmc, mala, persistent, ula
+from febm_ref.samplers import decoupled_langevin as d16
+from febm_ref.samplers import diagnostics as dg
+from febm_ref.samplers import mlp_langevin as ml
+from febm_ref.samplers import replay_buffer as rb
 
 PACKAGE_DIR = os.path.dirname(os.path.abspath(febm_ref.__file__))
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 
+import mpmath as mp
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -18,11 +19,7 @@ from scipy.optimize import minimize_scalar
 
 from febm_ref import DIVERGENCE_NAMES, get_divergence
 from febm_ref.divergences import Alpha, all_divergences
-
-import mpmath as mp
-
-from verification.mp_reference import (FLOAT_TINY, generator, reference_conjugate, reference_maps,
-                                       relative_error)
+from verification.mp_reference import FLOAT_TINY, generator, reference_conjugate, reference_maps, relative_error
 
 CATALOGUE = all_divergences(alphas=(-2.5, -1.0, -0.5, 0.0, 1e-9, 0.3, 0.5, 0.9, 1.0 - 1e-9, 1.0, 2.0, 3.5))
 IDS = [d.label for d in CATALOGUE]

@@ -8,16 +8,23 @@ import math
 import numpy as np
 import pytest
 
-from febm_ref.models import mlp as M
 from febm_ref._numba.batched_mlp import BatchedMLP
-from febm_ref.models.critics import QuadraticCritic
 from febm_ref.divergences import get_divergence
-from febm_ref.models.energies import GaussianEnergy1D, MLPEnergy
 from febm_ref.exact_objective import ExactObjective, gauss_legendre_box
-from febm_ref.objective import (contrastive_divergence_gradient, covariance_weights, febm_critic_gradient,
-                                febm_energy_gradient, febm_gradient, febm_objective_value, model_pass)
-from febm_ref.reference_optima import divergence_value
+from febm_ref.models import mlp as M
+from febm_ref.models.critics import QuadraticCritic
+from febm_ref.models.energies import GaussianEnergy1D, MLPEnergy
 from febm_ref.models.sum_model import SumModel
+from febm_ref.objective import (
+    contrastive_divergence_gradient,
+    covariance_weights,
+    febm_critic_gradient,
+    febm_energy_gradient,
+    febm_gradient,
+    febm_objective_value,
+    model_pass,
+)
+from febm_ref.reference_optima import divergence_value
 from febm_ref.targets import GaussianMixture1D, paper_mixture_1d
 from verification.check_objective import d9_at_optimal_critic
 

@@ -43,10 +43,10 @@ from typing import Callable, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
-from febm_ref.models.critics import OffsetEnergy, QuadraticCritic
 from febm_ref.divergences import Divergence, all_divergences
-from febm_ref.models.energies import GaussianEnergy1D, MLPEnergy, QuadraticEnergy
 from febm_ref.exact_objective import ExactObjective, QuadratureRule, gauss_legendre_panels
+from febm_ref.models.critics import OffsetEnergy, QuadraticCritic
+from febm_ref.models.energies import GaussianEnergy1D, MLPEnergy, QuadraticEnergy
 
 # One instance per catalogue entry, alpha at -0.5, 0.5, 2 (the catalogue table of docs/theory.md, section 2.1).
 CATALOGUE: Tuple[Divergence, ...] = all_divergences(alphas=(-0.5, 0.5, 2.0))

@@ -26,8 +26,16 @@ from typing import NamedTuple, Optional
 import numpy as np
 
 from febm_ref._validation import check_interval, check_real_scalar
-from febm_ref.samplers._base import (RunResult, as_chain_points, check_energy, check_finite_state,
-                                     check_step_size, evaluate, gaussian_noise, run_steps)
+from febm_ref.samplers._base import (
+    RunResult,
+    as_chain_points,
+    check_energy,
+    check_finite_state,
+    check_step_size,
+    evaluate,
+    gaussian_noise,
+    run_steps,
+)
 
 
 class DecoupledState(NamedTuple):

@@ -28,8 +28,14 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from febm_ref._validation import (as_float_array, check_callable, check_generator, check_in_interval,
-                                  check_interval, check_positive_int)
+from febm_ref._validation import (
+    as_float_array,
+    check_callable,
+    check_generator,
+    check_in_interval,
+    check_interval,
+    check_positive_int,
+)
 
 
 def quantize_8bit(x, lo: float, hi: float) -> np.ndarray:
