@@ -112,7 +112,7 @@ def test_tampered_or_foreign_golden_files_are_rejected(golden, tmp_path):
     assert cli.main(["check", "--adapter", TORCH_ADAPTER, "--golden", str(tmp_path / "none")]) == 2
 
 
-# ----------------------------------------------------------------------------- golden values vs independent computations
+# ------------------------------------------------------------------ golden values vs independent computations
 
 def _kl_textbook(m_p, S_p, m_q, S_q):
     d = m_p.shape[0]
@@ -316,7 +316,7 @@ def test_within_tolerance_semantics():
     assert not ok[:3].any(), "NaN, a wrong-sign infinity and a finite value for +inf must all fail"
 
 
-# ----------------------------------------------------------------------------- a NumPy adapter built on febm_ref (plumbing)
+# ------------------------------------------------------------------ a NumPy adapter built on febm_ref (plumbing)
 
 def _reference_adapter(**overrides):
     """Protocol functions delegating to febm_ref itself: must pass with zero error."""
@@ -399,7 +399,8 @@ def test_bad_adapters_give_clear_rows_not_crashes(golden):
                                               mlp_grad_params=not_an_array), golden)
     rows = _rows(report)
     assert not report.passed
-    assert rows["mlp.energy"].status == "ERROR" and "wrong shape: expected (9,), got (9, 1)" in rows["mlp.energy"].message
+    assert rows["mlp.energy"].status == "ERROR"
+    assert "wrong shape: expected (9,), got (9, 1)" in rows["mlp.energy"].message
     assert rows["mlp.grad_x"].status == "FAIL" and "27 NaN" in rows["mlp.grad_x"].message
     assert rows["catalogue.f"].status == "ERROR"
     assert "ZeroDivisionError" in rows["catalogue.f"].message and "test_conformance.py:" in rows["catalogue.f"].message

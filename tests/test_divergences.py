@@ -210,10 +210,14 @@ def test_alpha_members_match_named_divergences():
         alpha, named = Alpha(alpha=a), get_divergence(name)
         for m in MAPS:
             np.testing.assert_allclose(getattr(alpha, m)(s), scale * getattr(named, m)(s), rtol=1e-14, atol=1e-300)
-    np.testing.assert_allclose(Alpha(alpha=1.0).g_data(s), get_divergence("kl").g_data(s) - 1.0, rtol=1e-14, atol=1e-14)
-    np.testing.assert_allclose(Alpha(alpha=1.0).g_model(s), get_divergence("kl").g_model(s) - 1.0, rtol=1e-14, atol=1e-14)
-    np.testing.assert_allclose(Alpha(alpha=0.0).g_data(s), get_divergence("reverse_kl").g_data(s) + 1.0, rtol=1e-14, atol=1e-14)
-    np.testing.assert_allclose(Alpha(alpha=0.0).g_model(s), get_divergence("reverse_kl").g_model(s) + 1.0, rtol=1e-14, atol=1e-14)
+    np.testing.assert_allclose(Alpha(alpha=1.0).g_data(s), get_divergence("kl").g_data(s) - 1.0,
+                               rtol=1e-14, atol=1e-14)
+    np.testing.assert_allclose(Alpha(alpha=1.0).g_model(s), get_divergence("kl").g_model(s) - 1.0,
+                               rtol=1e-14, atol=1e-14)
+    np.testing.assert_allclose(Alpha(alpha=0.0).g_data(s), get_divergence("reverse_kl").g_data(s) + 1.0,
+                               rtol=1e-14, atol=1e-14)
+    np.testing.assert_allclose(Alpha(alpha=0.0).g_model(s), get_divergence("reverse_kl").g_model(s) + 1.0,
+                               rtol=1e-14, atol=1e-14)
 
 
 @pytest.mark.parametrize("div", CATALOGUE, ids=IDS)

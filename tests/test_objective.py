@@ -168,8 +168,9 @@ def test_D11_optimal_critic_gradient_equals_gradient_of_D_f(name, params):
     energy = GaussianEnergy1D(mu, sigma)
     d9 = d9_at_optimal_critic(div, target, energy, gauss_legendre_box([(-40.0, 40.0)], 320))
     h = 1e-5
-    fd = np.array([(divergence_value(div, target, mu + h, sigma) - divergence_value(div, target, mu - h, sigma)),
-                   (divergence_value(div, target, mu, sigma + h) - divergence_value(div, target, mu, sigma - h))]) / (2 * h)
+    fd = (np.array([divergence_value(div, target, mu + h, sigma) - divergence_value(div, target, mu - h, sigma),
+                    divergence_value(div, target, mu, sigma + h) - divergence_value(div, target, mu, sigma - h)])
+          / (2 * h))
     np.testing.assert_allclose(d9, fd, rtol=1e-7, atol=1e-9)
 
 

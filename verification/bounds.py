@@ -370,7 +370,8 @@ def exact_divergence(div: Divergence, pair: DensityPair, *, rng: Optional[np.ran
     return {"value": est.value, "uncertainty": est.standard_error, "method": "monte carlo"}
 
 
-def _critic_values(pair: DensityPair, critic: Optional[Callable], x: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _critic_values(pair: DensityPair, critic: Optional[Callable],
+                   x: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     lp, lq = pair.log_p(x), pair.log_q(x)
     s = lp - lq if critic is None else np.asarray(critic(x), dtype=np.float64)
     return lp, lq, s
