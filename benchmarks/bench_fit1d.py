@@ -35,8 +35,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_kernels import cpu_median  # noqa: E402
 
-from febm_ref._numba.batched_mlp import limit_blas_threads  # noqa: E402
 from febm_ref._io import atomic_write_json  # noqa: E402
+from febm_ref._numba.batched_mlp import limit_blas_threads  # noqa: E402
 from febm_ref.models.energies import GaussianEnergy1D, MLPEnergy  # noqa: E402
 from febm_ref.targets import paper_mixture_1d  # noqa: E402
 from febm_ref.training import TrainingConfig, train  # noqa: E402
@@ -184,7 +184,8 @@ def main(argv=None) -> int:
     print(f"paper-protocol loop, {args.iters} iterations (alternating SGD, batch 1000 + 1000, critic 1-64-64-1 tanh)")
     print(f"  febm-ref : {1e3 * ours / args.iters:8.2f} ms/iteration  (30k: {ours * 30000 / args.iters / 60:.1f} min)")
     if torch_s is not None:
-        print(f"  PyTorch  : {1e3 * torch_s / args.iters:8.2f} ms/iteration  (30k: {torch_s * 30000 / args.iters / 60:.1f} min)")
+        print(f"  PyTorch  : {1e3 * torch_s / args.iters:8.2f} ms/iteration  "
+              f"(30k: {torch_s * 30000 / args.iters / 60:.1f} min)")
         print(f"  ratio PyTorch / febm-ref = {torch_s / ours:.2f}x (one run, same machine, 1 thread each, CPU time)")
     parts = ", ".join(f"{k.replace('_', ' ')} {1e3 * v:.2f}" for k, v in floor.items() if k != "total")
     print(f"  floor    : {1e3 * floor['total']:8.2f} ms/iteration  (only the unavoidable products + activations: "

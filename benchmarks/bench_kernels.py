@@ -30,8 +30,8 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(__file__))
 from _timing import best_time, markdown_table  # noqa: E402
 
-from febm_ref._numba import kernels as K  # noqa: E402
 from febm_ref._io import atomic_write_json  # noqa: E402
+from febm_ref._numba import kernels as K  # noqa: E402
 from febm_ref.models.energies import MLPEnergy  # noqa: E402
 
 COLD_START_SNIPPET = """

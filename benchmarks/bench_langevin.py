@@ -40,13 +40,11 @@ import platform
 import subprocess
 import sys
 import tempfile
-import time
 
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(__file__))
 from _timing import best_time, markdown_table  # noqa: E402
-
 from bench_kernels import cpu_median, hidden_layer_floor, run_one_thread_child  # noqa: E402
 
 from febm_ref._io import atomic_write_text  # noqa: E402

@@ -89,7 +89,8 @@ def check_table(cold: dict, warm: dict) -> list:
 
 
 def negative_control_rows(reports: dict) -> list:
-    rows = ["| run | negative control | error | tolerance | error / tolerance | rejected |", "|---|---|---:|---:|---:|---|"]
+    rows = ["| run | negative control | error | tolerance | error / tolerance | rejected |",
+            "|---|---|---:|---:|---:|---|"]
     for run, report in reports.items():
         for r in report["results"]:
             if r.get("negative_control"):

@@ -17,7 +17,6 @@ Run: ``febm-ref check --adapter examples/torch_adapter_broken.py`` (exit status 
 from __future__ import annotations
 
 import torch
-
 import torch_adapter as correct
 
 # Everything that is not overridden below is the correct implementation.

@@ -37,7 +37,7 @@ negligible (``tail_tolerance``), so a wrong finite number is never returned.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Optional, Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 from scipy.special import logsumexp

@@ -24,8 +24,14 @@ from typing import NamedTuple
 
 import numpy as np
 
-from febm_ref._validation import (as_float_array, check_choice, check_nonnegative_int,
-                                  check_positive_int, check_real_scalar, check_vector)
+from febm_ref._validation import (
+    as_float_array,
+    check_choice,
+    check_nonnegative_int,
+    check_positive_int,
+    check_real_scalar,
+    check_vector,
+)
 
 __all__ = ["SGD", "Adam", "SGDState", "AdamState", "make_optimizer", "OPTIMIZERS", "SCHEDULES", "learning_rate"]
 

@@ -18,8 +18,13 @@ from typing import Callable, Dict
 import numpy as np
 from scipy.special import logsumexp, ndtr
 
-from febm_ref._validation import (as_float_array, check_generator, check_nonnegative_int, check_positive_int,
-                                  check_real_scalar)
+from febm_ref._validation import (
+    as_float_array,
+    check_generator,
+    check_nonnegative_int,
+    check_positive_int,
+    check_real_scalar,
+)
 
 __all__ = ["Target", "GaussianMixture1D", "paper_mixture_1d", "TARGETS", "get_target",
            "GaussianMixture2D", "RadialMixture2D", "eight_gaussians", "two_rings", "two_moons",

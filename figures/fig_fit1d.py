@@ -26,8 +26,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from febm_ref._io import atomic_save_npz, atomic_write_json  # noqa: E402
-from febm_ref.experiments.fit1d import make_critic, run_fit  # noqa: E402
 from febm_ref.divergences import get_divergence  # noqa: E402
+from febm_ref.experiments.fit1d import make_critic, run_fit  # noqa: E402
 from febm_ref.models.energies import GaussianEnergy1D  # noqa: E402
 from febm_ref.reference_optima import PAPER_TABLE  # noqa: E402
 from febm_ref.targets import paper_mixture_1d  # noqa: E402

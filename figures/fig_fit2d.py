@@ -22,8 +22,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from febm_ref._io import atomic_save_npz  # noqa: E402
-from febm_ref.experiments.fit2d_table import TABLE_METHODS  # noqa: E402
 from febm_ref.experiments.fit2d import Grid2D, energy_from_result  # noqa: E402
+from febm_ref.experiments.fit2d_table import TABLE_METHODS  # noqa: E402
 from febm_ref.targets import TARGETS_2D, get_target  # noqa: E402
 
 GRID = 160

@@ -31,12 +31,18 @@ import numpy as np
 import pytest
 
 import febm_ref
-from febm_ref import exact_objective as eo, objective as ob, optimizers as op
-from febm_ref.models import critics, energies, sum_model
-from febm_ref import reference_optima as ro, targets as tg
+from febm_ref import exact_objective as eo
+from febm_ref import objective as ob
+from febm_ref import optimizers as op
+from febm_ref import reference_optima as ro
+from febm_ref import targets as tg
 from febm_ref.experiments import fit2d as e2
-from febm_ref.samplers import (_base, decoupled_langevin as d16, diagnostics as dg, exact, hmc, mala,
-                               mlp_langevin as ml, persistent, replay_buffer as rb, ula)
+from febm_ref.models import critics, energies, sum_model
+from febm_ref.samplers import _base, exact, hmc, mala, persistent, ula
+from febm_ref.samplers import decoupled_langevin as d16
+from febm_ref.samplers import diagnostics as dg
+from febm_ref.samplers import mlp_langevin as ml
+from febm_ref.samplers import replay_buffer as rb
 
 PACKAGE_DIR = os.path.dirname(os.path.abspath(febm_ref.__file__))
 
@@ -165,7 +171,8 @@ def optimizer_cases():
     lr = op.learning_rate
     add_scalar("learning_rate", lambda v: lambda: lr(v, 0.1, 0, 10), "schedule",
                [("out-of-range", "linear", V), ("None", None, V)])
-    add_scalar("learning_rate", lambda v: lambda: lr("cosine", v, 0, 10), "base", POSITIVE_BAD[:5] + [("out-of-range", -1.0, V)])
+    add_scalar("learning_rate", lambda v: lambda: lr("cosine", v, 0, 10), "base",
+               POSITIVE_BAD[:5] + [("out-of-range", -1.0, V)])
     add_scalar("learning_rate", lambda v: lambda: lr("cosine", 0.1, v, 10), "iteration",
                [("out-of-range", -1, V), ("non-numeric", "1", T), ("out-of-range", 11, V)])
     add_scalar("learning_rate", lambda v: lambda: lr("cosine", 0.1, 0, v), "total",
@@ -186,7 +193,8 @@ def energy_cases():
             sel = bad if meth == "energy" else bad[2:6]  # the full list once per model
             add_array(f"{mname}.{meth}", lambda v, f=getattr(model, meth): lambda: f(v), "x", sel)
         xs = X1 if model.dim == 1 else X2
-        add_array(f"{mname}.weighted_grad_params", lambda v, model=model, xs=xs: lambda: model.weighted_grad_params(xs, v),
+        add_array(f"{mname}.weighted_grad_params",
+                  lambda v, model=model, xs=xs: lambda: model.weighted_grad_params(xs, v),
                   "w", array_bad([np.ones(3), np.ones((4, 1)), np.ones(1)]))
         add_array(f"{mname}.with_params", lambda v, model=model: lambda: model.with_params(v), "theta",
                   array_bad([np.zeros(model.n_params + 1), np.zeros((model.n_params, 1))], empty=np.zeros(0)))
@@ -239,7 +247,8 @@ def energy_cases():
                NONNEG_BAD)
     add_scalar("MLPEnergy.random_init", lambda v: lambda: ME.random_init(RNG, 2, v), "hidden",
                [("empty", (), V), ("out-of-range", (0,), V), ("non-numeric", "ab", T)], pattern=r"hidden")
-    add_scalar("MLPEnergy.with_backend", lambda v: lambda: MLP2.with_backend(v), "backend", [("out-of-range", "jax", V)])
+    add_scalar("MLPEnergy.with_backend", lambda v: lambda: MLP2.with_backend(v), "backend",
+               [("out-of-range", "jax", V)])
     # QuadraticCritic and OffsetEnergy
     QC = critics.QuadraticCritic
     add_scalar("QuadraticCritic", lambda v: lambda: QC(v, np.zeros(3)), "dim", INT_BAD[:4])
@@ -303,7 +312,8 @@ def objective_cases():
     add_scalar("contrastive_divergence_gradient", lambda v: lambda: ob.contrastive_divergence_gradient(v, X1, X1),
                "energy", [("None", None, T)])
     add_scalar("contrastive_divergence_gradient",
-               lambda v: lambda: ob.contrastive_divergence_gradient(G1, X1, X1, l2_weight=v), "l2_weight", NONNEG_BAD[:5])
+               lambda v: lambda: ob.contrastive_divergence_gradient(G1, X1, X1, l2_weight=v), "l2_weight",
+               NONNEG_BAD[:5])
     add_array("covariance_weights", lambda v: lambda: ob.covariance_weights(v), "g",
               array_bad([np.ones((3, 2))], empty=np.zeros(0)))
     add_scalar("covariance_weights", lambda v: lambda: ob.covariance_weights(np.ones(3), v), "estimator",
@@ -315,14 +325,16 @@ def objective_cases():
 # ------------------------------------------------------------------ exact objective
 def exact_objective_cases():
     add_scalar("gauss_legendre_box", lambda v: lambda: eo.gauss_legendre_box(v, 4), "bounds",
-               [("None", None, T), ("empty", [], V), ("non-numeric", [("a", 1.0)], T), ("non-finite", [(0.0, np.inf)], V),
+               [("None", None, T), ("empty", [], V), ("non-numeric", [("a", 1.0)], T),
+                ("non-finite", [(0.0, np.inf)], V),
                 ("out-of-range", [(1.0, 0.0)], V), ("wrong-shape", [(0.0, 1.0, 2.0)], V),
                 ("complex", [(0.0, 1j)], T)], pattern=r"bound")
     add_scalar("gauss_legendre_box", lambda v: lambda: eo.gauss_legendre_box([(0.0, 1.0)], v), "n_panels",
                [("out-of-range", 1, V), ("non-numeric", "4", T), ("wrong-shape", [2, 3], V), ("None", None, T)])
     add_scalar("gauss_legendre_box", lambda v: lambda: eo.gauss_legendre_box([(0.0, 1.0)], 4, v), "order", INT_BAD)
     add_scalar("gauss_legendre_panels", lambda v: lambda: eo.gauss_legendre_panels(v), "edges_per_axis",
-               [("None", None, T), ("empty", [], V), ("wrong-shape", [[0.0, 1.0]], V), ("out-of-range", [[0.0, 2.0, 1.0]], V),
+               [("None", None, T), ("empty", [], V), ("wrong-shape", [[0.0, 1.0]], V),
+                ("out-of-range", [[0.0, 2.0, 1.0]], V),
                 ("non-numeric", [["a", "b", "c"]], T), ("complex", [COMPLEX_ARR], T)], pattern=r"edge")
     add_array("QuadratureRule.integrate", lambda v: lambda: RULE1.integrate(v), "values",
               array_bad([np.ones(3), np.ones((RULE1.size, 1))], empty=np.zeros(0)))
@@ -388,13 +400,16 @@ def target_cases():
     add_scalar("eight_gaussians", lambda v: lambda: tg.eight_gaussians(std=v), "std", POSITIVE_BAD)
     add_array("two_rings", lambda v: lambda: tg.two_rings(radii=v), "radii",
               array_bad(empty=np.zeros(0), extra=[("out-of-range", [1.0, -2.0], V)]))
-    add_scalar("two_rings", lambda v: lambda: tg.two_rings(std=v), "std", POSITIVE_BAD[:5] + [("out-of-range", -1.0, V)])
+    add_scalar("two_rings", lambda v: lambda: tg.two_rings(std=v), "std",
+               POSITIVE_BAD[:5] + [("out-of-range", -1.0, V)])
     add_scalar("two_moons", lambda v: lambda: tg.two_moons(n_per_moon=v), "n_per_moon", INT_BAD)
-    add_scalar("two_moons", lambda v: lambda: tg.two_moons(scale=v), "scale", POSITIVE_BAD[:5] + [("out-of-range", 0.0, V)])
+    add_scalar("two_moons", lambda v: lambda: tg.two_moons(scale=v), "scale",
+               POSITIVE_BAD[:5] + [("out-of-range", 0.0, V)])
     add_scalar("two_moons", lambda v: lambda: tg.two_moons(std=v), "std", [("out-of-range", 0.0, V), ("None", None, T)])
     add_scalar("checkerboard", lambda v: lambda: tg.checkerboard(n_squares=v), "n_squares", INT_BAD)
     add_scalar("checkerboard", lambda v: lambda: tg.checkerboard(per_axis=v), "per_axis", INT_BAD[:4])
-    add_scalar("checkerboard", lambda v: lambda: tg.checkerboard(side=v), "side", POSITIVE_BAD[:5] + [("out-of-range", -1.0, V)])
+    add_scalar("checkerboard", lambda v: lambda: tg.checkerboard(side=v), "side",
+               POSITIVE_BAD[:5] + [("out-of-range", -1.0, V)])
     add_scalar("checkerboard", lambda v: lambda: tg.checkerboard(std=v), "std", [("non-finite", float("nan"), V)])
     add_scalar("get_target", lambda v: lambda: tg.get_target(v), "name",
                [("out-of-range", "moons", V), ("None", None, V), ("wrong-type", ["two_rings"], V)], pattern=r"target")
@@ -418,9 +433,11 @@ def reference_optima_cases():
     ed = ro.exact_descent
     add_scalar("exact_descent", lambda v: lambda: ed("kl", MIX1, iterations=v), "iterations", INT_BAD)
     add_scalar("exact_descent", lambda v: lambda: ed("kl", MIX1, iterations=2, lr=v), "lr", POSITIVE_BAD)
-    add_scalar("exact_descent", lambda v: lambda: ed("kl", MIX1, iterations=2, sigma0=v), "sigma0", POSITIVE_BAD[:5] + [("out-of-range", -1.0, V)])
+    add_scalar("exact_descent", lambda v: lambda: ed("kl", MIX1, iterations=2, sigma0=v), "sigma0",
+               POSITIVE_BAD[:5] + [("out-of-range", -1.0, V)])
     add_scalar("exact_descent", lambda v: lambda: ed("kl", MIX1, iterations=2, mu0=v), "mu0", SCALAR_BAD[:4])
-    add_scalar("exact_descent", lambda v: lambda: ed("kl", MIX1, iterations=2, record_every=v), "record_every", INT_BAD[3:])
+    add_scalar("exact_descent", lambda v: lambda: ed("kl", MIX1, iterations=2, record_every=v), "record_every",
+               INT_BAD[3:])
     add_scalar("exact_descent", lambda v: lambda: ed("kl", MIX1, iterations=2, h=v), "h", [("out-of-range", 0.0, V)])
     add_scalar("exact_descent", lambda v: lambda: ed("kl", MIX1, iterations=2, schedule=v), "schedule",
                [("out-of-range", "linear", V)])
@@ -457,7 +474,8 @@ def sampler_cases():
               pattern=r"noise|rng_or_noise")
     # MALA / HMC: pre-drawn (normal, uniform) pairs; uniforms outside [0, 1) break detailed balance
     u_bad = array_bad([np.full(2, 0.5), np.full((3, 1), 0.5)],
-                      extra=[("out-of-range", np.array([-0.1, 0.5, 0.5]), V), ("out-of-range", np.array([0.5, 1.0, 0.5]), V),
+                      extra=[("out-of-range", np.array([-0.1, 0.5, 0.5]), V),
+                             ("out-of-range", np.array([0.5, 1.0, 0.5]), V),
                              ("out-of-range", np.array([0.5, 0.5, 7.0]), V), ("out-of-range", np.full(3, -np.inf), V)])
     add_array("mala.step", lambda v: lambda: mala.step((Z3, v), ST1, G1, 0.1), "u", u_bad)
     add_array("hmc.step", lambda v: lambda: hmc.step((Z3, v), ST1, G1, 0.1, 2), "u", u_bad)
@@ -468,7 +486,8 @@ def sampler_cases():
     for name, fn in (("mala.step", lambda r: mala.step(r, ST1, G1, 0.1)),
                      ("hmc.step", lambda r: hmc.step(r, ST1, G1, 0.1, 2))):
         add_scalar(name, lambda v, fn=fn: lambda: fn(v), "rng_or_noise",
-                   [("wrong-type", None, T), ("wrong-type", Z3, T), ("wrong-type", (Z3,), T), ("wrong-type", [Z3, U3], T),
+                   [("wrong-type", None, T), ("wrong-type", Z3, T), ("wrong-type", (Z3,), T),
+                    ("wrong-type", [Z3, U3], T),
                     ("wrong-type", 3, T)])
     add_scalar("hmc.step", lambda v: lambda: hmc.step(RNG, ST1, G1, 0.1, v), "n_leapfrog", INT_BAD)
     add_scalar("hmc.leapfrog", lambda v: lambda: hmc.leapfrog(Z3, Z3, Z3, G1, v, 2), "step_size", POSITIVE_BAD[4:])
@@ -482,7 +501,8 @@ def sampler_cases():
                POSITIVE_BAD[3:] + [("out-of-range", 4.0, V)])
     add_array("ula.stationary_covariance", lambda v: lambda: ula.stationary_covariance(v, 0.1), "precision",
               array_bad([np.ones((2, 3)), np.eye(2)[None]], empty=np.zeros((0, 0)),
-                        extra=[("out-of-range", np.array([[1.0, 0.5], [0.0, 1.0]]), V), ("out-of-range", -np.eye(2), V)]))
+                        extra=[("out-of-range", np.array([[1.0, 0.5], [0.0, 1.0]]), V),
+                               ("out-of-range", -np.eye(2), V)]))
     add("ula.stationary_covariance:unstable", "out-of-range", lambda: ula.stationary_covariance(np.eye(2), 4.0), V,
         r"step_size")
     add_scalar("d16.stationary_variance_1d", lambda v: lambda: d16.stationary_variance_1d(1.0, 0.1, v), "noise_scale",
@@ -509,9 +529,11 @@ def sampler_cases():
     # MLP Langevin
     X0 = np.zeros((3, 2))
     params, sizes, act = MLP2_NUMBA.kernel_args()
-    for kind, fn in (("ula", lambda **kw: ml.ula(kw.pop("energy", MLP2_NUMBA), kw.pop("x0", X0), kw.pop("step_size", 0.1), **kw)),
+    for kind, fn in (("ula", lambda **kw: ml.ula(kw.pop("energy", MLP2_NUMBA), kw.pop("x0", X0),
+                                                 kw.pop("step_size", 0.1), **kw)),
                      ("decoupled", lambda **kw: ml.decoupled(kw.pop("energy", MLP2_NUMBA), kw.pop("x0", X0),
-                                                             kw.pop("step_size", 0.1), kw.pop("noise_scale", 0.1), **kw))):
+                                                             kw.pop("step_size", 0.1), kw.pop("noise_scale", 0.1),
+                                                             **kw))):
         pre = f"mlp_langevin.{kind}"
         add_scalar(pre, lambda v, fn=fn: lambda: fn(step_size=v, rng=RNG, n_steps=2), "step_size", POSITIVE_BAD)
         add_array(pre, lambda v, fn=fn: lambda: fn(x0=v, rng=RNG, n_steps=2), "x0",
@@ -536,14 +558,16 @@ def sampler_cases():
     # persistent chains
     PC = persistent.PersistentChains
     add_array("PersistentChains", lambda v: lambda: PC(v), "x0", x_bad[:8])
-    add_scalar("PersistentChains", lambda v: lambda: PC(Z3, lambda r, n: np.zeros((n, 1)), reinit_prob=v), "reinit_prob",
+    add_scalar("PersistentChains", lambda v: lambda: PC(Z3, lambda r, n: np.zeros((n, 1)), reinit_prob=v),
+               "reinit_prob",
                PROB_BAD)
     add_scalar("PersistentChains.from_reset", lambda v: lambda: PC.from_reset(RNG, 3, v), "reset",
                [("None", None, T), ("wrong-type", np.zeros((3, 1)), T)])
     add_array("PersistentChains.update", lambda v: lambda: PC(Z3).update(v), "x",
               array_bad([np.zeros((4, 1)), np.zeros((3, 2))]))
     add_scalar("PersistentChains.load_state_arrays", lambda v: lambda: PC(Z3).load_state_arrays(v), "arrays",
-               [("None", None, V), ("wrong-shape", {"x": np.zeros((4, 1))}, V), ("non-finite", {"x": np.full((3, 1), np.nan)}, V),
+               [("None", None, V), ("wrong-shape", {"x": np.zeros((4, 1))}, V),
+                ("non-finite", {"x": np.full((3, 1), np.nan)}, V),
                 ("raw-state", Z3, V)], pattern=r"state|chains|\bx\b")
     add_rng("PersistentChains.starting_points", lambda v: lambda: PC(Z3).starting_points(v))
     # replay buffer
@@ -557,21 +581,25 @@ def sampler_cases():
                [("None", None, V), ("out-of-range", (1.0, 0.0), V)])
     add_array("ReplayBuffer.add", lambda v: lambda: RB(10, 2, reset).add(v), "x", X2_BAD)
     add_rng("ReplayBuffer.sample_initial", lambda v: lambda: RB(10, 2, reset).sample_initial(v, 3))
-    add_scalar("ReplayBuffer.sample_initial", lambda v: lambda: RB(10, 2, reset).sample_initial(RNG, v), "n", INT_BAD[:4])
+    add_scalar("ReplayBuffer.sample_initial", lambda v: lambda: RB(10, 2, reset).sample_initial(RNG, v), "n",
+               INT_BAD[:4])
     bad_reset = RB(10, 2, lambda r, n: np.zeros((n, 3)))
     add("ReplayBuffer.sample_initial:reset-shape", "wrong-shape", lambda: bad_reset.sample_initial(RNG, 3), V, r"reset")
     add_scalar("ReplayBuffer.load_state_arrays", lambda v: lambda: RB(10, 2, reset).load_state_arrays(v), "arrays",
                [("None", None, V), ("wrong-shape", {"points": np.zeros((3, 3)), "next": np.array(3),
                                                      "capacity": np.array(10)}, V),
                 ("non-finite", {"points": np.full((3, 2), np.nan), "next": np.array(3), "capacity": np.array(10)}, V),
-                ("complex", {"points": np.zeros((3, 2), complex), "next": np.array(3), "capacity": np.array(10)}, (T, V))],
+                ("complex", {"points": np.zeros((3, 2), complex), "next": np.array(3), "capacity": np.array(10)},
+                 (T, V))],
                pattern=r"state|points|dtype|buffer")
     add_scalar("quantize_8bit", lambda v: lambda: rb.quantize_8bit(np.zeros((2, 2)), v, 1.0), "lo",
-               [("out-of-range", 1.0, V), ("out-of-range", 2.0, V), ("non-finite", float("nan"), V), ("non-numeric", "0", T)],
+               [("out-of-range", 1.0, V), ("out-of-range", 2.0, V), ("non-finite", float("nan"), V),
+                ("non-numeric", "0", T)],
                pattern=r"\blo\b|box")
     add_array("quantize_8bit", lambda v: lambda: rb.quantize_8bit(v, 0.0, 1.0), "x", array_bad())
     add_array("dequantize_8bit", lambda v: lambda: rb.dequantize_8bit(v, 0.0, 1.0, RNG), "codes",
-              array_bad(nonfinite=False, extra=[("out-of-range", np.array([0, 300]), V), ("out-of-range", np.array([-1, 2]), V),
+              array_bad(nonfinite=False, extra=[("out-of-range", np.array([0, 300]), V),
+                                                 ("out-of-range", np.array([-1, 2]), V),
                                                  ("non-numeric", np.array([0.5, 1.0]), T)]))
     add_scalar("dequantize_8bit", lambda v: lambda: rb.dequantize_8bit(np.zeros(2, np.uint8), 1.0, v, RNG), "hi",
                [("out-of-range", 0.0, V), ("non-finite", float("inf"), V)], pattern=r"\bhi\b|box")
@@ -585,7 +613,8 @@ def sampler_cases():
               array_bad(empty=np.zeros(0), extra=[("out-of-range", np.array([0.5, 1.5]), V),
                                                   ("out-of-range", np.array([-0.5, 0.5]), V)]))
     add_scalar("diagnostics.second_moment_estimate",
-               lambda v: lambda: dg.second_moment_estimate(np.random.default_rng(0).random(50), v), "centre", SCALAR_BAD)
+               lambda v: lambda: dg.second_moment_estimate(np.random.default_rng(0).random(50), v), "centre",
+               SCALAR_BAD)
     add_array("diagnostics.covariance_estimates",
               lambda v: lambda: dg.covariance_estimates(np.random.default_rng(0).random((20, 2, 2)), v), "mean",
               array_bad([np.zeros(1), np.zeros(3), np.zeros((2, 1))]))
@@ -606,9 +635,12 @@ def sampler_cases():
               array_bad([np.zeros(3), np.zeros((2, 1))], empty=np.zeros(0)), pattern=r"mean|cov")
     add_array("exact.sample_quadratic", lambda v: lambda: exact.sample_quadratic(RNG, np.zeros(2), v, 3), "precision",
               array_bad([np.eye(3)], extra=[("out-of-range", np.zeros((2, 2)), V)]))
-    add_scalar("exact.sample_gaussian", lambda v: lambda: exact.sample_gaussian(RNG, np.zeros(2), np.eye(2), v), "n", INT_BAD)
-    add_scalar("exact.sample_gaussian_1d", lambda v: lambda: exact.sample_gaussian_1d(RNG, 0.0, v, 3), "sigma", POSITIVE_BAD)
-    add_scalar("exact.sample_gaussian_1d", lambda v: lambda: exact.sample_gaussian_1d(RNG, v, 1.0, 3), "mu", SCALAR_BAD[:5])
+    add_scalar("exact.sample_gaussian", lambda v: lambda: exact.sample_gaussian(RNG, np.zeros(2), np.eye(2), v), "n",
+               INT_BAD)
+    add_scalar("exact.sample_gaussian_1d", lambda v: lambda: exact.sample_gaussian_1d(RNG, 0.0, v, 3), "sigma",
+               POSITIVE_BAD)
+    add_scalar("exact.sample_gaussian_1d", lambda v: lambda: exact.sample_gaussian_1d(RNG, v, 1.0, 3), "mu",
+               SCALAR_BAD[:5])
     add_scalar("exact.sample", lambda v: lambda: exact.sample(RNG, v, 3), "energy",
                [("None", None, T), ("wrong-type", MLP2, T)])
     add_rng("exact.sample", lambda v: lambda: exact.sample(v, G1, 3))
@@ -621,7 +653,8 @@ def experiments2d_cases():
                 ("non-finite", (-np.inf, 1.0), V), ("wrong-shape", (1.0,), T), ("complex", (0.0, 1j), T)])
     add_scalar("Grid2D", lambda v: lambda: e2.Grid2D((-1.0, 1.0), v), "n", INT_BAD)
     n2 = GRID.n ** 2
-    for meth, arg in (("log_normalizer", "neg_log_unnormalized"), ("mass", "log_density"), ("edge_mass", "log_density")):
+    for meth, arg in (("log_normalizer", "neg_log_unnormalized"), ("mass", "log_density"),
+                      ("edge_mass", "log_density")):
         add_array(f"Grid2D.{meth}", lambda v, f=getattr(GRID, meth): lambda: f(v), arg,
                   array_bad([np.zeros(3), np.zeros((n2, 1))], nonfinite=meth == "log_normalizer"))
     add_array("Grid2D.divergence", lambda v: lambda: GRID.divergence("kl", np.full(n2, -1.4), v), "log_q",
@@ -644,7 +677,8 @@ def experiments2d_cases():
                [("empty", (), V), ("non-numeric", (2.5,), T)])
     add_scalar("Experiment2DConfig", lambda v: lambda: cfg(activation=v), "activation", [("out-of-range", "relu", V)])
     add_scalar("Experiment2DConfig", lambda v: lambda: cfg(noise_scale=v), "noise_scale", POSITIVE_BAD)
-    add_scalar("Experiment2DConfig", lambda v: lambda: cfg(step_size=v), "step_size", POSITIVE_BAD[:1] + POSITIVE_BAD[4:])
+    add_scalar("Experiment2DConfig", lambda v: lambda: cfg(step_size=v), "step_size",
+               POSITIVE_BAD[:1] + POSITIVE_BAD[4:])
     add_scalar("Experiment2DConfig", lambda v: lambda: cfg(eval_every=v), "eval_every",
                INT_BAD[:3] + [("out-of-range", -1, V)])  # 0: no evaluation
     add_scalar("Experiment2DConfig", lambda v: lambda: cfg(grid_size=v), "grid_size", [("out-of-range", 4, V)])
@@ -812,7 +846,8 @@ def gaussian_cases():
     add("gaussians.f_divergence_monte_carlo:samples:out-of-range", "out-of-range",
         lambda: mc("kl", ln, ln, xs, lambda x: np.full(5, -np.inf)), V, r"proposal density is 0 at the sample")
     mcg = gs.f_divergence_monte_carlo_gaussians
-    add_rng("gaussians.f_divergence_monte_carlo_gaussians", lambda v: lambda: mcg("kl", 0.0, 1.0, 0.0, 1.0, rng=v, n=10))
+    add_rng("gaussians.f_divergence_monte_carlo_gaussians",
+            lambda v: lambda: mcg("kl", 0.0, 1.0, 0.0, 1.0, rng=v, n=10))
     add_scalar("gaussians.f_divergence_monte_carlo_gaussians",
                lambda v: lambda: mcg("kl", 0.0, 1.0, 0.0, 1.0, rng=RNG, n=v), "n", INT_BAD + [("out-of-range", 1, V)])
     add_scalar("gaussians.f_divergence_monte_carlo_gaussians",

@@ -22,8 +22,7 @@ import pytest
 from febm_ref import cli
 from febm_ref.commands.golden import section_builders
 from febm_ref.conformance import schema
-from febm_ref.conformance.checker import (GoldenError, check_adapter, format_table, load_golden,
-                                          run_check)
+from febm_ref.conformance.checker import GoldenError, check_adapter, format_table, load_golden, run_check
 from febm_ref.conformance.golden import write_golden
 from febm_ref.conformance.schema import Tolerance, within_tolerance
 
@@ -113,7 +112,7 @@ def test_tampered_or_foreign_golden_files_are_rejected(golden, tmp_path):
     assert cli.main(["check", "--adapter", TORCH_ADAPTER, "--golden", str(tmp_path / "none")]) == 2
 
 
-# ----------------------------------------------------------------------------- golden values vs independent computations
+# ------------------------------------------------------------------ golden values vs independent computations
 
 def _kl_textbook(m_p, S_p, m_q, S_q):
     d = m_p.shape[0]
@@ -317,7 +316,7 @@ def test_within_tolerance_semantics():
     assert not ok[:3].any(), "NaN, a wrong-sign infinity and a finite value for +inf must all fail"
 
 
-# ----------------------------------------------------------------------------- a NumPy adapter built on febm_ref (plumbing)
+# ------------------------------------------------------------------ a NumPy adapter built on febm_ref (plumbing)
 
 def _reference_adapter(**overrides):
     """Protocol functions delegating to febm_ref itself: must pass with zero error."""
@@ -400,7 +399,8 @@ def test_bad_adapters_give_clear_rows_not_crashes(golden):
                                               mlp_grad_params=not_an_array), golden)
     rows = _rows(report)
     assert not report.passed
-    assert rows["mlp.energy"].status == "ERROR" and "wrong shape: expected (9,), got (9, 1)" in rows["mlp.energy"].message
+    assert rows["mlp.energy"].status == "ERROR"
+    assert "wrong shape: expected (9,), got (9, 1)" in rows["mlp.energy"].message
     assert rows["mlp.grad_x"].status == "FAIL" and "27 NaN" in rows["mlp.grad_x"].message
     assert rows["catalogue.f"].status == "ERROR"
     assert "ZeroDivisionError" in rows["catalogue.f"].message and "test_conformance.py:" in rows["catalogue.f"].message
@@ -503,5 +503,5 @@ def test_docs_list_every_protocol_function_and_tolerance():
     for spec in PROTOCOL.values():
         assert f"`{spec.name}({', '.join(spec.args)})`" in text, spec.name
     for tolerances in schema.TOLERANCES.values():
-        for key, tol in tolerances.items():
+        for key, _tol in tolerances.items():
             assert f"`{key}`" in text, key

@@ -161,7 +161,8 @@ def test_a_crash_while_importing_is_one_load_error_row(golden, tmp_path):
     report = run_check(str(path), golden)
     (row,) = report.rows
     assert (row.section, row.status) == ("adapter", "ERROR")
-    assert row.message == "the worker died with SIGSEGV while importing the adapter (at crash_on_import.py:2 in <module>)"
+    assert row.message == ("the worker died with SIGSEGV while importing the adapter "
+                           "(at crash_on_import.py:2 in <module>)")
     assert not report.passed
 
 

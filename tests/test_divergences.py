@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 
+import mpmath as mp
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -18,11 +19,7 @@ from scipy.optimize import minimize_scalar
 
 from febm_ref import DIVERGENCE_NAMES, get_divergence
 from febm_ref.divergences import Alpha, all_divergences
-
-import mpmath as mp
-
-from verification.mp_reference import (FLOAT_TINY, generator, reference_conjugate, reference_maps,
-                                       relative_error)
+from verification.mp_reference import FLOAT_TINY, generator, reference_conjugate, reference_maps, relative_error
 
 CATALOGUE = all_divergences(alphas=(-2.5, -1.0, -0.5, 0.0, 1e-9, 0.3, 0.5, 0.9, 1.0 - 1e-9, 1.0, 2.0, 3.5))
 IDS = [d.label for d in CATALOGUE]
@@ -213,10 +210,14 @@ def test_alpha_members_match_named_divergences():
         alpha, named = Alpha(alpha=a), get_divergence(name)
         for m in MAPS:
             np.testing.assert_allclose(getattr(alpha, m)(s), scale * getattr(named, m)(s), rtol=1e-14, atol=1e-300)
-    np.testing.assert_allclose(Alpha(alpha=1.0).g_data(s), get_divergence("kl").g_data(s) - 1.0, rtol=1e-14, atol=1e-14)
-    np.testing.assert_allclose(Alpha(alpha=1.0).g_model(s), get_divergence("kl").g_model(s) - 1.0, rtol=1e-14, atol=1e-14)
-    np.testing.assert_allclose(Alpha(alpha=0.0).g_data(s), get_divergence("reverse_kl").g_data(s) + 1.0, rtol=1e-14, atol=1e-14)
-    np.testing.assert_allclose(Alpha(alpha=0.0).g_model(s), get_divergence("reverse_kl").g_model(s) + 1.0, rtol=1e-14, atol=1e-14)
+    np.testing.assert_allclose(Alpha(alpha=1.0).g_data(s), get_divergence("kl").g_data(s) - 1.0,
+                               rtol=1e-14, atol=1e-14)
+    np.testing.assert_allclose(Alpha(alpha=1.0).g_model(s), get_divergence("kl").g_model(s) - 1.0,
+                               rtol=1e-14, atol=1e-14)
+    np.testing.assert_allclose(Alpha(alpha=0.0).g_data(s), get_divergence("reverse_kl").g_data(s) + 1.0,
+                               rtol=1e-14, atol=1e-14)
+    np.testing.assert_allclose(Alpha(alpha=0.0).g_model(s), get_divergence("reverse_kl").g_model(s) + 1.0,
+                               rtol=1e-14, atol=1e-14)
 
 
 @pytest.mark.parametrize("div", CATALOGUE, ids=IDS)

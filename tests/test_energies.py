@@ -18,7 +18,8 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy import integrate
 
 from febm_ref.models.energies import GaussianEnergy1D, MLPEnergy, QuadraticEnergy

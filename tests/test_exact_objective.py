@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 from scipy.integrate import quad
 
-from febm_ref.models.critics import OffsetEnergy, QuadraticCritic
-from febm_ref.divergences import all_divergences, get_divergence
-from febm_ref.models.energies import GaussianEnergy1D, QuadraticEnergy
+from febm_ref.divergences import all_divergences
 from febm_ref.exact_objective import ExactObjective, gauss_legendre_box, gauss_legendre_panels
 from febm_ref.gaussians import f_divergence
+from febm_ref.models.critics import OffsetEnergy, QuadraticCritic
+from febm_ref.models.energies import GaussianEnergy1D, QuadraticEnergy
 
 pytestmark = pytest.mark.filterwarnings("ignore::scipy.integrate.IntegrationWarning")
 

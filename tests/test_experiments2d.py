@@ -11,10 +11,16 @@ import math
 import numpy as np
 import pytest
 
-from febm_ref.models.energies import MLPEnergy, QuadraticEnergy
-from febm_ref.experiments.fit2d import (EnergyRunawayError, Experiment2DConfig, Grid2D,
-                                    LangevinNegatives, kde_on_grid, run_experiment)
+from febm_ref.experiments.fit2d import (
+    EnergyRunawayError,
+    Experiment2DConfig,
+    Grid2D,
+    LangevinNegatives,
+    kde_on_grid,
+    run_experiment,
+)
 from febm_ref.gaussians import f_divergence
+from febm_ref.models.energies import MLPEnergy, QuadraticEnergy
 from febm_ref.training import load_checkpoint
 
 BOX = (-4.0, 4.0)

@@ -17,9 +17,16 @@ from hypothesis import strategies as st
 
 from febm_ref import get_divergence
 from febm_ref.divergences import all_divergences
-from febm_ref.gaussians import (f_divergence, f_divergence_monte_carlo, f_divergence_monte_carlo_gaussians,
-                                f_divergence_quadrature_1d, f_divergence_quadrature_2d,
-                                f_divergence_quadrature_gaussians, gaussian_log_density, has_closed_form)
+from febm_ref.gaussians import (
+    f_divergence,
+    f_divergence_monte_carlo,
+    f_divergence_monte_carlo_gaussians,
+    f_divergence_quadrature_1d,
+    f_divergence_quadrature_2d,
+    f_divergence_quadrature_gaussians,
+    gaussian_log_density,
+    has_closed_form,
+)
 
 CLOSED_FORM = [d for d in all_divergences() if has_closed_form(d)]
 EVERY = list(all_divergences())

@@ -239,7 +239,8 @@ def test_exact_boundaries_give_inf_and_just_inside_is_finite_and_accurate():
     assert f_divergence("alpha", 0.0, 1.5, 0.0, 1.0, alpha=3.0) == math.inf
     for args in [("pearson_chi2", None, 0.0, 2.0 * (1 - 1e-15), 0.0, 1.0),
                  ("alpha", 3.0, 0.0, 1.5 * (1 - 1e-15), 0.0, 1.0),
-                 ("neyman_chi2", None, 0.0, 1.0, 0.0, 2.0 * (1 - 1e-12)), ("pearson_chi2", None, 1e-7, 2.0 * (1 - 1e-10), 0.0, 1.0)]:
+                 ("neyman_chi2", None, 0.0, 1.0, 0.0, 2.0 * (1 - 1e-12)),
+                 ("pearson_chi2", None, 1e-7, 2.0 * (1 - 1e-10), 0.0, 1.0)]:
         name, alpha, *pair = args
         params = {} if alpha is None else {"alpha": alpha}
         value = f_divergence(name, *pair, **params)

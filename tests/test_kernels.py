@@ -18,11 +18,12 @@ from pathlib import Path
 import mpmath
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from febm_ref._numba import kernels as K
-from febm_ref.models import mlp as M
 from febm_ref._numba.jit import njit
+from febm_ref.models import mlp as M
 
 REPO = Path(__file__).resolve().parents[1]
 TOL = 1e-12

@@ -8,16 +8,23 @@ import math
 import numpy as np
 import pytest
 
-from febm_ref.models import mlp as M
 from febm_ref._numba.batched_mlp import BatchedMLP
-from febm_ref.models.critics import QuadraticCritic
 from febm_ref.divergences import get_divergence
-from febm_ref.models.energies import GaussianEnergy1D, MLPEnergy
 from febm_ref.exact_objective import ExactObjective, gauss_legendre_box
-from febm_ref.objective import (contrastive_divergence_gradient, covariance_weights, febm_critic_gradient,
-                                febm_energy_gradient, febm_gradient, febm_objective_value, model_pass)
-from febm_ref.reference_optima import divergence_value
+from febm_ref.models import mlp as M
+from febm_ref.models.critics import QuadraticCritic
+from febm_ref.models.energies import GaussianEnergy1D, MLPEnergy
 from febm_ref.models.sum_model import SumModel
+from febm_ref.objective import (
+    contrastive_divergence_gradient,
+    covariance_weights,
+    febm_critic_gradient,
+    febm_energy_gradient,
+    febm_gradient,
+    febm_objective_value,
+    model_pass,
+)
+from febm_ref.reference_optima import divergence_value
 from febm_ref.targets import GaussianMixture1D, paper_mixture_1d
 from verification.check_objective import d9_at_optimal_critic
 
@@ -161,8 +168,9 @@ def test_D11_optimal_critic_gradient_equals_gradient_of_D_f(name, params):
     energy = GaussianEnergy1D(mu, sigma)
     d9 = d9_at_optimal_critic(div, target, energy, gauss_legendre_box([(-40.0, 40.0)], 320))
     h = 1e-5
-    fd = np.array([(divergence_value(div, target, mu + h, sigma) - divergence_value(div, target, mu - h, sigma)),
-                   (divergence_value(div, target, mu, sigma + h) - divergence_value(div, target, mu, sigma - h))]) / (2 * h)
+    fd = (np.array([divergence_value(div, target, mu + h, sigma) - divergence_value(div, target, mu - h, sigma),
+                    divergence_value(div, target, mu, sigma + h) - divergence_value(div, target, mu, sigma - h)])
+          / (2 * h))
     np.testing.assert_allclose(d9, fd, rtol=1e-7, atol=1e-9)
 
 

@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from febm_ref import cli
 from febm_ref.divergences import KL

@@ -10,8 +10,7 @@ import pytest
 
 from febm_ref.divergences import get_divergence
 from febm_ref.gaussians import f_divergence, f_divergence_quadrature_1d
-from febm_ref.reference_optima import (divergence_value, exact_descent, finite_variance_interval,
-                                       reference_optimum)
+from febm_ref.reference_optima import divergence_value, exact_descent, finite_variance_interval, reference_optimum
 from febm_ref.targets import GaussianMixture1D, paper_mixture_1d
 
 TARGET = paper_mixture_1d()

@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 
 import febm_ref.experiments.fit2d as X
+import febm_ref.training.steps as training_steps
 from febm_ref.cli import main
 from febm_ref.models.energies import GaussianEnergy1D, MLPEnergy
 from febm_ref.samplers import ReplayBuffer
 from febm_ref.targets import paper_mixture_1d
-import febm_ref.training.steps as training_steps
 from febm_ref.training import TrainingConfig, has_state_protocol, load_checkpoint, train
 
 TARGET_1D = paper_mixture_1d()

@@ -14,9 +14,19 @@ import scipy.stats
 from scipy.signal import lfilter
 
 from febm_ref.models.energies import GaussianEnergy1D, MLPEnergy, QuadraticEnergy
-from febm_ref.samplers import (CallableEnergy, NonFiniteChainError, PersistentChains, ReplayBuffer,
-                               decoupled_langevin, diagnostics as D, exact, hmc, mala, mlp_langevin,
-                               ula)
+from febm_ref.samplers import (
+    CallableEnergy,
+    NonFiniteChainError,
+    PersistentChains,
+    ReplayBuffer,
+    decoupled_langevin,
+    exact,
+    hmc,
+    mala,
+    mlp_langevin,
+    ula,
+)
+from febm_ref.samplers import diagnostics as D
 from febm_ref.samplers.replay_buffer import dequantize_8bit, quantize_8bit
 
 

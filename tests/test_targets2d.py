@@ -11,8 +11,16 @@ import pytest
 from scipy.integrate import quad
 
 from febm_ref.experiments.fit2d import Grid2D
-from febm_ref.targets import (TARGETS_2D, GaussianMixture2D, RadialMixture2D, checkerboard, eight_gaussians,
-                              get_target, two_moons, two_rings)
+from febm_ref.targets import (
+    TARGETS_2D,
+    GaussianMixture2D,
+    RadialMixture2D,
+    checkerboard,
+    eight_gaussians,
+    get_target,
+    two_moons,
+    two_rings,
+)
 
 N_SAMPLES = 20000
 

@@ -53,7 +53,8 @@ def tracked_files(root: Path) -> list[Path]:
     except (OSError, subprocess.CalledProcessError):
         names = []
         for folder, dirs, files in os.walk(root):
-            dirs[:] = [d for d in dirs if d not in _SKIPPED_DIRS and not d.startswith(".") and not d.endswith(".egg-info")]
+            dirs[:] = [d for d in dirs
+                       if d not in _SKIPPED_DIRS and not d.startswith(".") and not d.endswith(".egg-info")]
             names += [os.path.relpath(os.path.join(folder, f), root) for f in files]
     return sorted(root / name for name in names if name.endswith(SCANNED_SUFFIXES) and (root / name).is_file())
 

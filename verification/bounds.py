@@ -63,12 +63,17 @@ import numpy as np
 from scipy import integrate
 
 from febm_ref._validation import as_float_array, check_generator, check_positive_int, check_real_scalar
-from febm_ref.targets import paper_mixture_1d
 from febm_ref.divergences import Divergence, get_divergence, resolve_divergence
 from febm_ref.exact_objective import gauss_legendre_panels
-from febm_ref.gaussians import (f_divergence, f_divergence_monte_carlo_gaussians,
-                                f_divergence_quadrature_1d, f_divergence_quadrature_2d,
-                                gaussian_log_density, has_closed_form)
+from febm_ref.gaussians import (
+    f_divergence,
+    f_divergence_monte_carlo_gaussians,
+    f_divergence_quadrature_1d,
+    f_divergence_quadrature_2d,
+    gaussian_log_density,
+    has_closed_form,
+)
+from febm_ref.targets import paper_mixture_1d
 
 __all__ = [
     "DensityPair",
@@ -365,7 +370,8 @@ def exact_divergence(div: Divergence, pair: DensityPair, *, rng: Optional[np.ran
     return {"value": est.value, "uncertainty": est.standard_error, "method": "monte carlo"}
 
 
-def _critic_values(pair: DensityPair, critic: Optional[Callable], x: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _critic_values(pair: DensityPair, critic: Optional[Callable],
+                   x: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     lp, lq = pair.log_p(x), pair.log_q(x)
     s = lp - lq if critic is None else np.asarray(critic(x), dtype=np.float64)
     return lp, lq, s

@@ -23,13 +23,20 @@ D7). The checks (numbers from :mod:`verification.bounds`):
 from __future__ import annotations
 
 import math
-from typing import Dict, Iterable, Optional, Sequence
+from typing import Dict, Iterable, Sequence
 
 import numpy as np
 
 from febm_ref.divergences import KL, Divergence, PearsonChi2, get_divergence
-from verification.bounds import (DensityPair, all_bound_divergences, mixture_vs_gaussian_pair,
-                                 optimal_critic_error, perturbation_study, standard_pairs, train_critic)
+from verification.bounds import (
+    DensityPair,
+    all_bound_divergences,
+    mixture_vs_gaussian_pair,
+    optimal_critic_error,
+    perturbation_study,
+    standard_pairs,
+    train_critic,
+)
 from verification.registry import Measurement, register
 
 OPTIMAL_CRITIC_RTOL = 1e-8

@@ -34,7 +34,8 @@ def _jacobian_check(name: str, quick: bool) -> Measurement:
     per = rep["per_divergence"]
     errors = {}
     for label, e in per.items():
-        errors[label] = max(e["fd_vs_d17"], e["sym_part_error"], e.get("closed_vs_fd", 0.0), e.get("closed_vs_d17", 0.0))
+        errors[label] = max(e["fd_vs_d17"], e["sym_part_error"],
+                            e.get("closed_vs_fd", 0.0), e.get("closed_vs_d17", 0.0))
     error = max(max(errors.values()), rep["scaling_error"])
     max_re = max(e["max_real_eig"] for e in per.values())
     details = {"relative_errors": errors, "scaling_error": rep["scaling_error"],
@@ -67,19 +68,22 @@ def _rates(quick: bool):
 
 
 @register("convergence.linear_rate", group="convergence",
-          description="observed rate of the exact-field dynamics (simultaneous and alternating) = spectral radius of the linearisation")
+          description="observed rate of the exact-field dynamics (simultaneous and alternating) "
+                      "= spectral radius of the linearisation")
 def check_linear_rate(quick: bool) -> Measurement:
     runs = _rates(quick)
     err = max(r["rate_relative_error"] for r in runs)
     dev = max(r["linear_deviation"] for r in runs)
     details = {f"{r['problem']}/{r['divergence']}/{r['scheme']}/{r['eta_fraction']}":
-               {"predicted": r["predicted_rate"], "observed": r["observed_rate"], "rel_err_log_rate": r["rate_relative_error"],
+               {"predicted": r["predicted_rate"], "observed": r["observed_rate"],
+                "rel_err_log_rate": r["rate_relative_error"],
                 "linear_deviation": r["linear_deviation"], "steps": r["n_steps"]} for r in runs}
     return Measurement(err, 5e-3, details, passed=err <= 5e-3 and dev <= 1e-2)
 
 
 @register("convergence.step_size_boundary", group="convergence",
-          description="eta = 0.95 x bound converges, 1.05 x bound diverges (simultaneous eta* = min 2|Re l|/|l|^2; alternating by bisection)")
+          description="eta = 0.95 x bound converges, 1.05 x bound diverges "
+                      "(simultaneous eta* = min 2|Re l|/|l|^2; alternating by bisection)")
 def check_boundary(quick: bool) -> Measurement:
     names = ("gaussian_1d", "mlp_1d") if quick else ("gaussian_1d", "mlp_1d", "gaussian_2d")
     details, ok, worst = {}, True, 0.0
@@ -108,12 +112,14 @@ def check_stochastic(quick: bool) -> Measurement:
 
 
 @register("convergence.gauge_control", group="convergence",
-          description="negative control: a free output bias gives a zero eigenvalue pair (Jordan), b+b' conserved, the gauge drifts as linearised")
+          description="negative control: a free output bias gives a zero eigenvalue pair (Jordan), "
+                      "b+b' conserved, the gauge drifts as linearised")
 def check_gauge(quick: bool) -> Measurement:
     details, ok, worst = {}, True, 0.0
     for name, steps in (("gaussian_1d_offset", 300), ("mlp_1d_output_bias", 300 if quick else 2000)):
         g = C.gauge_experiment(get_divergence("kl"), n_steps=steps, name=name)
-        drift_err = float(np.max(np.abs(g["gauge_drift"] - g["linear_gauge_drift"])) / np.max(np.abs(g["linear_gauge_drift"])))
+        drift_err = float(np.max(np.abs(g["gauge_drift"] - g["linear_gauge_drift"]))
+                          / np.max(np.abs(g["linear_gauge_drift"])))
         details[name] = {k: g[k] for k in ("fd_vs_d17", "two_smallest_abs_eig", "third_smallest_abs_eig", "A_bb",
                                            "A_min_eig", "J_u", "l_J", "conservation_error", "final_gauge_drift",
                                            "final_distance")}
@@ -125,7 +131,8 @@ def check_gauge(quick: bool) -> Measurement:
 
 
 @register("convergence.l2_repair", group="convergence",
-          description="D14 l2 terms repair the gauge: isolated fixed point, J = J0 + K (derived), Re(eig) < 0, rate as predicted; the fixed point is biased off q = p")
+          description="D14 l2 terms repair the gauge: isolated fixed point, J = J0 + K (derived), Re(eig) < 0, "
+                      "rate as predicted; the fixed point is biased off q = p")
 def check_l2(quick: bool) -> Measurement:
     details, ok, worst = {}, True, 0.0
     for dn in (("kl",) if quick else ("kl", "jensen_shannon", "pearson_chi2")):
@@ -139,7 +146,8 @@ def check_l2(quick: bool) -> Measurement:
 
 
 @register("convergence.nonrealisable", group="convergence",
-          description="non-realisable target (paper mixture, Gaussian energy, quadratic critic): KL fixed point = moment matching; others reported")
+          description="non-realisable target (paper mixture, Gaussian energy, quadratic critic): "
+                      "KL fixed point = moment matching; others reported")
 def check_nonrealisable(quick: bool) -> Measurement:
     details = {}
     divs = ("kl", "jensen_shannon", "pearson_chi2") if quick else tuple(d.label for d in C.CATALOGUE)

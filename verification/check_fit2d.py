@@ -10,12 +10,11 @@
 
 from __future__ import annotations
 
-
 import numpy as np
 
-from febm_ref.models.energies import QuadraticEnergy
 from febm_ref.experiments.fit2d import Experiment2DConfig, Grid2D
 from febm_ref.gaussians import f_divergence
+from febm_ref.models.energies import QuadraticEnergy
 from febm_ref.targets import BOX_HALF_WIDTH_2D, TARGETS_2D, get_target
 from verification.registry import Measurement, register
 

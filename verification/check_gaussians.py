@@ -12,8 +12,12 @@ import math
 import numpy as np
 
 from febm_ref.divergences import all_divergences
-from febm_ref.gaussians import (f_divergence, f_divergence_monte_carlo_gaussians,
-                                f_divergence_quadrature_gaussians, has_closed_form)
+from febm_ref.gaussians import (
+    f_divergence,
+    f_divergence_monte_carlo_gaussians,
+    f_divergence_quadrature_gaussians,
+    has_closed_form,
+)
 from verification.registry import Measurement, register
 
 _ALPHAS = (-1.5, -1.0, -0.5, 0.0, 0.3, 0.5, 0.9, 1.0, 1.5, 2.0)

@@ -12,10 +12,10 @@ import math
 
 import numpy as np
 
-from febm_ref.models.critics import QuadraticCritic
 from febm_ref.divergences import get_divergence
-from febm_ref.models.energies import GaussianEnergy1D, MLPEnergy
 from febm_ref.exact_objective import ExactObjective, gauss_legendre_box
+from febm_ref.models.critics import QuadraticCritic
+from febm_ref.models.energies import GaussianEnergy1D, MLPEnergy
 from febm_ref.objective import contrastive_divergence_gradient, febm_energy_gradient, febm_gradient
 from febm_ref.reference_optima import PAPER_TABLE, divergence_value
 from febm_ref.targets import paper_mixture_1d

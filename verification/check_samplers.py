@@ -295,7 +295,8 @@ def check_decoupled_variance(quick: bool) -> Measurement:
 
 
 @register("samplers.mlp_langevin_twins", group="samplers",
-          description="Numba ULA/D16 loops on a 2-64-64-1 tanh MLP (serial, parallel, BLAS, per-point) = NumPy twin to 1e-10")
+          description="Numba ULA/D16 loops on a 2-64-64-1 tanh MLP (serial, parallel, BLAS, per-point) "
+                      "= NumPy twin to 1e-10")
 def check_mlp_twins(quick: bool) -> Measurement:
     from febm_ref.models.energies import MLPEnergy
 

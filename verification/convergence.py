@@ -39,14 +39,14 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
-from febm_ref.models.critics import OffsetEnergy, QuadraticCritic
-from febm_ref.divergences import Divergence, all_divergences, get_divergence
-from febm_ref.models.energies import GaussianEnergy1D, MLPEnergy, QuadraticEnergy
+from febm_ref.divergences import Divergence, all_divergences
 from febm_ref.exact_objective import ExactObjective, QuadratureRule, gauss_legendre_panels
+from febm_ref.models.critics import OffsetEnergy, QuadraticCritic
+from febm_ref.models.energies import GaussianEnergy1D, MLPEnergy, QuadraticEnergy
 
 # One instance per catalogue entry, alpha at -0.5, 0.5, 2 (the catalogue table of docs/theory.md, section 2.1).
 CATALOGUE: Tuple[Divergence, ...] = all_divergences(alphas=(-0.5, 0.5, 2.0))
@@ -658,7 +658,7 @@ def newton_fixed_point(fun: Callable[[np.ndarray], np.ndarray], z0, *, tol: floa
     z = np.array(z0, dtype=np.float64)
     res = fun(z)
     it = 0
-    for it in range(1, max_iter + 1):
+    for it in range(1, max_iter + 1):  # noqa: B007  (its last value is returned)
         J = fd_jacobian(fun, z)
         z = z - np.linalg.lstsq(J, res, rcond=None)[0]
         res = fun(z)
@@ -714,7 +714,8 @@ def gauge_experiment(div: Divergence, *, n_steps: int, delta: float = 1e-4, eta_
             "J_u": float(np.max(np.abs(Jfd @ u))), "l_J": float(np.max(np.abs(ell @ Jfd))),
             "eta": eta, "n_steps": traj.shape[0] - 1, "delta": delta,
             "conservation_error": float(np.max(np.abs(conserved - conserved[0]))),
-            "gauge_drift": gauge - gauge[0], "linear_gauge_drift": 0.5 * (lin[:, P - 1] - lin[:, partner]) - 0.5 * delta,
+            "gauge_drift": gauge - gauge[0],
+            "linear_gauge_drift": 0.5 * (lin[:, P - 1] - lin[:, partner]) - 0.5 * delta,
             "final_gauge_drift": float(gauge[-1] - gauge[0]),
             "final_distance": float(np.linalg.norm(traj[-1] - prob.z_star))}
 
@@ -736,7 +737,8 @@ def l2_repair_experiment(div: Divergence, *, weight: float = 0.1, n_steps: int =
     energy, _ = prob.models(z_fp)
     run = linear_rate_run(prob, div, z_fp, J, scheme="simultaneous", eta_fraction=0.5,
                           n_steps=n_steps, eps=eps, l2_weight=weight)
-    return {"problem": name, "divergence": div.label, "weight": weight, "newton_residual": residual, "newton_iterations": iterations,
+    return {"problem": name, "divergence": div.label, "weight": weight, "newton_residual": residual,
+            "newton_iterations": iterations,
             "fixed_point_shift": float(np.linalg.norm(z_fp - prob.z_star)),
             "divergence_at_fixed_point": prob.objective(div).f_divergence(energy),
             "K_error": relative_error(J, J0 + K), "max_real_eig": float(np.max(eig.real)),

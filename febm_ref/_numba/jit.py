@@ -48,7 +48,8 @@ JIT_OPTIONS = {"cache": True, "error_model": "numpy", "fastmath": False, "nogil"
 
 KERNEL_MODULES = ("jit.py", "batched_mlp.py", "kernels.py", "langevin.py")
 """The modules of :mod:`febm_ref._numba` that define jitted functions (a test keeps this list
-complete; no module outside :mod:`febm_ref._numba` defines one). Their sources together key the on-disk caches, see :func:`discard_stale_caches`."""
+complete; no module outside :mod:`febm_ref._numba` defines one). Their sources together key the
+on-disk caches, see :func:`discard_stale_caches`."""
 
 _STAMP_NAME = "febm_ref_kernel_sources.sha256"
 

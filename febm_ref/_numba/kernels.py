@@ -85,15 +85,23 @@ from __future__ import annotations
 import numpy as np
 from numba import prange
 
-from febm_ref._numba.batched_mlp import _ELU_SWITCH  # noqa: F401  (tested here)
+from febm_ref._numba.batched_mlp import (
+    _ELU_SWITCH,  # noqa: F401  (tested here)
+    _forward_into,
+    cache_length,
+    mlp_energy_grad_x_block,
+    mlp_weighted_backward_cached,
+)
 from febm_ref._numba.batched_mlp import TANH_RATIONAL_MAX as _TANH_SWITCH  # noqa: F401
 from febm_ref._numba.batched_mlp import activation_and_derivative as _activation
-from febm_ref._numba.batched_mlp import (_forward_into, cache_length, mlp_energy_grad_x_block,
-                                   mlp_weighted_backward_cached)
 from febm_ref._numba.jit import njit
-
-from febm_ref.models.mlp import (ACTIVATION_CODES, ACTIVATION_NAMES,  # noqa: F401  (the layout, re-exported)
-                                HOLOMORPHIC_ACTIVATIONS, activation_code, mlp_n_params)
+from febm_ref.models.mlp import (  # noqa: F401  (the layout, re-exported)
+    ACTIVATION_CODES,
+    ACTIVATION_NAMES,
+    HOLOMORPHIC_ACTIVATIONS,
+    activation_code,
+    mlp_n_params,
+)
 
 
 def mlp_work_size(sizes) -> int:

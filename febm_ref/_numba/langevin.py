@@ -4,9 +4,9 @@
 The MLP is the kernel triple ``(params, sizes, act)`` of :mod:`febm_ref._numba.kernels`
 (:meth:`febm_ref.models.energies.MLPEnergy.kernel_args`).
 
-One block driver, :func:`_langevin_block` (8 positional parameters: the named tuples below), runs both samplers (they differ only in where the
-noise enters and in the optional clippings), and two ways to evaluate the MLP inside it
-(``use_blas``):
+One block driver, :func:`_langevin_block` (8 positional parameters: the named tuples below), runs
+both samplers (they differ only in where the noise enters and in the optional clippings), and
+two ways to evaluate the MLP inside it (``use_blas``):
 
 * ``use_blas=True`` (the fast default of :mod:`febm_ref.samplers.mlp_langevin`): the
   batch-major core :func:`febm_ref._numba.batched_mlp.mlp_energy_grad_x_block` over a block of

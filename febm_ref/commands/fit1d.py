@@ -8,9 +8,21 @@ import math
 import sys
 
 from febm_ref._io import to_json
-from febm_ref.experiments.fit1d import (CONVERGED_NOTE, CONVERGED_PROTOCOL, CRITIC_HIDDEN,  # noqa: F401
-                                        INITIAL_THETA, METHODS, PAPER_PROTOCOL, PROTOCOLS, label_of,
-                                        make_critic, protocol_config, run_fit, run_row, run_table)
+from febm_ref.experiments.fit1d import (  # noqa: F401
+    CONVERGED_NOTE,
+    CONVERGED_PROTOCOL,
+    CRITIC_HIDDEN,
+    INITIAL_THETA,
+    METHODS,
+    PAPER_PROTOCOL,
+    PROTOCOLS,
+    label_of,
+    make_critic,
+    protocol_config,
+    run_fit,
+    run_row,
+    run_table,
+)
 
 
 def format_table(rows) -> str:

@@ -42,8 +42,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from febm_ref._io import to_json
-from febm_ref.experiments.fit2d_table import (TABLE_METHODS, TABLE_METRICS, format_table,  # noqa: F401
-                                              save_run, summarize)
+from febm_ref.experiments.fit2d_table import TABLE_METHODS, TABLE_METRICS, format_table, save_run, summarize  # noqa: F401
 
 
 def add_parser(subparsers):

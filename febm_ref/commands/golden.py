@@ -53,9 +53,14 @@ def build_convergence(rng):
     import numpy as np
 
     from febm_ref.conformance.golden import Section, _divergences, divergence_key
-    from verification.convergence import (fd_jacobian, field, gaussian_1d_problem,
-                                          gaussian_closed_form_jacobian, relative_error,
-                                          step_size_bound)
+    from verification.convergence import (
+        fd_jacobian,
+        field,
+        gaussian_1d_problem,
+        gaussian_closed_form_jacobian,
+        relative_error,
+        step_size_bound,
+    )
 
     section = Section("convergence",
                       "Local convergence (docs/theory.md section 5, D17) of the 1-D Gaussian toy: p = "

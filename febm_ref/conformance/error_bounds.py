@@ -19,8 +19,8 @@ import math
 
 import numpy as np
 
-from febm_ref.models.mlp import _unpack_numpy
 from febm_ref.conformance.tolerance import K_FN
+from febm_ref.models.mlp import _unpack_numpy
 
 __all__ = ["map_scale", "map_derivative", "alpha_rounding_scale", "MLPBounds", "mlp_bounds", "estimator_weight_scales",
            "loss_value_scales", "ula_step_scale", "decoupled_step_scale"]

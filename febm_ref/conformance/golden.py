@@ -304,8 +304,8 @@ def _beyond_softplus_threshold(params: np.ndarray, x: np.ndarray) -> np.ndarray:
 
 def build_mlp(rng: np.random.Generator) -> Section:
     """Energies, input gradients and per-sample parameter gradients of one MLP per activation."""
-    from febm_ref.models.mlp import ACTIVATION_CODES
     from febm_ref.models.energies import MLPEnergy
+    from febm_ref.models.mlp import ACTIVATION_CODES
 
     section = Section("mlp",
                       "MLP energies d=3 -> 6 -> 5 -> 1 (flat layout W_0, b_0, ..., row-major W_l "

@@ -29,7 +29,8 @@ stand for +-inf.
 Comparison (:func:`febm_ref.conformance.tolerance.compare`; :func:`within_tolerance` is the
 float64 special case without scales): an element passes iff it equals an infinite expected
 value exactly, or is finite with ``|actual - expected| <= max(atol + rtol |expected|,
-C u S + tiny)`` for the unit roundoff ``u`` of the checked precision; NaN never passes. The *error ratio* ``|actual - expected| / (atol + rtol * |expected|)`` is what the
+C u S + tiny)`` for the unit roundoff ``u`` of the checked precision; NaN never passes. The
+*error ratio* ``|actual - expected| / (atol + rtol * |expected|)`` is what the
 checker reports (``<= 1`` passes).
 
 Why these tolerances

@@ -236,7 +236,8 @@ class _Worker:
         self.output_file = tempfile.TemporaryFile(dir=scratch)
         env = dict(os.environ)
         package_root = str(Path(__file__).resolve().parents[2])  # the febm_ref the parent uses
-        env["PYTHONPATH"] = os.pathsep.join([package_root] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
+        env["PYTHONPATH"] = os.pathsep.join([package_root]
+                                            + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
         try:
             self.process = subprocess.Popen(
                 [sys.executable, "-u", "-X", "faulthandler", "-c", _BOOT, str(job)],

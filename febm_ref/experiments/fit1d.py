@@ -167,8 +167,7 @@ def run_fit(divergence: str, alpha: Optional[float] = None, *, method: str = "fe
     """
     from febm_ref._numba.batched_mlp import limit_blas_threads
     from febm_ref.models.energies import GaussianEnergy1D
-    from febm_ref.reference_optima import (divergence_value, exact_descent, finite_variance_interval,
-                                           reference_optimum)
+    from febm_ref.reference_optima import divergence_value, exact_descent, finite_variance_interval, reference_optimum
     from febm_ref.targets import paper_mixture_1d
     from febm_ref.training import train
 

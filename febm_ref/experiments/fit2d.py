@@ -57,8 +57,13 @@ import numpy as np
 from scipy.special import logsumexp
 
 from febm_ref._numba import kernels as _kernels
-from febm_ref._validation import (as_float_array, check_in_interval, check_interval, check_positive_int,
-                                  check_real_scalar)
+from febm_ref._validation import (
+    as_float_array,
+    check_in_interval,
+    check_interval,
+    check_positive_int,
+    check_real_scalar,
+)
 from febm_ref.divergences import get_divergence
 from febm_ref.models.energies import MLPEnergy, _check_hidden
 from febm_ref.samplers import mlp_langevin

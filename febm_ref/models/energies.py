@@ -37,9 +37,8 @@ import numpy as np
 from scipy.linalg import solve_triangular
 
 from febm_ref._numba import kernels as K
+from febm_ref._validation import as_float_array, check_choice, check_generator, check_positive_int, check_real_scalar
 from febm_ref.models import mlp as M
-from febm_ref._validation import (as_float_array, check_choice, check_generator, check_positive_int,
-                                  check_real_scalar)
 
 __all__ = ["EnergyModel", "GaussianEnergy1D", "QuadraticEnergy", "MLPEnergy", "BACKENDS"]
 
@@ -350,7 +349,6 @@ class QuadraticEnergy(EnergyModel):
 
     def _grad_params(self, x):
         r, u, L = self._ru(x)
-        d = self.dim
         i, j = self._tril
         return np.concatenate([-(u @ L.T), r * u * np.diag(L), r[:, i] * u[:, j]], axis=1)
 

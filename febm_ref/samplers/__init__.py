@@ -13,12 +13,19 @@ Every sampler is a pure function ``step(rng_or_noise, state, energy, ...) -> (st
 * :mod:`.diagnostics`         ESS, split R-hat, acceptance, standard errors, thinned KS test.
 """
 
-from febm_ref.samplers import (decoupled_langevin, diagnostics, exact, hmc, mala, mlp_langevin,
-                               persistent, replay_buffer, ula)
-from febm_ref.samplers._base import (CallableEnergy, ChainState, NonFiniteChainError, RunResult,
-                                     init_state)
-from febm_ref.samplers.diagnostics import (effective_sample_size, integrated_autocorrelation_time,
-                                           split_rhat)
+from febm_ref.samplers import (
+    decoupled_langevin,
+    diagnostics,
+    exact,
+    hmc,
+    mala,
+    mlp_langevin,
+    persistent,
+    replay_buffer,
+    ula,
+)
+from febm_ref.samplers._base import CallableEnergy, ChainState, NonFiniteChainError, RunResult, init_state
+from febm_ref.samplers.diagnostics import effective_sample_size, integrated_autocorrelation_time, split_rhat
 from febm_ref.samplers.persistent import PersistentChains
 from febm_ref.samplers.replay_buffer import ReplayBuffer
 

@@ -11,7 +11,8 @@ instead of the current one, so D16 is *not* D15 even then; with ``lambda != sigm
 targets a tempered law (for a quadratic energy, ``exp(-E / T)`` to first order, with
 ``T = sigma_n^2 / (2 lambda)``). On ``E = x^2/(2 s^2)`` the step is the AR(1) recursion
 ``x <- a (x + sigma_n z)`` with ``a = 1 - lambda/s^2``, whose exact stationary variance is
-``a^2 sigma_n^2 / (1 - a^2)`` (:func:`stationary_variance_1d`). It is a heuristic sampler; nothing here claims it is unbiased.
+``a^2 sigma_n^2 / (1 - a^2)`` (:func:`stationary_variance_1d`). It is a heuristic sampler; nothing
+here claims it is unbiased.
 
 Both clippings are explicit options, **off by default**, and both change the dynamics:
 gradient value-clipping bounds the drift (the chain no longer follows ``grad E`` where
@@ -26,8 +27,16 @@ from typing import NamedTuple, Optional
 import numpy as np
 
 from febm_ref._validation import check_interval, check_real_scalar
-from febm_ref.samplers._base import (RunResult, as_chain_points, check_energy, check_finite_state,
-                                     check_step_size, evaluate, gaussian_noise, run_steps)
+from febm_ref.samplers._base import (
+    RunResult,
+    as_chain_points,
+    check_energy,
+    check_finite_state,
+    check_step_size,
+    evaluate,
+    gaussian_noise,
+    run_steps,
+)
 
 
 class DecoupledState(NamedTuple):

@@ -20,10 +20,19 @@ from typing import NamedTuple
 
 import numpy as np
 
-from febm_ref._validation import check_positive_int
-from febm_ref._validation import as_float_array
-from febm_ref.samplers._base import (ChainState, NonFiniteChainError, RunResult, check_chain_state, check_energy,
-                                     check_step_size, evaluate, gaussian_and_uniform, init_state, run_steps)
+from febm_ref._validation import as_float_array, check_positive_int
+from febm_ref.samplers._base import (
+    ChainState,
+    NonFiniteChainError,
+    RunResult,
+    check_chain_state,
+    check_energy,
+    check_step_size,
+    evaluate,
+    gaussian_and_uniform,
+    init_state,
+    run_steps,
+)
 
 
 class HMCInfo(NamedTuple):

@@ -20,8 +20,18 @@ from typing import NamedTuple
 
 import numpy as np
 
-from febm_ref.samplers._base import (ChainState, NonFiniteChainError, RunResult, check_chain_state, check_energy,
-                                     check_step_size, evaluate, gaussian_and_uniform, init_state, run_steps)
+from febm_ref.samplers._base import (
+    ChainState,
+    NonFiniteChainError,
+    RunResult,
+    check_chain_state,
+    check_energy,
+    check_step_size,
+    evaluate,
+    gaussian_and_uniform,
+    init_state,
+    run_steps,
+)
 
 
 class MALAInfo(NamedTuple):

@@ -28,8 +28,14 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from febm_ref._validation import (as_float_array, check_callable, check_generator, check_in_interval,
-                                  check_interval, check_positive_int)
+from febm_ref._validation import (
+    as_float_array,
+    check_callable,
+    check_generator,
+    check_in_interval,
+    check_interval,
+    check_positive_int,
+)
 
 
 def quantize_8bit(x, lo: float, hi: float) -> np.ndarray:
@@ -62,7 +68,8 @@ def _as_codes(codes) -> np.ndarray:
     try:
         return np.asarray(codes)
     except Exception as exc:
-        raise TypeError(f"codes must be an integer array of 8-bit bin indices 0..255, got {type(codes).__name__}") from exc
+        raise TypeError("codes must be an integer array of 8-bit bin indices 0..255, "
+                        f"got {type(codes).__name__}") from exc
 
 
 def _dequantize(codes: np.ndarray, lo: float, hi: float, rng: np.random.Generator) -> np.ndarray:

@@ -20,8 +20,18 @@ from typing import NamedTuple
 import numpy as np
 
 from febm_ref._validation import as_float_array, check_real_scalar
-from febm_ref.samplers._base import (ChainState, RunResult, check_chain_state, check_energy, check_finite_state,
-                                     check_step_size, evaluate, gaussian_noise, init_state, run_steps)
+from febm_ref.samplers._base import (
+    ChainState,
+    RunResult,
+    check_chain_state,
+    check_energy,
+    check_finite_state,
+    check_step_size,
+    evaluate,
+    gaussian_noise,
+    init_state,
+    run_steps,
+)
 
 
 class ULAInfo(NamedTuple):
