@@ -34,9 +34,10 @@ EXAMPLES = ROOT / "examples"
 
 
 @pytest.fixture(scope="module")
-def golden(tmp_path_factory) -> Path:
-    # one cache per session, shared with tests/test_conformance_mutants.py (built once)
-    return cached_golden_dir(0, root=tmp_path_factory.getbasetemp() / "golden-cache-shared", quiet=True)
+def golden(shared_golden_root) -> Path:
+    """The session's seed-0 golden set (tests/conftest.py: built once for every module and
+    xdist worker)."""
+    return cached_golden_dir(0, root=shared_golden_root, quiet=True)
 
 
 def load_example(name: str):

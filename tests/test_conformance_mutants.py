@@ -43,8 +43,10 @@ N_MUTANTS = 13
 
 
 @pytest.fixture(scope="module")
-def golden(tmp_path_factory):
-    return cached_golden_dir(0, root=tmp_path_factory.getbasetemp() / "golden-cache-shared", quiet=True)
+def golden(shared_golden_root):
+    """The session's seed-0 golden set (tests/conftest.py: built once for every module and
+    xdist worker)."""
+    return cached_golden_dir(0, root=shared_golden_root, quiet=True)
 
 
 def _load(name: str, path: Path):
