@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from febm_ref._io import atomic_save_npz, atomic_write_json  # noqa: E402
 from febm_ref.divergences import get_divergence  # noqa: E402
-from verification import bounds as B  # noqa: E402
+from febm_ref.verification import bounds as B  # noqa: E402
 
 PERTURB_NAMES = ("kl", "reverse_kl", "squared_hellinger", "pearson_chi2", "neyman_chi2", "jensen_shannon")
 

@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from febm_ref._io import atomic_save_npz, atomic_write_json  # noqa: E402
 from febm_ref.divergences import get_divergence  # noqa: E402
-from verification import convergence as C  # noqa: E402
+from febm_ref.verification import convergence as C  # noqa: E402
 
 
 def compute(out: Path) -> dict:

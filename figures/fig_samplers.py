@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from febm_ref._io import atomic_save_npz, atomic_write_json  # noqa: E402
 from febm_ref.samplers import diagnostics as D  # noqa: E402
 from febm_ref.samplers import hmc, mala, ula  # noqa: E402
-from verification import check_samplers as C  # noqa: E402
+from febm_ref.verification import check_samplers as C  # noqa: E402
 
 
 def compute(out: Path, quick: bool) -> dict:

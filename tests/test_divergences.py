@@ -2,7 +2,7 @@
 
 Every expected value is either an identity that must hold exactly (f(1) = 0, the
 Legendre identity D4, Fenchel-Young), an independent 80-digit mpmath evaluation of
-the naive definitions (``verification/mp_reference.py``), or a numerical supremum / finite
+the naive definitions (``febm_ref/verification/mp_reference.py``), or a numerical supremum / finite
 difference computed here.
 """
 
@@ -19,7 +19,13 @@ from scipy.optimize import minimize_scalar
 
 from febm_ref import DIVERGENCE_NAMES, get_divergence
 from febm_ref.divergences import Alpha, all_divergences
-from verification.mp_reference import FLOAT_TINY, generator, reference_conjugate, reference_maps, relative_error
+from febm_ref.verification.mp_reference import (
+    FLOAT_TINY,
+    generator,
+    reference_conjugate,
+    reference_maps,
+    relative_error,
+)
 
 CATALOGUE = all_divergences(alphas=(-2.5, -1.0, -0.5, 0.0, 1e-9, 0.3, 0.5, 0.9, 1.0 - 1e-9, 1.0, 2.0, 3.5))
 IDS = [d.label for d in CATALOGUE]

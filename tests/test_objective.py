@@ -26,7 +26,7 @@ from febm_ref.objective import (
 )
 from febm_ref.reference_optima import divergence_value
 from febm_ref.targets import GaussianMixture1D, paper_mixture_1d
-from verification.check_objective import d9_at_optimal_critic
+from febm_ref.verification.check_objective import d9_at_optimal_critic
 
 TABLE = [("kl", {}), ("reverse_kl", {}), ("jensen_shannon", {}), ("squared_hellinger", {}),
          ("pearson_chi2", {}), ("neyman_chi2", {}), ("alpha", {"alpha": -1.0}), ("alpha", {"alpha": -0.5}),

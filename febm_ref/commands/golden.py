@@ -53,7 +53,7 @@ def build_convergence(rng):
     import numpy as np
 
     from febm_ref.conformance.golden import Section, _divergences, divergence_key
-    from verification.convergence import (
+    from febm_ref.verification.convergence import (
         fd_jacobian,
         field,
         gaussian_1d_problem,
@@ -136,7 +136,7 @@ def section_builders() -> dict:
 
     builders = dict(SECTION_BUILDERS)
     try:
-        import verification.convergence  # noqa: F401
+        import febm_ref.verification.convergence  # noqa: F401
     except ImportError:
         return builders
     builders["convergence"] = build_convergence

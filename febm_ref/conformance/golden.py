@@ -818,7 +818,7 @@ missing here are reported as omitted."""
 
 def source_revision() -> str:
     """The git revision the installed febm_ref was built from: ``<sha>`` (``<sha>-dirty`` if
-    ``febm_ref/`` or ``verification/`` have uncommitted changes), or ``"unknown"`` outside a
+    ``febm_ref/`` has uncommitted changes), or ``"unknown"`` outside a
     git checkout (an installed wheel). Recorded in the manifest; the golden bytes depend on
     it only through this string, so they stay reproducible for a given revision."""
     import subprocess
@@ -829,9 +829,8 @@ def source_revision() -> str:
     try:
         sha = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True,
                              text=True, timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--", "febm_ref",
-                                "verification"], capture_output=True, text=True, timeout=10,
-                               check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--", "febm_ref"],
+                               capture_output=True, text=True, timeout=10, check=True).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     if len(sha) != 40:

@@ -23,7 +23,7 @@ from febm_ref.models.energies import QuadraticEnergy
 from febm_ref.samplers import CallableEnergy, decoupled_langevin, hmc, mala, mlp_langevin, ula
 from febm_ref.samplers import diagnostics as D
 from febm_ref.targets import GaussianMixture1D, paper_mixture_1d
-from verification.registry import Measurement, register
+from febm_ref.verification.registry import Measurement, register
 
 Z_TOL = 4.0
 """|z| bound of a single moment claim (two-sided p ~ 6e-5)."""

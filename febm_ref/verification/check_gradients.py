@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from febm_ref.models.energies import GaussianEnergy1D, MLPEnergy, QuadraticEnergy
-from verification.registry import Measurement, register
+from febm_ref.verification.registry import Measurement, register
 
 CS_H = 1e-30
 CS_TOL = 1e-12

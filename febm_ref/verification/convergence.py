@@ -1,6 +1,6 @@
 """Local convergence of f-EBM training, confirmed by linearisation (docs/theory.md section 5, D17).
 
-Functions here return numbers (dicts of floats/arrays); :mod:`verification.check_convergence`
+Functions here return numbers (dicts of floats/arrays); :mod:`febm_ref.verification.check_convergence`
 turns them into registered checks and ``figures/fig_convergence.py`` plots them.
 
 Set-up. ``z = (theta, omega)``, field ``v(z) = (-grad_theta L, +grad_omega L)`` computed

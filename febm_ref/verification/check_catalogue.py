@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from febm_ref.divergences import Alpha, all_divergences
-from verification.mp_reference import FLOAT_TINY, reference_maps, relative_error
-from verification.registry import Measurement, register
+from febm_ref.verification.mp_reference import FLOAT_TINY, reference_maps, relative_error
+from febm_ref.verification.registry import Measurement, register
 
 _MAPS = ("g_data", "g_model", "g_data_prime", "g_model_prime")
 _ALPHAS = (-2.5, -1.0, -0.5, 0.0, 0.3, 0.5, 0.9, 1.0, 2.0, 3.5)
@@ -98,7 +98,7 @@ def _edge_points():
           description="f, f', f'' at u = 1 +- ulps, subnormal and huge u; f* one ulp either side of its "
                       "domain boundaries; vs naive mpmath")
 def check_generator_vs_mpmath(quick: bool) -> Measurement:
-    from verification.mp_reference import reference_conjugate, reference_generator
+    from febm_ref.verification.mp_reference import reference_conjugate, reference_generator
 
     alphas = _ALPHAS + ((5e-324, 1.0 - 2.0 ** -53) if not quick else ())
     worst, where, n = 0.0, "", 0

@@ -19,7 +19,7 @@ from febm_ref.models.energies import GaussianEnergy1D, MLPEnergy
 from febm_ref.objective import contrastive_divergence_gradient, febm_energy_gradient, febm_gradient
 from febm_ref.reference_optima import PAPER_TABLE, divergence_value
 from febm_ref.targets import paper_mixture_1d
-from verification.registry import Measurement, register
+from febm_ref.verification.registry import Measurement, register
 
 TARGET = GaussianEnergy1D(0.5, 1.3)
 MODEL = GaussianEnergy1D(0.2, 1.1)

@@ -18,7 +18,7 @@ from febm_ref.gaussians import (
     f_divergence_quadrature_gaussians,
     has_closed_form,
 )
-from verification.registry import Measurement, register
+from febm_ref.verification.registry import Measurement, register
 
 _ALPHAS = (-1.5, -1.0, -0.5, 0.0, 0.3, 0.5, 0.9, 1.0, 1.5, 2.0)
 CLOSED_FORM = tuple(d for d in all_divergences(alphas=_ALPHAS) if has_closed_form(d))
@@ -148,7 +148,7 @@ def check_divergent_integrals(quick: bool) -> Measurement:
 
 
 # Extreme but finite inputs (issue 13): variance ratios 1e-300..1e300 and 1 +- 1e-10, offsets up
-# to 1e150 sd, alphas near 0 and 1; truth from verification/mp_gaussians.py (certified mpmath).
+# to 1e150 sd, alphas near 0 and 1; truth from febm_ref/verification/mp_gaussians.py (certified mpmath).
 _EXTREME_VARIANCES = (1e-300, 1e-17, 1e-12, 1.0 - 1e-10, 1.0 + 1e-10, 1.5, 1e20, 1e300)
 _EXTREME_ALPHAS = (1e-12, 0.3, 0.7, 1.0 - 1e-9, 1.5, -0.5, 3.0)
 
@@ -157,7 +157,7 @@ _EXTREME_ALPHAS = (1e-12, 0.3, 0.7, 1.0 - 1e-9, 1.5, -0.5, 3.0)
           description="closed-form Gaussian D_f at variance ratios 1e-300..1e300 (1-D and 2-D) vs mpmath, "
                       "worst rel. error (exact +inf where the truth diverges or overflows)")
 def check_extremes(quick: bool) -> Measurement:
-    from verification.mp_gaussians import gaussian_divergence, is_normal, relative_error
+    from febm_ref.verification.mp_gaussians import gaussian_divergence, is_normal, relative_error
 
     names = [("kl", None), ("reverse_kl", None), ("pearson_chi2", None), ("neyman_chi2", None),
              ("squared_hellinger", None)] + [("alpha", a) for a in _EXTREME_ALPHAS]
