@@ -58,12 +58,6 @@ def source_digest() -> str:
     return digest.hexdigest()[:16]
 
 
-def _builders():
-    from febm_ref.commands.golden import section_builders
-
-    return section_builders()
-
-
 def cached_golden_dir(seed: int = 0, *, root: Optional[Path] = None, quiet: bool = False) -> Path:
     """Path of the validated golden set of this febm-ref version and seed (built if missing).
 
@@ -89,7 +83,7 @@ def cached_golden_dir(seed: int = 0, *, root: Optional[Path] = None, quiet: bool
         print(f"febm-ref: building the golden set once into {target} (a few seconds)", file=sys.stderr)
     scratch = Path(tempfile.mkdtemp(prefix=".building-", dir=root))
     try:
-        write_golden(scratch, seed, builders=_builders())
+        write_golden(scratch, seed)
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(scratch, 0o777 & ~umask)  # mkdtemp makes 0700; the cache may be shared
