@@ -168,21 +168,27 @@ def mala_hmc_1d_runs(quick: bool):
             "ula": (u.samples[burn:], 1.0), "eps": eps}
 
 
-@lru_cache(maxsize=4)
-def mixture_run(quick: bool, sampler: str, variances: tuple = tuple(MIXTURE_VARIANCES)):
-    """Chains on the paper's 1-D mixture (or a wrong one), started from N(0, 3^2)."""
+def mixture_chains(sampler: str, n_chains: int, n_steps: int, variances: tuple = tuple(MIXTURE_VARIANCES)):
+    """``n_chains`` MALA (step 0.12, every 2nd draw kept) or HMC (step 0.15, 8 leapfrog steps)
+    chains of ``n_steps`` on the paper's 1-D mixture (or a wrong one), started from N(0, 3^2);
+    returns the draws after the first quarter ``(draws, chains)`` and the acceptance rate."""
     rng = np.random.default_rng(5 if sampler == "hmc" else 6)
     energy = mixture_energy(np.asarray(variances))
-    n_chains = _steps(quick, 400, 1000)
     x0 = 3.0 * rng.standard_normal((n_chains, 1))
     if sampler == "hmc":
-        n_steps = _steps(quick, 1000, 2500)
         res = hmc.run(rng, x0, energy, 0.15, 8, n_steps, keep_samples=True)
     else:
-        n_steps = _steps(quick, 4000, 10_000)
         res = mala.run(rng, x0, energy, 0.12, n_steps, keep_samples=True, thin=2)
     samples = res.samples[res.samples.shape[0] // 4:, :, 0]
     return samples, float(res.info["acceptance_rate"].mean())
+
+
+@lru_cache(maxsize=4)
+def mixture_run(quick: bool, sampler: str, variances: tuple = tuple(MIXTURE_VARIANCES)):
+    """:func:`mixture_chains` at the check's size (cached: several checks share the chains)."""
+    n_chains = _steps(quick, 400, 1000)
+    n_steps = _steps(quick, 1000, 2500) if sampler == "hmc" else _steps(quick, 4000, 10_000)
+    return mixture_chains(sampler, n_chains, n_steps, variances)
 
 
 # --------------------------------------------------------------------------- checks
