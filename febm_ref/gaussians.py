@@ -69,7 +69,7 @@ by a power of 2). In 1-D ``s`` is computed in exact rational arithmetic, so the 
 accurate; in d-D cases within ``~kappa eps`` of the boundary may be classified either way.
 
 Accuracy (tests/test_gaussians_domain.py against 50+-digit mpmath of the matrix formulas,
-verification/mp_gaussians.py): relative error <= 1e-12 wherever the value is a normal
+febm_ref/verification/mp_gaussians.py): relative error <= 1e-12 wherever the value is a normal
 float -- variances 1e-300..1e300, means up to 1e300, alpha near 0 and 1 -- measured max
 ~2e-13 in 1-D and ~3e-13 in 2-D/3-D (condition numbers <= 100 of each covariance after
 diagonal scaling); exactly ``+inf`` where the integral diverges or the value overflows.

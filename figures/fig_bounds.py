@@ -8,8 +8,9 @@ bound at a learned MLP critic (D10 + Adam) over training per divergence, as a re
 (c) ``fig_bounds_critics.png`` -- the learned ``H`` (``r = H``, ``E = 0``) against the exact
 log ratio ``log p/q`` for the mixture, with the two densities.
 
-Usage: ``python figures/fig_bounds.py --out DIR [--quick]`` (computes, saves .npz/.json via
-febm_ref._io, plots PNG with matplotlib's Agg backend).
+Usage: ``python figures/fig_bounds.py --out DIR [--quick | --tiny]`` (computes, saves .npz/.json via
+febm_ref._io, plots PNG with matplotlib's Agg backend). ``--tiny`` (3 eps points, 20 training
+steps of 3 critics) is the smoke test's size (tests/test_figures.py): the same pipeline, not a figure to read.
 """
 
 from __future__ import annotations
@@ -24,16 +25,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from febm_ref._io import atomic_save_npz, atomic_write_json  # noqa: E402
 from febm_ref.divergences import get_divergence  # noqa: E402
-from verification import bounds as B  # noqa: E402
+from febm_ref.verification import bounds as B  # noqa: E402
 
 PERTURB_NAMES = ("kl", "reverse_kl", "squared_hellinger", "pearson_chi2", "neyman_chi2", "jensen_shannon")
 
 
-def compute(out: Path, quick: bool) -> dict:
+def compute(out: Path, quick: bool, tiny: bool = False) -> dict:
     pair = B.standard_pairs()["1d"]
     mix = B.mixture_vs_gaussian_pair()
     h = B.bounded_perturbation(1)
-    eps = np.linspace(-1.5, 1.5, 21 if quick else 61)
+    eps = np.linspace(-1.5, 1.5, 3 if tiny else 21 if quick else 61)
     arrays, summary = {"eps": eps}, {"perturbation": {}, "training": {}}
     for name in PERTURB_NAMES:
         div = get_divergence(name)
@@ -43,8 +44,8 @@ def compute(out: Path, quick: bool) -> dict:
         G2, G3 = B._expansion_integrals(div, pair, h)
         arrays[f"bound_{name}"] = exact - gaps
         summary["perturbation"][name] = {"exact": exact, "G2": G2, "G3": G3, "min_gap": float(gaps.min())}
-    divs = B.all_bound_divergences(alphas=(-0.5, 0.5, 1.5))
-    steps = 600 if quick else 3000
+    divs = B.all_bound_divergences(alphas=(-0.5, 0.5, 1.5))[:3 if tiny else None]
+    steps = 20 if tiny else 600 if quick else 3000
     x = np.linspace(-4.0, 7.0, 400)[:, None]
     arrays["x"] = x[:, 0]
     arrays["log_ratio_mixture"] = mix.optimal_log_ratio(x)
@@ -128,10 +129,12 @@ def plot(data: dict, out: Path) -> list:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True, type=Path, help="output directory")
-    parser.add_argument("--quick", action="store_true", help="fewer eps points and training steps")
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument("--quick", action="store_true", help="fewer eps points and training steps")
+    size.add_argument("--tiny", action="store_true", help="3 eps points, 20 training steps of 3 critics (smoke test)")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    data = compute(args.out, args.quick)
+    data = compute(args.out, args.quick, args.tiny)
     for p in plot(data, args.out):
         print(p)
     for key, row in data["summary"]["training"].items():

@@ -5,7 +5,9 @@ family; (b) distance to the equilibrium versus iteration for the exact-field dyn
 against the predicted rate rho(I + eta J)^k, (b) Gaussian 1-D, (c) MLP 1-D; (d) the step-size boundary: spectral radius
 of I + eta J and of the alternating map versus eta / eta*, with observed rates.
 
-Usage: ``python figures/fig_convergence.py --out DIR`` (computes, saves .npz/.json, plots PNG).
+Usage: ``python figures/fig_convergence.py --out DIR [--tiny]`` (computes, saves .npz/.json, plots
+PNG). ``--tiny`` (20-30 iterations per run, 16 step sizes) is the smoke test's size
+(tests/test_figures.py): the same pipeline, not a figure to read.
 """
 
 from __future__ import annotations
@@ -20,28 +22,29 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from febm_ref._io import atomic_save_npz, atomic_write_json  # noqa: E402
 from febm_ref.divergences import get_divergence  # noqa: E402
-from verification import convergence as C  # noqa: E402
+from febm_ref.verification import convergence as C  # noqa: E402
 
 
-def compute(out: Path) -> dict:
+def compute(out: Path, tiny: bool = False) -> dict:
     rep = C.jacobian_report("gaussian_1d")
     eig = {k: v["eigenvalues"] for k, v in rep["per_divergence"].items()}
     runs = {}
     for name in ("gaussian_1d", "mlp_1d"):
         for scheme in ("simultaneous", "alternating"):
-            r = C.rate_experiment(name, get_divergence("kl"), scheme=scheme, eta_fraction=0.7, n_steps=400)
+            r = C.rate_experiment(name, get_divergence("kl"), scheme=scheme, eta_fraction=0.7,
+                                  n_steps=30 if tiny else 400)
             runs[f"{name}/{scheme}"] = r
     prob = C.problem("gaussian_1d")
     mom = C.equilibrium_moments(prob)
     J = C.d17_jacobian(1.0, mom["A"], mom["G"], mom["m"], mom["h"])
     eta_star = C.step_size_bound(np.linalg.eigvals(J))
-    fracs = np.linspace(0.05, 1.6, 120)
+    fracs = np.linspace(0.05, 1.6, 16 if tiny else 120)
     rho_sim = np.array([C.spectral_radius(C.simultaneous_map(J, f * eta_star)) for f in fracs])
     rho_alt = np.array([C.spectral_radius(C.alternating_map(J, prob.n_theta, f * eta_star)) for f in fracs])
     obs = []
     for f in (0.3, 0.6, 0.9, 0.95, 1.05, 1.2):
         r = C.rate_experiment("gaussian_1d", get_divergence("kl"), scheme="simultaneous",
-                              eta_fraction=f, n_steps=150)
+                              eta_fraction=f, n_steps=20 if tiny else 150)
         obs.append((f, r["observed_rate"]))
     arrays = {f"eig_{k}": v for k, v in eig.items()}
     arrays.update({f"dist_{k.replace('/', '_')}": r["distance"] for k, r in runs.items()})
@@ -103,9 +106,10 @@ def plot(data: dict, out: Path) -> Path:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True, type=Path, help="output directory")
+    parser.add_argument("--tiny", action="store_true", help="20-30 iterations per run, 16 step sizes (smoke test)")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    print(plot(compute(args.out), args.out))
+    print(plot(compute(args.out, args.tiny), args.out))
     return 0
 
 

@@ -6,8 +6,9 @@ negatives of each method at the end of training (drawn as in training: replay bu
 One PNG ``fig_fit2d_curves.png``: the exact KL(p||q) over training, mean over seeds (lines) and each
 seed (thin), per target and method.
 
-Usage: ``python figures/fig_fit2d.py --runs out/results2d --out DIR`` (reads the run JSON/npz written
-by ``febm-ref fit2d --all --out out/results2d``; compute -> save .npz -> plot PNG).
+Usage: ``python figures/fig_fit2d.py --runs out/results2d --out DIR [--targets T ...] [--grid N]``
+(reads the run JSON/npz written by ``febm-ref fit2d --all --out out/results2d``; compute -> save
+.npz -> plot PNG). ``--targets`` restricts the figure to some targets (the smoke test draws one).
 """
 
 from __future__ import annotations
@@ -39,10 +40,10 @@ def _load(runs: Path, target: str, label: str, seed: int):
     return result, arrays
 
 
-def compute(runs: Path, out: Path, target: str) -> dict:
+def compute(runs: Path, out: Path, target: str, grid_size: int = GRID) -> dict:
     t = get_target(target)
-    grid = Grid2D(t.box, GRID)
-    data = {"target_density": np.exp(t.log_density(grid.points)).reshape(GRID, GRID),
+    grid = Grid2D(t.box, grid_size)
+    data = {"target_density": np.exp(t.log_density(grid.points)).reshape(grid_size, grid_size),
             "target_samples": t.sample(np.random.default_rng(0), 2000)}
     for label in TABLE_METHODS:
         result, arrays = _load(runs, target, label, 0)
@@ -50,7 +51,7 @@ def compute(runs: Path, out: Path, target: str) -> dict:
             continue
         result["theta"] = arrays["theta"]
         log_q, _ = grid.model_log_density(energy_from_result(result))
-        data[f"{label}_density"] = np.exp(log_q).reshape(GRID, GRID)
+        data[f"{label}_density"] = np.exp(log_q).reshape(grid_size, grid_size)
         data[f"{label}_samples"] = arrays["langevin_samples"]
         data[f"{label}_kl"] = np.array(result["final"]["kl"])
     atomic_save_npz(out / f"fig_fit2d_{target}.npz", **data)
@@ -90,15 +91,15 @@ def plot_target(data: dict, target: str, out: Path) -> Path:
     return path
 
 
-def plot_curves(runs: Path, out: Path, seeds: int) -> Path:
+def plot_curves(runs: Path, out: Path, seeds: int, targets=TARGETS_2D) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(TARGETS_2D), figsize=(4.2 * len(TARGETS_2D), 3.6), squeeze=False)
+    fig, axes = plt.subplots(1, len(targets), figsize=(4.2 * len(targets), 3.6), squeeze=False)
     colors = dict(zip(TABLE_METHODS, ("C0", "C1", "C2", "C3", "k")))
-    for ax, target in zip(axes[0], TARGETS_2D):
+    for ax, target in zip(axes[0], targets):
         for label in TABLE_METHODS:
             curves = []
             for seed in range(seeds):
@@ -130,11 +131,14 @@ def main(argv=None) -> int:
     parser.add_argument("--runs", required=True, type=Path, help="the --out directory of fit2d --all")
     parser.add_argument("--out", required=True, type=Path, help="output directory")
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--targets", nargs="+", choices=TARGETS_2D, default=list(TARGETS_2D),
+                        help="only these targets (default: all)")
+    parser.add_argument("--grid", type=int, default=GRID, help=f"cells per axis of the density grid (default {GRID})")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    for target in TARGETS_2D:
-        print(plot_target(compute(args.runs, args.out, target), target, args.out))
-    print(plot_curves(args.runs, args.out, args.seeds))
+    for target in args.targets:
+        print(plot_target(compute(args.runs, args.out, target, args.grid), target, args.out))
+    print(plot_curves(args.runs, args.out, args.seeds, args.targets))
     return 0
 
 

@@ -5,8 +5,9 @@ curve ``1/(1 - eps/(4 s^2))`` with measured ULA points, and MALA / HMC (Metropol
 points on the unbiased line 1, each with +-2 ESS-based standard errors.
 (b) The paper's 1-D mixture: density against histograms of thinned MALA and HMC chains.
 
-Usage: ``python figures/fig_samplers.py --out DIR [--quick]`` (computes, saves .npz/.json,
-plots PNG).
+Usage: ``python figures/fig_samplers.py --out DIR [--quick | --tiny]`` (computes, saves .npz/.json,
+plots PNG). ``--tiny`` (200 chains of 300 steps, mixture chains of 400 steps) is the smoke test's
+size (tests/test_figures.py): the same pipeline, not a figure to read.
 """
 
 from __future__ import annotations
@@ -23,14 +24,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from febm_ref._io import atomic_save_npz, atomic_write_json  # noqa: E402
 from febm_ref.samplers import diagnostics as D  # noqa: E402
 from febm_ref.samplers import hmc, mala, ula  # noqa: E402
-from verification import check_samplers as C  # noqa: E402
+from febm_ref.verification import check_samplers as C  # noqa: E402
 
 
-def compute(out: Path, quick: bool) -> dict:
+def compute(out: Path, quick: bool, tiny: bool = False) -> dict:
     s = 1.0
     energy = C.gaussian_energy_1d(s)
     rng = np.random.default_rng(0)
-    n_chains, n_steps, burn = (1000, 2000, 200) if quick else (4000, 5000, 300)
+    n_chains, n_steps, burn = (200, 300, 50) if tiny else (1000, 2000, 200) if quick else (4000, 5000, 300)
     factors = np.array([0.05, 0.1, 0.2, 0.4, 0.8, 1.2])
     rows = {"ula": [], "mala": [], "hmc": []}
     for f in factors:
@@ -47,7 +48,7 @@ def compute(out: Path, quick: bool) -> dict:
     exact = 1.0 / (1.0 - fine / 4.0)
     mix = {}
     for name in ("mala", "hmc"):
-        draws, _ = C.mixture_run(quick, name)
+        draws, _ = C.mixture_chains(name, 100, 400) if tiny else C.mixture_run(quick, name)
         flat, k = D.thin_by_autocorrelation(draws)
         mix[name] = flat
     grid = np.linspace(-3, 7, 400)
@@ -93,11 +94,13 @@ def plot(data: dict, out: Path) -> Path:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", default="figures/out")
-    parser.add_argument("--quick", action="store_true")
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument("--quick", action="store_true", help="fewer chains and steps")
+    size.add_argument("--tiny", action="store_true", help="200 chains of 300 steps (smoke test)")
     args = parser.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    print(plot(compute(out, args.quick), out))
+    print(plot(compute(out, args.quick, args.tiny), out))
     return 0
 
 

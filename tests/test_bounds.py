@@ -1,8 +1,8 @@
-"""Tests of verification.bounds / check_bounds: the variational bound D5 with D7 maps.
+"""Tests of febm_ref.verification.bounds / check_bounds: the variational bound D5 with D7 maps.
 
 Expected values come from the Gaussian closed forms (febm_ref.gaussians), from adaptive
 quadrature of ``q f(p/q)`` (Jensen-Shannon) and from the Taylor expansion of the gap
-derived in verification/bounds.py, never from earlier runs of this code.
+derived in febm_ref/verification/bounds.py, never from earlier runs of this code.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import pytest
 
 from febm_ref.divergences import get_divergence
 from febm_ref.models.energies import MLPEnergy
-from verification import bounds as B
-from verification import check_bounds as C
+from febm_ref.verification import bounds as B
+from febm_ref.verification import check_bounds as C
 
 PAIRS = B.standard_pairs()
 

@@ -20,10 +20,9 @@ import numpy as np
 import pytest
 
 from febm_ref import cli
-from febm_ref.commands.golden import section_builders
 from febm_ref.conformance import schema
 from febm_ref.conformance.checker import GoldenError, check_adapter, format_table, load_golden, run_check
-from febm_ref.conformance.golden import write_golden
+from febm_ref.conformance.golden import section_builders, write_golden
 from febm_ref.conformance.schema import Tolerance, within_tolerance
 
 ROOT = Path(__file__).resolve().parents[1]

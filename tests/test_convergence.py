@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from febm_ref.divergences import get_divergence
-from verification import convergence as C
+from febm_ref.verification import convergence as C
 
 
 def test_d17_equals_fd_jacobian_and_closed_form_gaussian_1d():

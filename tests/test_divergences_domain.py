@@ -14,7 +14,7 @@ written next to them (at most ~20x, ~1e-14), plus the conditioning of the proble
 with respect to its float input, |x f'(x)/f(x)| u_round, which reaches ~745 * 1.1e-16 =
 8.3e-14 for exp-type maps at the overflow edge. 1e-12 leaves a factor > 10 above both.
 
-The truth is :mod:`verification.mp_reference`: the *naive* definitions (f from docs/theory.md
+The truth is :mod:`febm_ref.verification.mp_reference`: the *naive* definitions (f from docs/theory.md
 section 2, g_model = e^s f'(e^s) - f(e^s), the textbook conjugates with their domains) in
 mpmath at a precision raised for every cancellation the naive form suffers, and evaluated
 twice (+30 digits) to prove it converged. For |s| > 1500, where the naive composition would
@@ -47,7 +47,7 @@ from febm_ref.divergences import (
     sigmoid,
     softplus,
 )
-from verification.mp_reference import (
+from febm_ref.verification.mp_reference import (
     _checked,
     _extra_digits,
     _magnitude_digits,

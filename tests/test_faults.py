@@ -449,8 +449,7 @@ def test_a_checkpoint_of_other_settings_is_refused(reference_1d, tmp_path, capsy
 
 @pytest.fixture(scope="module")
 def golden_small(scratch) -> Path:
-    from febm_ref.commands.golden import section_builders
-    from febm_ref.conformance.golden import write_golden
+    from febm_ref.conformance.golden import section_builders, write_golden
 
     out = scratch / "golden"
     write_golden(out, seed=0, sections=["catalogue"], builders=section_builders())

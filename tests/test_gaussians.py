@@ -27,6 +27,7 @@ from febm_ref.gaussians import (
     gaussian_log_density,
     has_closed_form,
 )
+from febm_ref.verification.check_gaussians import rotated_cov, rotation
 
 CLOSED_FORM = [d for d in all_divergences() if has_closed_form(d)]
 EVERY = list(all_divergences())
@@ -34,10 +35,6 @@ QUADRATURE_RTOL = 1e-8
 SE_TOLERANCE = 5.0
 
 hyp = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-
-
-def rotation(theta):
-    return np.array([[math.cos(theta), -math.sin(theta)], [math.sin(theta), math.cos(theta)]])
 
 
 def relative_error(value, reference):
@@ -397,9 +394,7 @@ def test_condition_number_1e8_matches_mpmath():
     """Covariances with condition number 1e8 (nearly aligned, slightly rotated): closed form
     == 60-digit mpmath evaluation of the direct formulas, rel. error <= 1e-7, or both inf."""
     mp.mp.dps = 60
-    S_q = rotation(0.3) @ np.diag([1.0, 1e-8]) @ rotation(0.3).T
-    S_p = rotation(0.3 + 1e-5) @ np.diag([1.5, 2e-8]) @ rotation(0.3 + 1e-5).T
-    S_q, S_p = 0.5 * (S_q + S_q.T), 0.5 * (S_p + S_p.T)
+    S_q, S_p = rotated_cov([1.0, 1e-8], 0.3), rotated_cov([1.5, 2e-8], 0.3 + 1e-5)
     assert np.linalg.cond(S_q) > 9e7
     m_p, m_q = np.array([1e-4, 2e-4]), np.zeros(2)
     finite = 0

@@ -1,6 +1,6 @@
 """The Gaussian closed forms over the whole float64 domain, and no swallowed NaN (issue 13).
 
-Oracle: verification/mp_gaussians.py -- the textbook matrix formulas (trace / log-det /
+Oracle: febm_ref/verification/mp_gaussians.py -- the textbook matrix formulas (trace / log-det /
 Mahalanobis for KL, ``log det M_a`` for ``∫ p^a q^{1-a}``) in mpmath, with the precision
 raised until two evaluations 40 digits apart agree to 1e-30. It shares no code and no
 rewriting with febm_ref.gaussians (which works with log-eigenvalues and log-form sums).
@@ -47,7 +47,7 @@ from febm_ref.gaussians import (
     f_divergence_quadrature_gaussians,
     gaussian_log_density,
 )
-from verification.mp_gaussians import gaussian_divergence, is_normal, relative_error
+from febm_ref.verification.mp_gaussians import gaussian_divergence, is_normal, relative_error
 
 EPS = 2.0 ** -52
 RTOL = 1e-12

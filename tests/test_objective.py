@@ -24,24 +24,32 @@ from febm_ref.objective import (
     febm_objective_value,
     model_pass,
 )
-from febm_ref.reference_optima import divergence_value
 from febm_ref.targets import GaussianMixture1D, paper_mixture_1d
-from verification.check_objective import d9_at_optimal_critic
+from febm_ref.verification.check_objective import (
+    MODEL,
+    TARGET,
+    batch_covariance_term,
+    d9_at_optimal_critic,
+    d13_z_scores,
+    divergence_gradient_fd,
+    kl_d12_minibatch,
+    kl_d12_quadrature,
+    kl_optimal_critic,
+    near_optimal_critic,
+    quadrature_rule,
+    surrogate_omega,
+    surrogate_problem,
+    surrogate_theta,
+)
 
 TABLE = [("kl", {}), ("reverse_kl", {}), ("jensen_shannon", {}), ("squared_hellinger", {}),
          ("pearson_chi2", {}), ("neyman_chi2", {}), ("alpha", {"alpha": -1.0}), ("alpha", {"alpha": -0.5}),
          ("alpha", {"alpha": 0.5}), ("alpha", {"alpha": 0.9}), ("alpha", {"alpha": 2.0})]
 IDS = [n + str(k.get("alpha", "")) for n, k in TABLE]
 
-TARGET = GaussianEnergy1D(0.5, 1.3)      # p = N(0.5, 1.3^2)
-MODEL = GaussianEnergy1D(0.2, 1.1)       # q_theta = N(0.2, 1.1^2)
-RULE = gauss_legendre_box([(-25.0, 25.0)], 50)
-
-
-def _near_optimal_quadratic_critic():
-    """H = -E_p + small quadratic perturbation: r = log(p/q) + const + delta(x)."""
-    h = QuadraticCritic.negative_of_gaussian_energy([0.5], [[1.0 / 1.69]])
-    return h.with_params(h.params + np.array([0.05, 0.05, -0.02]))
+# p = N(0.5, 1.3^2), q_theta = N(0.2, 1.1^2) (TARGET, MODEL), the near-optimal quadratic critic
+# and the quadrature rule are those of the verification checks (febm_ref/verification/check_objective.py).
+RULE = quadrature_rule()
 
 
 # ------------------------------------------------------------------ D13 mean == D9/D10
@@ -49,41 +57,27 @@ def _near_optimal_quadratic_critic():
 @pytest.mark.parametrize("name,params", TABLE, ids=IDS)
 def test_D13_mean_equals_exact_D9_D10_within_standard_error(name, params):
     div = get_divergence(name, **params)
-    critic = _near_optimal_quadratic_critic()
-    exact = ExactObjective.from_energy(div, RULE, TARGET, tail_tolerance=1e-9).evaluate(MODEL, critic)
-    rng = np.random.default_rng(2024)
-    reps, n = 300, 200
-    gt, go = np.empty((reps, 2)), np.empty((reps, 3))
-    for k in range(reps):
-        g = febm_gradient(div, MODEL, critic, TARGET.sample(rng, n), MODEL.sample(rng, n), covariance="halves")
-        gt[k], go[k] = g.grad_theta, g.grad_omega
-    for est, ref, what in ((gt, exact.grad_theta, "grad_theta (D9)"), (go, exact.grad_omega, "grad_omega (D10)")):
-        se = est.std(axis=0, ddof=1) / math.sqrt(reps)
-        z = np.abs(est.mean(axis=0) - ref) / se
-        assert np.all(z < 4.5), f"{div.label} {what}: mean {est.mean(0)} vs exact {ref}, SE {se}, z {z}"
+    z, se, mean = d13_z_scores(div, near_optimal_critic(), RULE, np.random.default_rng(2024), 300, 200, "halves")
+    assert z.shape == (5,) and np.all(se > 0)  # (grad_theta (D9): mu, sigma; grad_omega (D10): 3 params)
+    assert np.all(z < 4.5), f"{div.label}: mean {mean}, SE {se}, z {z}"
 
 
 def test_D13_batch_covariance_has_the_predicted_O_1_over_n_bias():
     """covariance='batch' has expectation D9 - Cov_q(g_model, dE)/n (exact, by quadrature)."""
     div = get_divergence("kl")
-    critic = _near_optimal_quadratic_critic()
-    obj = ExactObjective.from_energy(div, RULE, TARGET, tail_tolerance=1e-9)
-    exact = obj.evaluate(MODEL, critic)
-    x = RULE.nodes
-    wq = obj.model_weights(MODEL)
-    gm = div.g_model(critic.energy(x) + MODEL.energy(x))
-    cov = MODEL.weighted_grad_params(x, wq * (gm - wq @ gm))
+    critic = near_optimal_critic()
+    d9, cov = batch_covariance_term(div, critic, RULE)
     n, reps = 2, 12000
     rng = np.random.default_rng(7)
     xp = TARGET.sample(rng, n * reps).reshape(reps, n, 1)
     xn = MODEL.sample(rng, n * reps).reshape(reps, n, 1)
     est = np.array([febm_energy_gradient(div, MODEL, critic, xp[k], xn[k]).grad_theta for k in range(reps)])
     se = est.std(axis=0, ddof=1) / math.sqrt(reps)
-    predicted = exact.grad_theta - cov / n
+    predicted = d9 - cov / n
     z = np.abs(est.mean(0) - predicted) / se
-    assert np.all(z < 4.5), f"mean {est.mean(0)} vs D9 - Cov/n {predicted} (D9 {exact.grad_theta}), SE {se}"
+    assert np.all(z < 4.5), f"mean {est.mean(0)} vs D9 - Cov/n {predicted} (D9 {d9}), SE {se}"
     # and the bias is detectable: the unbiased target is rejected for at least one component
-    assert np.max(np.abs(est.mean(0) - exact.grad_theta) / se) > 6.0, "bias Cov/n not resolved; test too weak"
+    assert np.max(np.abs(est.mean(0) - d9) / se) > 6.0, "bias Cov/n not resolved; test too weak"
 
 
 MLP_FINITE_VARIANCE = [("reverse_kl", {}), ("jensen_shannon", {}), ("neyman_chi2", {}), ("alpha", {"alpha": -1.0}),
@@ -98,62 +92,35 @@ def test_D13_mean_equals_exact_for_an_mlp_critic(name, params):
     D9/D10 on every critic parameter."""
     div = get_divergence(name, **params)
     critic = MLPEnergy.random_init(np.random.default_rng(3), 1, (8,), "tanh", bias_scale=0.3)
-    exact = ExactObjective.from_energy(div, RULE, TARGET, tail_tolerance=1e-9).evaluate(MODEL, critic)
-    rng = np.random.default_rng(11)
-    reps, n = 200, 200
-    est = np.array([np.concatenate([g.grad_theta, g.grad_omega]) for g in (
-        febm_gradient(div, MODEL, critic, TARGET.sample(rng, n), MODEL.sample(rng, n), covariance="bessel")
-        for _ in range(reps))])
-    ref = np.concatenate([exact.grad_theta, exact.grad_omega])
-    se = est.std(axis=0, ddof=1) / math.sqrt(reps)
+    z, se, _ = d13_z_scores(div, critic, RULE, np.random.default_rng(11), 200, 200, "bessel")
     ok = se > 0
-    z = np.abs(est.mean(0)[ok] - ref[ok]) / se[ok]
+    z = z[ok]
     assert np.all(z < 4.8), f"{div.label}: worst z {z.max():.2f} over {ok.sum()} components"
 
 
 # ------------------------------------------------------------------ surrogate loss
-
-def _surrogate_theta(div, energy, critic, xp, xn, theta, gm_frozen, lam):
-    """Published stop-gradient surrogate for the energy, in NumPy: the negatives and the
-    centred g_model(r-) weights are frozen (no gradient)."""
-    e = energy.with_params(theta)
-    ep, en = e.energy(xp), e.energy(xn)
-    hp, hn = critic.energy(xp), critic.energy(xn)
-    value = np.mean(div.g_data(hp + ep)) - np.mean(div.g_model(hn + en))
-    value += np.mean((gm_frozen - gm_frozen.mean()) * en)
-    return value + lam * (np.mean(ep ** 2) + np.mean(en ** 2))
-
-
-def _surrogate_omega(div, energy, critic, xp, xn, omega, lam):
-    h = critic.with_params(omega)
-    hp, hn = h.energy(xp), h.energy(xn)
-    value = np.mean(div.g_data(hp + energy.energy(xp))) - np.mean(div.g_model(hn + energy.energy(xn)))
-    return value - lam * (np.mean(hp ** 2) + np.mean(hn ** 2))
-
 
 @pytest.mark.parametrize("lam", [0.0, 0.7])
 @pytest.mark.parametrize("name,params", TABLE, ids=IDS)
 def test_explicit_D13_equals_gradient_of_stop_gradient_surrogate(name, params, lam):
     div = get_divergence(name, **params)
     rng = np.random.default_rng(5)
-    energy = GaussianEnergy1D(0.3, 1.2)
-    critic = MLPEnergy.random_init(rng, 1, (6, 5), "tanh", bias_scale=0.2, backend="numpy")
-    xp, xn = rng.normal(0.5, 1.3, (40, 1)), energy.sample(rng, 30)
+    energy, critic, xp, xn = surrogate_problem(rng)
     g = febm_gradient(div, energy, critic, xp, xn, l2_weight=lam)
     gm0 = div.g_model(critic.energy(xn) + energy.energy(xn))
     h = 1e-6
-    fd_theta = np.array([(_surrogate_theta(div, energy, critic, xp, xn, energy.params + h * e, gm0, lam)
-                          - _surrogate_theta(div, energy, critic, xp, xn, energy.params - h * e, gm0, lam)) / (2 * h)
+    fd_theta = np.array([(surrogate_theta(div, energy, critic, xp, xn, energy.params + h * e, gm0, lam)
+                          - surrogate_theta(div, energy, critic, xp, xn, energy.params - h * e, gm0, lam)) / (2 * h)
                          for e in np.eye(2)])
     np.testing.assert_allclose(g.grad_theta, fd_theta, rtol=1e-6, atol=1e-8 * np.abs(fd_theta).max())
     for _ in range(3):
         u = rng.standard_normal(critic.n_params)
         u /= np.linalg.norm(u)
-        fd = (_surrogate_omega(div, energy, critic, xp, xn, critic.params + h * u, lam)
-              - _surrogate_omega(div, energy, critic, xp, xn, critic.params - h * u, lam)) / (2 * h)
+        fd = (surrogate_omega(div, energy, critic, xp, xn, critic.params + h * u, lam)
+              - surrogate_omega(div, energy, critic, xp, xn, critic.params - h * u, lam)) / (2 * h)
         assert abs(g.grad_omega @ u - fd) <= 1e-6 * np.linalg.norm(g.grad_omega) + 1e-9, (g.grad_omega @ u, fd)
     # the estimator's loss is the surrogate's value without the frozen terms (D8)
-    assert g.loss == pytest.approx(_surrogate_omega(div, energy, critic, xp, xn, critic.params, 0.0), rel=1e-13)
+    assert g.loss == pytest.approx(surrogate_omega(div, energy, critic, xp, xn, critic.params, 0.0), rel=1e-13)
 
 
 # ------------------------------------------------------------------ D11 and D12
@@ -167,31 +134,21 @@ def test_D11_optimal_critic_gradient_equals_gradient_of_D_f(name, params):
     mu, sigma = 1.2, 1.6
     energy = GaussianEnergy1D(mu, sigma)
     d9 = d9_at_optimal_critic(div, target, energy, gauss_legendre_box([(-40.0, 40.0)], 320))
-    h = 1e-5
-    fd = (np.array([divergence_value(div, target, mu + h, sigma) - divergence_value(div, target, mu - h, sigma),
-                    divergence_value(div, target, mu, sigma + h) - divergence_value(div, target, mu, sigma - h)])
-          / (2 * h))
+    fd = divergence_gradient_fd(div, target, mu, sigma, h=1e-5)
     np.testing.assert_allclose(d9, fd, rtol=1e-7, atol=1e-9)
 
 
 def test_D12_kl_gradient_is_scaled_contrastive_divergence():
     """KL: D9 = E_p[dE] - E_q[e^r] E_q[dE] for any critic (quadrature, ~1e-13), and the
     minibatch identity <dE+> - <e^r-><dE-> holds exactly on every batch."""
-    critic = _near_optimal_quadratic_critic()
+    critic = near_optimal_critic()
     obj = ExactObjective.from_energy("kl", RULE, TARGET, tail_tolerance=1e-9)
     ev = obj.evaluate(MODEL, critic)
-    x = RULE.nodes
-    wp, wq = obj.p_weights, obj.model_weights(MODEL)
-    dE = MODEL.grad_params(x)
-    er = np.exp(critic.energy(x) + MODEL.energy(x))
-    expected = wp @ dE - (wq @ er) * (wq @ dE)
-    np.testing.assert_allclose(ev.grad_theta, expected, rtol=1e-11, atol=1e-13)
+    np.testing.assert_allclose(ev.grad_theta, kl_d12_quadrature(obj, RULE, critic), rtol=1e-11, atol=1e-13)
     rng = np.random.default_rng(0)
     xp, xn = TARGET.sample(rng, 50), MODEL.sample(rng, 70)
     g = febm_energy_gradient("kl", MODEL, critic, xp, xn)
-    ern = np.exp(critic.energy(xn) + MODEL.energy(xn))
-    batch = MODEL.grad_params(xp).mean(0) - ern.mean() * MODEL.grad_params(xn).mean(0)
-    np.testing.assert_allclose(g.grad_theta, batch, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(g.grad_theta, kl_d12_minibatch(critic, xp, xn), rtol=1e-12, atol=1e-14)
     cd = contrastive_divergence_gradient(MODEL, xp, xn)
     np.testing.assert_allclose(cd.grad_theta, MODEL.grad_params(xp).mean(0) - MODEL.grad_params(xn).mean(0),
                                rtol=1e-13, atol=1e-15)
@@ -199,9 +156,7 @@ def test_D12_kl_gradient_is_scaled_contrastive_divergence():
 
 def test_D12_at_the_optimal_critic_kl_gradient_equals_cd_gradient():
     """With the exact critic (quadratic, Gaussian target) E_q[e^r] = 1 and D9 = E_p[dE] - E_q[dE]."""
-    lzp, lzq = TARGET.log_normalizer(), MODEL.log_normalizer()
-    h_star = QuadraticCritic.negative_of_gaussian_energy([0.5], [[1.0 / 1.69]])
-    h_star = h_star.with_params(h_star.params + np.array([lzq - lzp, 0.0, 0.0]))
+    h_star = kl_optimal_critic()
     obj = ExactObjective.from_energy("kl", RULE, TARGET, tail_tolerance=1e-9)
     ev = obj.evaluate(MODEL, h_star)
     x = RULE.nodes

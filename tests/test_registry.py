@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from verification.registry import Check, Measurement, run_check
+from febm_ref.verification.registry import Check, Measurement, run_check
 
 
 def test_measurement_passes_iff_error_within_tolerance():
@@ -43,7 +43,7 @@ def _numbers(results):
 def test_parallel_report_is_bit_identical_and_in_registry_order():
     """--jobs 2 runs the checks in spawned processes; every number (errors, tolerances,
     details, incl. the Monte Carlo AR(1) ESS check) equals the serial run's, in the same order."""
-    from verification.registry import run_checks, select_checks
+    from febm_ref.verification.registry import run_checks, select_checks
 
     checks = select_checks(CHEAP)
     serial = run_checks(checks, quick=True, jobs=1)
@@ -54,7 +54,13 @@ def test_parallel_report_is_bit_identical_and_in_registry_order():
 
 
 def test_plan_keeps_shared_runs_together_longest_first():
-    from verification.registry import COST_SECONDS, COST_SECONDS_QUICK, SHARED_WORK, load_all_checks, plan_units
+    from febm_ref.verification.registry import (
+        COST_SECONDS,
+        COST_SECONDS_QUICK,
+        SHARED_WORK,
+        load_all_checks,
+        plan_units,
+    )
 
     checks = list(load_all_checks().values())
     for quick, table in ((False, COST_SECONDS), (True, COST_SECONDS_QUICK)):
@@ -71,7 +77,7 @@ def test_plan_keeps_shared_runs_together_longest_first():
 def test_jobs_must_be_a_positive_integer():
     import pytest
 
-    from verification.registry import run_checks
+    from febm_ref.verification.registry import run_checks
 
     for bad in (0, -1, 1.5, True):
         with pytest.raises(ValueError, match="jobs must be a positive integer"):

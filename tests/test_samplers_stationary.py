@@ -1,4 +1,4 @@
-"""The sampler verification checks (verification/check_samplers.py, quick mode) as tests:
+"""The sampler verification checks (febm_ref/verification/check_samplers.py, quick mode) as tests:
 exact stationary laws (D15 1-D and Lyapunov, D16), MALA/HMC unbiasedness, the mixture KS test,
 and their negative controls, which must fail their inner claim."""
 
@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from verification import check_samplers as C
+from febm_ref.verification import check_samplers as C
 
 CHECKS = [
     C.check_ula_variance_1d, C.check_ula_variance_1d_negative, C.check_ula_covariance_3d,

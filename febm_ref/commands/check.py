@@ -62,13 +62,12 @@ def _default_golden(seed: int, scratch: str) -> str:
     try:
         return str(cached_golden_dir(seed))
     except OSError as exc:
-        from febm_ref.commands.golden import section_builders
         from febm_ref.conformance.golden import write_golden
 
         print(f"febm-ref check: cannot use the golden cache ({exc}); generating a temporary set",
               file=sys.stderr)
         started = time.perf_counter()
-        write_golden(scratch, seed, builders=section_builders())
+        write_golden(scratch, seed)
         print(f"generated the golden set (seed {seed}) in {time.perf_counter() - started:.1f} s",
               file=sys.stderr)
         return scratch

@@ -15,7 +15,7 @@ def add_parser(subparsers) -> None:
         "verify",
         help="run every numerical check of the theory and print a pass/fail table",
         description=(
-            "Run the checks registered in the 'verification' package: catalogue identities, "
+            "Run the checks registered in the 'febm_ref.verification' package: catalogue identities, "
             "closed-form Gaussian f-divergences against quadrature, and every check later "
             "modules add. Prints one row per check (measured error, tolerance, pass/fail, "
             "seconds) and exits with status 1 if any check fails."),
@@ -49,7 +49,7 @@ def _format_number(value: float) -> str:
 
 
 def run(args) -> int:
-    from verification.registry import default_jobs, run_checks, select_checks
+    from febm_ref.verification.registry import default_jobs, run_checks, select_checks
 
     checks = select_checks(args.only)
     if args.list:

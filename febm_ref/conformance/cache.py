@@ -8,7 +8,7 @@ set (seed 0, ~5-10 s) into ::
         /<version>-schema<schema>-seed<seed>-<source digest>/
 
 and every later call validates its sha256 manifest (~0.1 s) and returns it. The source digest
-(sha256 of the ``febm_ref`` and ``verification`` sources) changes with any change of the code
+(sha256 of the ``febm_ref`` sources, ``febm_ref.verification`` included) changes with any change of the code
 that computes the golden values, so a stale set is never used, even between releases. The
 directory is written into a temporary sibling and renamed into place, so concurrent first
 calls (pytest-xdist workers) never see a half-written set. Sets of the same version and seed
@@ -47,25 +47,15 @@ def cache_root() -> Path:
 
 def source_digest() -> str:
     """sha256 (first 16 hex digits) of the sources that compute the golden values."""
-    root = Path(__file__).resolve().parents[2]
+    package = Path(__file__).resolve().parents[1]
     digest = hashlib.sha256()
-    for package in ("febm_ref", "verification"):
-        directory = root / package
-        if not directory.is_dir():
-            continue
-        for path in sorted(directory.rglob("*.py")):
-            digest.update(str(path.relative_to(root)).encode())
-            digest.update(path.read_bytes())
+    for path in sorted(package.rglob("*.py")):
+        digest.update(str(path.relative_to(package.parent)).encode())
+        digest.update(path.read_bytes())
     from febm_ref.conformance.golden import source_revision
 
     digest.update(source_revision().encode())  # the manifest records it: part of the bytes
     return digest.hexdigest()[:16]
-
-
-def _builders():
-    from febm_ref.commands.golden import section_builders
-
-    return section_builders()
 
 
 def cached_golden_dir(seed: int = 0, *, root: Optional[Path] = None, quiet: bool = False) -> Path:
@@ -93,7 +83,7 @@ def cached_golden_dir(seed: int = 0, *, root: Optional[Path] = None, quiet: bool
         print(f"febm-ref: building the golden set once into {target} (a few seconds)", file=sys.stderr)
     scratch = Path(tempfile.mkdtemp(prefix=".building-", dir=root))
     try:
-        write_golden(scratch, seed, builders=_builders())
+        write_golden(scratch, seed)
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(scratch, 0o777 & ~umask)  # mkdtemp makes 0700; the cache may be shared

@@ -27,7 +27,8 @@ from febm_ref.conformance.adapter import PROTOCOL
 from febm_ref.conformance.schema import TOLERANCES
 from febm_ref.conformance.tolerance import K_FN, SAFETY
 
-__all__ = ["Section", "write_golden", "SECTION_BUILDERS", "divergence_key", "CATALOGUE_ALPHAS"]
+__all__ = ["Section", "write_golden", "SECTION_BUILDERS", "section_builders", "divergence_key",
+           "CATALOGUE_ALPHAS"]
 
 CATALOGUE_ALPHAS = (-1.0, -0.5, 0.0, 0.5, 0.9, 1.0, 2.0)
 """Alpha values at which the alpha family appears in every section."""
@@ -624,6 +625,85 @@ def build_optima(rng: np.random.Generator) -> Section:
     return section
 
 
+# --------------------------------------------------------------------------- convergence
+# (the mathematics is febm_ref.local_convergence, shared with febm_ref.verification.convergence)
+
+CONVERGENCE_TOYS = ((0.3, 1.2), (-1.0, 0.5))
+"""(mu, sigma) of the 1-D Gaussian toys: p = N(mu, sigma^2) (docs/theory.md section 5)."""
+
+
+def build_convergence(rng: np.random.Generator) -> Section:
+    """D17 Jacobians, eigenvalues and step-size bounds of the 1-D Gaussian toy (no randomness)."""
+    from febm_ref.local_convergence import (
+        fd_jacobian,
+        gaussian_1d_problem,
+        gaussian_closed_form_jacobian,
+        relative_error,
+        step_size_bound,
+    )
+
+    section = Section("convergence",
+                      "Local convergence (docs/theory.md section 5, D17) of the 1-D Gaussian toy: p = "
+                      "N(mu, sigma^2), energy E = 0.5((x - m)/s)^2 with theta = (m, s), critic "
+                      "H = w0 + b x + c x^2 with omega = (w0, b, c), at the equilibrium q = p, "
+                      "H = -E. Output 0: the Jacobian J (5x5) of v = (-grad_theta L, "
+                      "+grad_omega L); output 1: its eigenvalues (rows Re, Im; any order); "
+                      "output 2: eta* = min 2|Re lambda|/|lambda|^2.")
+    certificates = {}
+    for mu, sigma in CONVERGENCE_TOYS:
+        problem = gaussian_1d_problem(mu, sigma)
+        toy = {"family": "gaussian_1d", "mu": mu, "sigma": sigma}
+        toy_id = f"mu={mu:g},sigma={sigma:g}"
+        for index, div in enumerate(_divergences()):
+            key = divergence_key(div)
+            J = gaussian_closed_form_jacobian(problem, div.f_double_prime_at_one)
+            eig = np.linalg.eigvals(J)
+            eig_rows = np.stack([eig.real, eig.imag], axis=1)
+            order = np.lexsort((eig_rows[:, 1], eig_rows[:, 0]))
+            eig_rows = eig_rows[order]
+            if index == 0:  # certificate: finite differences of the exact (quadrature) field
+                J_fd = fd_jacobian(lambda z: problem.field(div, z), problem.z_star)
+                certificates[toy_id] = {"equilibrium": problem.z_star.tolist(),
+                                        "divergence": key,
+                                        "fd_of_exact_field_vs_d17": relative_error(J_fd, J)}
+            args = {"name": div.name, "params": div.params, "toy": toy}
+            scales = convergence_scales(J, eig, order)
+            section.add_case(f"{toy_id}/{key}/jacobian", "jacobian", "convergence_jacobian", args,
+                             J, output=0, scale=scales[0])
+            section.add_case(f"{toy_id}/{key}/eigenvalues", "eigenvalues", "convergence_jacobian",
+                             args, eig_rows, output=1, match="unordered_rows", scale=scales[1])
+            section.add_case(f"{toy_id}/{key}/eta_star", "step_size_bound", "convergence_jacobian",
+                             args, step_size_bound(eig), output=2, scale=scales[2])
+    section.metadata["certificates"] = certificates
+    return section
+
+
+def convergence_scales(J, eig, order):
+    """Rounding-error scales (:mod:`febm_ref.conformance.tolerance`) of the D17 outputs.
+
+    Jacobian entries are expectations computed by the implementation's own quadrature (or
+    closed form) of O(1) terms: ``QUADRATURE_DEPTH K_FN (|J_ij| + max |J|)`` (the max for the
+    structurally zero entries, which are sums that cancel). Eigenvalue ``k`` (first-order
+    perturbation, Wilkinson): ``|d lambda_k| <= |y_k| S_J |x_k|`` with right eigenvector
+    ``x_k`` and left eigenvector ``y_k`` normalised to ``y_k x_k = 1``; rows ordered as the
+    golden eigenvalue rows (``order``). ``eta* = 2|a|/(a^2 + b^2)`` at the minimising
+    eigenvalue ``a + ib``: ``(|d eta/da| + |d eta/db|) S_lambda``."""
+    S_J = QUADRATURE_DEPTH * K_FN * (np.abs(J) + np.max(np.abs(J)))
+    values, V = np.linalg.eig(J)
+    W = np.linalg.inv(V)
+    S_lam = np.array([float(np.abs(W[k]) @ S_J @ np.abs(V[:, k])) for k in range(V.shape[1])])
+    # match np.linalg.eig's order to the eigvals order used for the golden rows
+    match = [int(np.argmin(np.abs(values - lam))) for lam in eig]
+    S_lam = S_lam[match]
+    S_eig = np.repeat(S_lam[order][:, None], 2, axis=1)
+    a, b = np.abs(eig.real), eig.imag
+    m2 = a * a + b * b
+    k = int(np.argmin(2 * a / m2))
+    d_a = abs(2 / m2[k] - 4 * a[k] ** 2 / m2[k] ** 2)
+    d_b = abs(4 * a[k] * b[k] / m2[k] ** 2)
+    return S_J, S_eig, (d_a + d_b) * S_lam[k]
+
+
 # --------------------------------------------------------------------------- estimator (values only)
 
 ESTIMATOR_BATCHES = (("n1x1", 1, 1), ("n3x2", 3, 2), ("n16x12", 16, 12), ("n64x48", 64, 48),
@@ -809,6 +889,7 @@ SECTION_BUILDERS: dict[str, Callable[[np.random.Generator], Section]] = {
     "objective": build_objective,
     "langevin": build_langevin,
     "optima": build_optima,
+    "convergence": build_convergence,
     "estimator": build_estimator,
     "sampler_step": build_sampler_step,
 }
@@ -816,9 +897,15 @@ SECTION_BUILDERS: dict[str, Callable[[np.random.Generator], Section]] = {
 missing here are reported as omitted."""
 
 
+def section_builders() -> dict:
+    """All golden sections this installation can build (a copy of :data:`SECTION_BUILDERS`;
+    since the ``convergence`` builder moved here from the CLI, every section)."""
+    return dict(SECTION_BUILDERS)
+
+
 def source_revision() -> str:
     """The git revision the installed febm_ref was built from: ``<sha>`` (``<sha>-dirty`` if
-    ``febm_ref/`` or ``verification/`` have uncommitted changes), or ``"unknown"`` outside a
+    ``febm_ref/`` has uncommitted changes), or ``"unknown"`` outside a
     git checkout (an installed wheel). Recorded in the manifest; the golden bytes depend on
     it only through this string, so they stay reproducible for a given revision."""
     import subprocess
@@ -829,9 +916,8 @@ def source_revision() -> str:
     try:
         sha = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True,
                              text=True, timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--", "febm_ref",
-                                "verification"], capture_output=True, text=True, timeout=10,
-                               check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--", "febm_ref"],
+                               capture_output=True, text=True, timeout=10, check=True).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     if len(sha) != 40:
@@ -873,9 +959,7 @@ def write_golden(out, seed: int = 0, *, sections=None, progress: Optional[Callab
     progress : callable, optional
         ``progress(section_name, seconds)`` called after each section.
     builders : dict, optional
-        Section name -> builder (default :data:`SECTION_BUILDERS`). The library cannot import
-        ``verification/``, so the CLI adds the ``convergence`` section built from
-        ``verification.convergence`` here (:func:`febm_ref.commands.golden.section_builders`).
+        Section name -> builder (default :data:`SECTION_BUILDERS`, every section).
     """
     builders = dict(SECTION_BUILDERS if builders is None else builders)
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:

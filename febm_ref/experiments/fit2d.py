@@ -19,7 +19,7 @@ Exact evaluation (:class:`Grid2D`)
 The midpoint rule on an ``n x n`` grid of cells of area ``h^2``: ``log Z_B = logsumexp(-E(x_ij)) +
 log h^2``, and ``D_f(P||Q) = sum_ij q f(p/q) h^2`` through ``Divergence.perspective`` (D2) with the
 target restricted to ``B``. For the smooth densities here (Gaussian features of width >= 0.15 against
-``h = 0.04``) the rule is accurate to far below the reported digits; ``verification/check_fit2d.py``
+``h = 0.04``) the rule is accurate to far below the reported digits; ``febm_ref/verification/check_fit2d.py``
 checks it against a Gaussian's exact ``log Z`` and closed-form divergences. ``edge_mass`` (the model
 mass in the outermost ring of cells) reports whether the model piles up against the box.
 

@@ -1,6 +1,6 @@
 """Registered checks of the local convergence theorem (docs/theory.md section 5, D17).
 
-Numbers come from :mod:`verification.convergence`; tolerances:
+Numbers come from :mod:`febm_ref.verification.convergence`; tolerances:
 * Jacobians: D17 (quadrature moments) vs central finite differences of the exact field, vs
   the hand-derived closed form (Gaussian families): relative max-entry error <= 1e-6.
 * observed linear rate vs predicted spectral radius: relative error of ``log rho`` <= 5e-3,
@@ -15,8 +15,8 @@ from __future__ import annotations
 import numpy as np
 
 from febm_ref.divergences import get_divergence
-from verification import convergence as C
-from verification.registry import Measurement, register
+from febm_ref.verification import convergence as C
+from febm_ref.verification.registry import Measurement, register
 
 JAC_TOL = 1e-6
 QUICK_SUBSET = ("kl", "jensen_shannon", "pearson_chi2")

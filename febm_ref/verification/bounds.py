@@ -6,7 +6,7 @@ For a critic written in log space, ``T(x) = f'(e^{s(x)})`` (D7), the bound D5 re
 
 with equality at the optimal critic ``s* = log p - log q`` (quadratic in ``x`` between
 two Gaussians, docs/theory.md section 3). Everything here returns numbers; the registered checks
-live in :mod:`verification.check_bounds`.
+live in :mod:`febm_ref.verification.check_bounds`.
 
 The gap is a Bregman integral
 -----------------------------

@@ -1,7 +1,10 @@
 """Local convergence of f-EBM training, confirmed by linearisation (docs/theory.md section 5, D17).
 
-Functions here return numbers (dicts of floats/arrays); :mod:`verification.check_convergence`
-turns them into registered checks and ``figures/fig_convergence.py`` plots them.
+Functions here return numbers (dicts of floats/arrays); :mod:`febm_ref.verification.check_convergence`
+turns them into registered checks and ``figures/fig_convergence.py`` plots them. The shared
+mathematics (:class:`Problem`, the 1-D Gaussian toy, the exact field, finite-difference and D17
+Jacobians, the Gaussian closed form, ``eta*``) lives in :mod:`febm_ref.local_convergence`, which
+the golden set's ``convergence`` section also uses; it is imported here under the same names.
 
 Set-up. ``z = (theta, omega)``, field ``v(z) = (-grad_theta L, +grad_omega L)`` computed
 exactly by quadrature (:class:`febm_ref.exact_objective.ExactObjective`, never Monte
@@ -37,14 +40,23 @@ critic of the same architecture with the last layer negated and an output bias, 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Callable, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
 from febm_ref.divergences import Divergence, all_divergences
-from febm_ref.exact_objective import ExactObjective, QuadratureRule, gauss_legendre_panels
+from febm_ref.exact_objective import gauss_legendre_panels
+from febm_ref.local_convergence import (
+    Problem,
+    d17_jacobian,
+    fd_jacobian,
+    gaussian_1d_problem,
+    gaussian_closed_form_jacobian,
+    graded_edges,
+    relative_error,
+    step_size_bound,
+)
 from febm_ref.models.critics import OffsetEnergy, QuadraticCritic
 from febm_ref.models.energies import GaussianEnergy1D, MLPEnergy, QuadraticEnergy
 
@@ -54,72 +66,6 @@ CATALOGUE: Tuple[Divergence, ...] = all_divergences(alphas=(-0.5, 0.5, 2.0))
 # ----------------------------------------------------------------------------------
 # Problems
 # ----------------------------------------------------------------------------------
-
-
-@dataclass
-class Problem:
-    """A model family at its realisable equilibrium (or a non-realisable target).
-
-    Attributes
-    ----------
-    name : str
-    rule : QuadratureRule
-    log_p : ndarray
-        Unnormalised target log density at the nodes.
-    energy, critic
-        Models at the equilibrium parameters (their ``params`` form ``z*``).
-    realisable : bool
-    """
-
-    name: str
-    rule: QuadratureRule
-    log_p: np.ndarray
-    energy: object
-    critic: object
-    realisable: bool = True
-    _objectives: dict = field(default_factory=dict, repr=False)
-
-    @property
-    def n_theta(self) -> int:
-        return self.energy.n_params
-
-    @property
-    def z_star(self) -> np.ndarray:
-        return np.concatenate([self.energy.params, self.critic.params])
-
-    def objective(self, divergence: Divergence) -> ExactObjective:
-        key = divergence.label
-        if key not in self._objectives:
-            self._objectives[key] = ExactObjective(divergence, self.rule, self.log_p)
-        return self._objectives[key]
-
-    def split(self, z) -> Tuple[np.ndarray, np.ndarray]:
-        return z[:self.n_theta], z[self.n_theta:]
-
-    def models(self, z):
-        theta, omega = self.split(np.asarray(z, dtype=np.float64))
-        return self.energy.with_params(theta), self.critic.with_params(omega)
-
-
-def _graded_edges(center: float, inner: float, inner_width: float, outer: Sequence[float]) -> np.ndarray:
-    """Panel edges: equal panels of ``inner_width`` on ``center +- inner``, then the
-    ``outer`` offsets (increasing, beyond ``inner``) on both sides; the last outer panel is
-    the thin *edge* panel whose mass the objective monitors."""
-    k = int(round(2 * inner / inner_width))
-    mid = center + np.linspace(-inner, inner, k + 1)
-    out = np.asarray(outer, dtype=np.float64)
-    return np.concatenate([center - out[::-1], mid, center + out])
-
-
-def gaussian_1d_problem(mu: float = 0.3, sigma: float = 1.2) -> Problem:
-    """``E = 0.5((x-mu)/sigma)^2`` (theta = (mu, sigma)), quadratic critic ``w0 + b x + c x^2``,
-    target ``p = N(mu, sigma^2)``; rule: 16-point panels of width ``sigma/2`` on +-7 sigma,
-    wider panels to +-15 sigma (integrands below e^-100 at the edge)."""
-    energy = GaussianEnergy1D(mu, sigma)
-    critic = QuadraticCritic.negative_of_gaussian_energy(mu, 1.0 / sigma ** 2)
-    edges = _graded_edges(mu, 7 * sigma, 0.5 * sigma, sigma * np.array([9.0, 11.0, 14.0, 15.0]))
-    rule = gauss_legendre_panels([edges], 16)
-    return Problem("gaussian_1d", rule, -energy.energy(rule.nodes), energy, critic)
 
 
 def gaussian_2d_problem(mean=(0.3, -0.2), cov=((1.0, 0.4), (0.4, 0.7))) -> Problem:
@@ -135,7 +81,7 @@ def gaussian_2d_problem(mean=(0.3, -0.2), cov=((1.0, 0.4), (0.4, 0.7))) -> Probl
     axes = []
     for i in range(2):
         s = math.sqrt(cov[i, i])
-        axes.append(_graded_edges(mean[i], 6 * s, 2.0 * s, s * np.array([9.0, 12.0, 13.0])))
+        axes.append(graded_edges(mean[i], 6 * s, 2.0 * s, s * np.array([9.0, 12.0, 13.0])))
     rule = gauss_legendre_panels(axes, 10)
     return Problem("gaussian_2d", rule, -energy.energy(rule.nodes), energy, critic)
 
@@ -159,7 +105,7 @@ def mlp_1d_problem(*, energy_output_bias: bool = False) -> Problem:
     ``energy_output_bias`` (the gauge control); critic: same hidden layer, negated output
     weights, free output bias (``H* = -E*``)."""
     energy, critic = _mlp_pair([[2.0, -1.5]], [-0.5, 0.5], [1.0, 1.3], energy_output_bias=energy_output_bias)
-    edges = _graded_edges(0.0, 4.0, 0.5, [6.0, 10.0, 16.0, 24.0, 34.0, 35.0])
+    edges = graded_edges(0.0, 4.0, 0.5, [6.0, 10.0, 16.0, 24.0, 34.0, 35.0])
     rule = gauss_legendre_panels([edges], 16)
     name = "mlp_1d_output_bias" if energy_output_bias else "mlp_1d"
     return Problem(name, rule, -energy.energy(rule.nodes), energy, critic)
@@ -237,25 +183,12 @@ REALISABLE = ("gaussian_1d", "gaussian_2d", "mlp_1d", "mlp_2d")
 
 
 def field(prob: Problem, div: Divergence, z, *, l2_weight: float = 0.0) -> np.ndarray:
-    """The exact field ``v(z)`` (optionally with the D14 l2 terms, see :func:`l2_field`)."""
-    energy, critic = prob.models(z)
-    v = prob.objective(div).field(energy, critic)
+    """The exact field ``v(z)`` (:meth:`Problem.field`), optionally with the D14 l2 terms
+    (:func:`l2_field`)."""
+    v = prob.field(div, z)
     if l2_weight:
         v = v + l2_field(prob, div, z, l2_weight)
     return v
-
-
-def fd_jacobian(fun: Callable[[np.ndarray], np.ndarray], z, *, step: float = 1e-5) -> np.ndarray:
-    """Central finite differences ``(v(z + h e_k) - v(z - h e_k)) / 2h`` with ``h = step max(1, |z_k|)``
-    (truncation error ``O(h^2)``, rounding ``O(1e-16/h)``)."""
-    z = np.asarray(z, dtype=np.float64)
-    cols = []
-    for k in range(z.shape[0]):
-        h = step * max(1.0, abs(z[k]))
-        e = np.zeros_like(z)
-        e[k] = h
-        cols.append((fun(z + e) - fun(z - e)) / (2 * h))
-    return np.stack(cols, axis=1)
 
 
 def equilibrium_moments(prob: Problem) -> Dict[str, np.ndarray]:
@@ -269,80 +202,6 @@ def equilibrium_moments(prob: Problem) -> Dict[str, np.ndarray]:
     S = dE.T @ (wp[:, None] * dE)
     return {"m": m, "h": h, "A": S - 2.0 * np.outer(m, m), "G": dH.T @ (wp[:, None] * dH),
             "fisher": S - np.outer(m, m)}
-
-
-def d17_jacobian(fpp1: float, A, G, m, h) -> np.ndarray:
-    """D17: ``J = f''(1) [[-A, m h^T], [-h m^T, -G]]``."""
-    return fpp1 * np.block([[-A, np.outer(m, h)], [-np.outer(h, m), -G]])
-
-
-# ---- hand-derived closed form for the Gaussian family ----------------------------
-# Every dE and dH component is a polynomial of degree <= 2 in u ~ N(0, I):
-# phi_k(u) = c_k + b_k.u + u^T Q_k u (Q_k symmetric). Isserlis gives
-# E[phi_k] = c_k + tr Q_k,
-# E[phi_k phi_l] = (c_k + tr Q_k)(c_l + tr Q_l) + b_k.b_l + 2 tr(Q_k Q_l).
-
-
-def _poly_moments(polys):
-    c = np.array([p[0] for p in polys])
-    B = np.stack([p[1] for p in polys])
-    Q = np.stack([p[2] for p in polys])
-    mean = c + np.trace(Q, axis1=1, axis2=2)
-    second = np.outer(mean, mean) + B @ B.T + 2.0 * np.einsum("kij,lji->kl", Q, Q)
-    return mean, second
-
-
-def _sym(a, b):
-    return 0.5 * (np.outer(a, b) + np.outer(b, a))
-
-
-def _quadratic_critic_polys(mean, R):
-    """dH for ``QuadraticCritic`` at ``x = mean + R u``: 1, x_a, c_ab x_a x_b."""
-    d = mean.shape[0]
-    zero_b, zero_Q = np.zeros(d), np.zeros((d, d))
-    polys = [(1.0, zero_b, zero_Q)]
-    polys += [(mean[a], R[a], zero_Q) for a in range(d)]
-    for a, b in zip(*np.triu_indices(d)):
-        f = 1.0 if a == b else 2.0
-        polys.append((f * mean[a] * mean[b], f * (mean[a] * R[b] + mean[b] * R[a]), f * _sym(R[a], R[b])))
-    return polys
-
-
-def gaussian_closed_form_jacobian(prob: Problem, fpp1: float) -> np.ndarray:
-    """J at ``z*`` for the Gaussian families from hand-derived moments (no quadrature).
-
-    1-D (``theta = (mu, sigma)``, ``x = mu + sigma u``): ``dE/dmu = -u/sigma``,
-    ``dE/dsigma = -u^2/sigma``. 2-D :class:`QuadraticEnergy` (``x = m + L^{-T} u``,
-    ``u = L^T (x - m)``): ``dE/dm = -L u``, ``dE/dlog L_ii = L_ii r_i u_i``,
-    ``dE/dL_ij = r_i u_j`` with ``r = L^{-T} u``. The critic's ``dH`` are the monomials
-    ``1, x_a, c_ab x_a x_b`` expanded in ``u``. The moments follow from Isserlis.
-    """
-    energy = prob.energy
-    if isinstance(energy, GaussianEnergy1D):
-        s = energy.sigma
-        mean, R = np.array([energy.mu]), np.array([[s]])
-        e_polys = [(0.0, np.array([-1.0 / s]), np.zeros((1, 1))), (0.0, np.zeros(1), np.array([[-1.0 / s]]))]
-    elif isinstance(energy, QuadraticEnergy):
-        d = energy.dim
-        L = energy.precision_factor
-        mean, R = energy.mean, np.linalg.solve(L.T, np.eye(d))  # R = L^{-T}
-        e_polys = [(0.0, -L[a], np.zeros((d, d))) for a in range(d)]
-        eye = np.eye(d)
-        e_polys += [(0.0, np.zeros(d), L[i, i] * _sym(R[i], eye[i])) for i in range(d)]
-        e_polys += [(0.0, np.zeros(d), _sym(R[i], eye[j])) for i, j in zip(*np.tril_indices(d, -1))]
-    else:
-        raise TypeError("closed-form Jacobian only for GaussianEnergy1D / QuadraticEnergy problems")
-    nE = len(e_polys)
-    mean_all, second = _poly_moments(e_polys + _quadratic_critic_polys(mean, R))
-    m, h = mean_all[:nE], mean_all[nE:]
-    A = second[:nE, :nE] - 2.0 * np.outer(m, m)
-    G = second[nE:, nE:]
-    return d17_jacobian(fpp1, A, G, m, h)
-
-
-def relative_error(a, b) -> float:
-    """``max|a - b| / max|b|``."""
-    return float(np.max(np.abs(np.asarray(a) - np.asarray(b))) / np.max(np.abs(b)))
 
 
 def jacobian_report(name: str, divergences: Sequence[Divergence] = CATALOGUE, *, step: float = 1e-5) -> dict:
@@ -391,13 +250,6 @@ def jacobian_report(name: str, divergences: Sequence[Divergence] = CATALOGUE, *,
 # ----------------------------------------------------------------------------------
 # Linear maps and step-size bounds
 # ----------------------------------------------------------------------------------
-
-
-def step_size_bound(eigenvalues) -> float:
-    """``eta* = min_lambda 2|Re lambda| / |lambda|^2``: ``rho(I + eta J) < 1`` iff ``eta < eta*``
-    (all ``Re lambda < 0``)."""
-    lam = np.asarray(eigenvalues)
-    return float(np.min(2.0 * np.abs(lam.real) / np.abs(lam) ** 2))
 
 
 def simultaneous_map(J, eta: float) -> np.ndarray:

@@ -8,7 +8,7 @@ import math
 from febm_ref.divergences import get_divergence
 from febm_ref.reference_optima import PAPER_TABLE, reference_optimum
 from febm_ref.targets import paper_mixture_1d
-from verification.registry import Measurement, register
+from febm_ref.verification.registry import Measurement, register
 
 
 @register("fit1d.reference_kl_moment_matching", group="fit1d",

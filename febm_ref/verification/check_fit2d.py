@@ -16,7 +16,7 @@ from febm_ref.experiments.fit2d import Experiment2DConfig, Grid2D
 from febm_ref.gaussians import f_divergence
 from febm_ref.models.energies import QuadraticEnergy
 from febm_ref.targets import BOX_HALF_WIDTH_2D, TARGETS_2D, get_target
-from verification.registry import Measurement, register
+from febm_ref.verification.registry import Measurement, register
 
 BOX = (-BOX_HALF_WIDTH_2D, BOX_HALF_WIDTH_2D)
 # covariance eigenvalues in [0.05, 0.16] (std <= 0.4): > 8 standard deviations of margin to the

@@ -18,7 +18,7 @@ from febm_ref.gaussians import (
     f_divergence_quadrature_gaussians,
     has_closed_form,
 )
-from verification.registry import Measurement, register
+from febm_ref.verification.registry import Measurement, register
 
 _ALPHAS = (-1.5, -1.0, -0.5, 0.0, 0.3, 0.5, 0.9, 1.0, 1.5, 2.0)
 CLOSED_FORM = tuple(d for d in all_divergences(alphas=_ALPHAS) if has_closed_form(d))
@@ -35,20 +35,22 @@ PAIRS_1D = (
 )
 
 
-def _rotation(theta):
+def rotation(theta):
+    """The 2-D rotation by ``theta``."""
     return np.array([[math.cos(theta), -math.sin(theta)], [math.sin(theta), math.cos(theta)]])
 
 
-def _cov(eigenvalues, theta):
-    R = _rotation(theta)
+def rotated_cov(eigenvalues, theta):
+    """``R diag(eigenvalues) R^T`` for the rotation ``R`` by ``theta``, symmetrised."""
+    R = rotation(theta)
     S = R @ np.diag(eigenvalues) @ R.T
     return 0.5 * (S + S.T)
 
 
 PAIRS_2D = (
-    (np.array([0.3, -0.1]), _cov([1.3, 0.7], 0.4), np.array([-0.2, 0.4]), _cov([1.0, 0.9], -0.3)),
-    (np.array([0.0, 0.0]), _cov([0.5, 2.0], 0.0), np.array([1.0, -0.5]), _cov([0.6, 1.5], 0.2)),
-    (np.array([-1.0, 0.5]), _cov([0.2, 0.3], 1.0), np.array([-0.8, 0.3]), _cov([0.25, 0.2], 0.5)),
+    (np.array([0.3, -0.1]), rotated_cov([1.3, 0.7], 0.4), np.array([-0.2, 0.4]), rotated_cov([1.0, 0.9], -0.3)),
+    (np.array([0.0, 0.0]), rotated_cov([0.5, 2.0], 0.0), np.array([1.0, -0.5]), rotated_cov([0.6, 1.5], 0.2)),
+    (np.array([-1.0, 0.5]), rotated_cov([0.2, 0.3], 1.0), np.array([-0.8, 0.3]), rotated_cov([0.25, 0.2], 0.5)),
 )
 
 
@@ -148,7 +150,7 @@ def check_divergent_integrals(quick: bool) -> Measurement:
 
 
 # Extreme but finite inputs (issue 13): variance ratios 1e-300..1e300 and 1 +- 1e-10, offsets up
-# to 1e150 sd, alphas near 0 and 1; truth from verification/mp_gaussians.py (certified mpmath).
+# to 1e150 sd, alphas near 0 and 1; truth from febm_ref/verification/mp_gaussians.py (certified mpmath).
 _EXTREME_VARIANCES = (1e-300, 1e-17, 1e-12, 1.0 - 1e-10, 1.0 + 1e-10, 1.5, 1e20, 1e300)
 _EXTREME_ALPHAS = (1e-12, 0.3, 0.7, 1.0 - 1e-9, 1.5, -0.5, 3.0)
 
@@ -157,7 +159,7 @@ _EXTREME_ALPHAS = (1e-12, 0.3, 0.7, 1.0 - 1e-9, 1.5, -0.5, 3.0)
           description="closed-form Gaussian D_f at variance ratios 1e-300..1e300 (1-D and 2-D) vs mpmath, "
                       "worst rel. error (exact +inf where the truth diverges or overflows)")
 def check_extremes(quick: bool) -> Measurement:
-    from verification.mp_gaussians import gaussian_divergence, is_normal, relative_error
+    from febm_ref.verification.mp_gaussians import gaussian_divergence, is_normal, relative_error
 
     names = [("kl", None), ("reverse_kl", None), ("pearson_chi2", None), ("neyman_chi2", None),
              ("squared_hellinger", None)] + [("alpha", a) for a in _EXTREME_ALPHAS]
@@ -168,7 +170,7 @@ def check_extremes(quick: bool) -> Measurement:
             pairs.append((shift, v, 0.0, 1.0))
             scale = 1e-150 if v >= 1e-150 else 1e150     # the same pair rescaled (affine invariance)
             pairs.append((shift * math.sqrt(scale), v * scale, 0.0, scale))
-        pairs.append((np.array([0.0, 1.0]), np.diag([v, 2.0]), np.zeros(2), _cov([1.0, 0.5], 0.3)))
+        pairs.append((np.array([0.0, 1.0]), np.diag([v, 2.0]), np.zeros(2), rotated_cov([1.0, 0.5], 0.3)))
     worst, where, n_inf = 0.0, "", 0
     for pair in pairs:
         for name, alpha in names:

@@ -23,7 +23,7 @@ from febm_ref.models.energies import QuadraticEnergy
 from febm_ref.samplers import CallableEnergy, decoupled_langevin, hmc, mala, mlp_langevin, ula
 from febm_ref.samplers import diagnostics as D
 from febm_ref.targets import GaussianMixture1D, paper_mixture_1d
-from verification.registry import Measurement, register
+from febm_ref.verification.registry import Measurement, register
 
 Z_TOL = 4.0
 """|z| bound of a single moment claim (two-sided p ~ 6e-5)."""
@@ -168,21 +168,27 @@ def mala_hmc_1d_runs(quick: bool):
             "ula": (u.samples[burn:], 1.0), "eps": eps}
 
 
-@lru_cache(maxsize=4)
-def mixture_run(quick: bool, sampler: str, variances: tuple = tuple(MIXTURE_VARIANCES)):
-    """Chains on the paper's 1-D mixture (or a wrong one), started from N(0, 3^2)."""
+def mixture_chains(sampler: str, n_chains: int, n_steps: int, variances: tuple = tuple(MIXTURE_VARIANCES)):
+    """``n_chains`` MALA (step 0.12, every 2nd draw kept) or HMC (step 0.15, 8 leapfrog steps)
+    chains of ``n_steps`` on the paper's 1-D mixture (or a wrong one), started from N(0, 3^2);
+    returns the draws after the first quarter ``(draws, chains)`` and the acceptance rate."""
     rng = np.random.default_rng(5 if sampler == "hmc" else 6)
     energy = mixture_energy(np.asarray(variances))
-    n_chains = _steps(quick, 400, 1000)
     x0 = 3.0 * rng.standard_normal((n_chains, 1))
     if sampler == "hmc":
-        n_steps = _steps(quick, 1000, 2500)
         res = hmc.run(rng, x0, energy, 0.15, 8, n_steps, keep_samples=True)
     else:
-        n_steps = _steps(quick, 4000, 10_000)
         res = mala.run(rng, x0, energy, 0.12, n_steps, keep_samples=True, thin=2)
     samples = res.samples[res.samples.shape[0] // 4:, :, 0]
     return samples, float(res.info["acceptance_rate"].mean())
+
+
+@lru_cache(maxsize=4)
+def mixture_run(quick: bool, sampler: str, variances: tuple = tuple(MIXTURE_VARIANCES)):
+    """:func:`mixture_chains` at the check's size (cached: several checks share the chains)."""
+    n_chains = _steps(quick, 400, 1000)
+    n_steps = _steps(quick, 1000, 2500) if sampler == "hmc" else _steps(quick, 4000, 10_000)
+    return mixture_chains(sampler, n_chains, n_steps, variances)
 
 
 # --------------------------------------------------------------------------- checks
@@ -294,6 +300,31 @@ def check_decoupled_variance(quick: bool) -> Measurement:
                                                   tempered_first_order=sigma ** 2 * s ** 2 / (2 * lam)))
 
 
+def fused_run(kind: str, model, x0, noise, backend: str, use_blas: bool = True, *, step: float,
+              noise_scale: float, grad_clip: float, box: tuple):
+    """One run of the fused MLP Langevin loop: ULA (``kind="ula"``, step ``step``) or D16
+    (``"d16"``: step ``step``, noise scale ``noise_scale``, ``grad_clip``, ``box``) on the given noise."""
+    if kind == "ula":
+        return mlp_langevin.ula(model, x0, step, noise=noise, backend=backend, use_blas=use_blas)
+    return mlp_langevin.decoupled(model, x0, step, noise_scale, noise=noise, backend=backend,
+                                  use_blas=use_blas, grad_clip=grad_clip, box=box)
+
+
+def twin_deviation(kind: str, model, x0, noise, **settings):
+    """``(NumPy twin's run, largest |Numba - NumPy|)`` over the end points, the mean energies and
+    the mean gradient norms, for every Numba backend (serial, parallel) and both paths (BLAS,
+    per-point); ``settings`` as :func:`fused_run`. nan propagates."""
+    ref = fused_run(kind, model, x0, noise, "numpy", True, **settings)
+    deviations = []
+    for backend in ("numba", "numba-parallel"):
+        for use_blas in (True, False):
+            r = fused_run(kind, model, x0, noise, backend, use_blas, **settings)
+            deviations += [float(np.max(np.abs(r.x - ref.x))),
+                           float(np.max(np.abs(r.mean_energy - ref.mean_energy))),
+                           float(np.max(np.abs(r.mean_grad_norm - ref.mean_grad_norm)))]
+    return ref, float(np.max(deviations))
+
+
 @register("samplers.mlp_langevin_twins", group="samplers",
           description="Numba ULA/D16 loops on a 2-64-64-1 tanh MLP (serial, parallel, BLAS, per-point) "
                       "= NumPy twin to 1e-10")
@@ -305,20 +336,8 @@ def check_mlp_twins(quick: bool) -> Measurement:
     n, k = (64, 100) if quick else (256, 500)
     x0 = rng.standard_normal((n, 2))
     noise = rng.standard_normal((k, n, 2))
-    worst = 0.0
-    for kind in ("ula", "d16"):
-        def go(backend, use_blas):
-            if kind == "ula":
-                return mlp_langevin.ula(model, x0, 0.01, noise=noise, backend=backend, use_blas=use_blas)
-            return mlp_langevin.decoupled(model, x0, 0.01, 0.05, noise=noise, backend=backend,
-                                          use_blas=use_blas, grad_clip=0.5, box=(-3.0, 3.0))
-        ref = go("numpy", True)
-        for backend in ("numba", "numba-parallel"):
-            for use_blas in (True, False):
-                r = go(backend, use_blas)
-                worst = max(worst, float(np.max(np.abs(r.x - ref.x))),
-                            float(np.max(np.abs(r.mean_energy - ref.mean_energy))),
-                            float(np.max(np.abs(r.mean_grad_norm - ref.mean_grad_norm))))
+    settings = {"step": 0.01, "noise_scale": 0.05, "grad_clip": 0.5, "box": (-3.0, 3.0)}
+    worst = float(np.max([twin_deviation(kind, model, x0, noise, **settings)[1] for kind in ("ula", "d16")]))
     return Measurement(worst, 1e-10, {"n_chains": n, "n_steps": k})
 
 

@@ -1,7 +1,7 @@
 """Checks of the variational bound D5 against exact f-divergences (issue 6; docs/theory.md sections 1-3).
 
 With ``T = f'(e^s)`` the bound is ``B(s) = E_p[g_data(s)] - E_q[g_model(s)] <= D_f(P||Q)`` (D5,
-D7). The checks (numbers from :mod:`verification.bounds`):
+D7). The checks (numbers from :mod:`febm_ref.verification.bounds`):
 
 * ``bounds.D5_optimal_critic_quadrature`` -- ``B(s*)`` with ``s* = log p - log q`` equals the
   closed form (Jensen-Shannon: an independent quadrature of ``q f(p/q)``) for every
@@ -9,7 +9,7 @@ D7). The checks (numbers from :mod:`verification.bounds`):
 * ``bounds.D5_optimal_critic_monte_carlo_5d`` -- the same in 5-D by Monte Carlo; the largest
   error in standard-error units must stay below 4.5 (12 divergences).
 * ``bounds.D5_perturbed_critic_gap_{1d,2d}`` -- ``B(s* + eps h) < D`` strictly, and
-  ``gap = (eps^2/2) G2 + (eps^3/6) G3 + O(eps^4)`` (derived in :mod:`verification.bounds`):
+  ``gap = (eps^2/2) G2 + (eps^3/6) G3 + O(eps^4)`` (derived in :mod:`febm_ref.verification.bounds`):
   the observed order of the remainder after the cubic term must be 4 +- 0.5 and
   ``gap / ((eps^2/2) G2) - 1`` small at the smallest ``eps``.
 * ``bounds.D10_learned_critic`` -- an MLP critic trained by the omega-update D10 with Adam;
@@ -28,7 +28,7 @@ from typing import Dict, Iterable, Sequence
 import numpy as np
 
 from febm_ref.divergences import KL, Divergence, PearsonChi2, get_divergence
-from verification.bounds import (
+from febm_ref.verification.bounds import (
     DensityPair,
     all_bound_divergences,
     mixture_vs_gaussian_pair,
@@ -37,7 +37,7 @@ from verification.bounds import (
     standard_pairs,
     train_critic,
 )
-from verification.registry import Measurement, register
+from febm_ref.verification.registry import Measurement, register
 
 OPTIMAL_CRITIC_RTOL = 1e-8
 MC_Z_TOLERANCE = 4.5

@@ -3,7 +3,7 @@
 A *check* is a function ``check(quick: bool) -> Measurement`` that computes one
 numerical claim of the theory (docs/theory.md) and returns the measured error next to the
 tolerance it must meet. Checks register themselves with :func:`register`; every
-module of the :mod:`verification` package whose name starts with ``check_`` is
+module of the :mod:`febm_ref.verification` package whose name starts with ``check_`` is
 imported by :func:`load_all_checks`, so a later issue adds checks by adding a module.
 
 Conventions
@@ -85,6 +85,9 @@ class CheckResult:
 
 _REGISTRY: Dict[str, Check] = {}
 
+PACKAGE = "febm_ref.verification"
+"""The package whose ``check_*`` modules :func:`load_all_checks` imports."""
+
 
 def register(name: str, *, group: str, description: str):
     """Decorator: register ``function(quick) -> Measurement`` under a unique ``name``."""
@@ -99,12 +102,11 @@ def register(name: str, *, group: str, description: str):
 
 
 def load_all_checks() -> Dict[str, Check]:
-    """Import every ``verification.check_*`` module and return the registry (name -> Check)."""
-    import verification
-
-    for info in sorted(pkgutil.iter_modules(verification.__path__), key=lambda m: m.name):
+    """Import every ``febm_ref.verification.check_*`` module and return the registry (name -> Check)."""
+    package = importlib.import_module(PACKAGE)
+    for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
         if info.name.startswith("check_"):
-            importlib.import_module(f"verification.{info.name}")
+            importlib.import_module(f"{PACKAGE}.{info.name}")
     return dict(_REGISTRY)
 
 
@@ -343,7 +345,7 @@ def _run_unit(names: Sequence[str], quick: bool) -> List[CheckResult]:
 def _importable(check: Check) -> bool:
     """Whether a fresh process finds ``check`` by importing the verification package."""
     module = getattr(check.function, "__module__", "") or ""
-    return module.startswith("verification.check_")
+    return module.startswith(f"{PACKAGE}.check_")
 
 
 def _run_pool(units: List[List[Check]], quick: bool, jobs: int, record: Callable[[CheckResult], None]) -> None:
@@ -402,7 +404,7 @@ def run_checks(checks: Sequence[Check], *, quick: bool, jobs: int = 1,
     ones (start method ``spawn``: they inherit no state of this process, e.g. a monkeypatch),
     see :func:`_run_pool`. A check's numbers do not depend on where it runs: each check draws
     from its own seeded ``np.random.Generator`` and shares cached runs only within its unit.
-    Checks defined outside ``verification.check_*`` modules (registered at run time) run in
+    Checks defined outside ``febm_ref.verification.check_*`` modules (registered at run time) run in
     this process. ``on_result`` is called once per finished check (progress display).
     """
     if not isinstance(jobs, int) or isinstance(jobs, bool) or jobs < 1:
