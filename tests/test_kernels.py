@@ -165,10 +165,15 @@ _DISABLED_JIT_SCRIPT = textwrap.dedent("""
         work = np.empty(K.mlp_work_size(sizes))  # exact size: Python indexing raises on overflow
         gp = np.empty(3)
         ep = K.mlp_energy_and_grad_x_point(p, sizes, act, X[0], gp, work)
+        mlp = K.MLPParams(p, sizes, act)
+        gpt, Gt = np.empty(3), np.zeros(p.size)
+        ept = K.mlp_point_backward_transposed(mlp, K.mlp_transposed_weights(p, sizes), X[1], gpt,
+                                              K.ParamsGradient(Gt, 2.0, True), work)
         worst = max(worst, abs(e - e2).max(), abs(g - g2).max(),
                     abs(G - M.mlp_grad_params_batch_numpy(p, sizes, act, X)).max(),
                     abs(wg - M.mlp_weighted_grad_params_numpy(p, sizes, act, X, w)).max(),
-                    abs(ep - e2[0]), abs(gp - g2[0]).max())
+                    abs(ep - e2[0]), abs(gp - g2[0]).max(),
+                    abs(ept - e2[1]), abs(gpt - g2[1]).max(), abs(Gt - 2.0 * G[1]).max())
     print(repr(float(worst)))
 """)
 
@@ -283,15 +288,31 @@ def test_parallel_batch_kernels_identical_for_1_and_2_threads(act):
 
 
 @njit
+def _per_point_transposed(params, sizes, act, X, work):
+    """:func:`_per_point_reference` through ``mlp_point_backward_transposed`` (weight 1)."""
+    n, d = X.shape
+    energies = np.empty(n)
+    grads = np.empty((n, d))
+    per_sample = np.zeros((n, params.shape[0]))
+    mlp = K.MLPParams(params, sizes, act)
+    wt = K.mlp_transposed_weights(params, sizes)
+    for k in range(n):
+        energies[k] = K.mlp_point_backward_transposed(mlp, wt, X[k], grads[k],
+                                                      K.ParamsGradient(per_sample[k], 1.0, True), work)
+    return energies, grads, per_sample
+
+
+@njit
 def _per_point_reference(params, sizes, act, X, work):
     """Row-wise (non-transposed) per-point path for every sample, serial, sequential sums."""
     n, d = X.shape
     energies = np.empty(n)
     grads = np.empty((n, d))
     per_sample = np.zeros((n, params.shape[0]))
+    mlp = K.MLPParams(params, sizes, act)
     for k in range(n):
-        energies[k] = K.mlp_point_backward(params, sizes, act, X[k], grads[k], per_sample[k],
-                                           1.0, True, work)
+        energies[k] = K.mlp_point_backward(mlp, X[k], grads[k], K.ParamsGradient(per_sample[k], 1.0, True),
+                                           work)
     return energies, grads, per_sample
 
 
@@ -312,6 +333,8 @@ def test_transposed_backward_is_bit_identical_to_row_backward():
     assert np.abs(g_bm - g_ref).max() <= 1e-12 * max(1.0, np.abs(g_ref).max())
     assert np.array_equal(e, e_ref) and np.array_equal(e_fwd, e_ref)
     assert np.array_equal(g, g_ref) and np.array_equal(G, G_ref)
+    e_t, g_t, G_t = _per_point_transposed(params, sizes, 0, X, np.empty(K.mlp_work_size(sizes)))
+    assert np.array_equal(e_t, e_ref) and np.array_equal(g_t, g_ref) and np.array_equal(G_t, G_ref)
     wt = K.mlp_transposed_weights(params, sizes)
     assert np.array_equal(wt[:2 * 9].reshape(9, 2), params[:18].reshape(2, 9).T)
 

@@ -38,10 +38,12 @@ Per-point kernels for use inside other ``njit`` code (no allocation)
     energy only.
 ``mlp_energy_and_grad_x_point(params, sizes, act, x_row, grad_out, work) -> float``
     energy, and ``grad_x E`` written into ``grad_out`` (length ``d``, overwritten).
-``mlp_point_backward(params, sizes, act, x_row, grad_x_out, grad_params_out, weight,
-want_params, work) -> float``
-    energy; ``grad_x_out`` overwritten; if ``want_params``, ``weight * dE/dparams`` is
-    *added* to ``grad_params_out`` (full layout length).
+``mlp_point_backward(mlp, x_row, grad_x_out, params_grad, work) -> float``
+    energy; ``grad_x_out`` overwritten; ``mlp`` is the triple as an :class:`MLPParams`;
+    if ``params_grad.wanted`` (a :class:`ParamsGradient` ``(out, weight, wanted)``),
+    ``weight * dE/dparams`` is *added* to ``params_grad.out`` (full layout length).
+``mlp_point_backward_transposed(mlp, wt, x_row, grad_x_out, params_grad, work) -> float``
+    the same with the transposed weights ``wt`` (:func:`mlp_transposed_weights`).
 
 ``work`` is a caller-provided float64 buffer of length at least
 :func:`mlp_work_size` ``(sizes) = 2 * sum(sizes[1:-1]) + 2 * max(sizes[:-1])``
@@ -82,6 +84,8 @@ from inner loops); :func:`check_mlp_spec` is the validation the wrappers use.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 from numba import prange
 
@@ -102,6 +106,31 @@ from febm_ref.models.mlp import (  # noqa: F401  (the layout, re-exported)
     activation_code,
     mlp_n_params,
 )
+
+
+class MLPParams(NamedTuple):
+    """The kernel triple of an MLP energy (:mod:`febm_ref.models.mlp`): flat ``params`` (float64,
+    read-only), layer ``sizes`` (int64, read-only) and the activation code ``act``."""
+
+    params: np.ndarray
+    sizes: np.ndarray
+    act: int
+
+
+class ParamsGradient(NamedTuple):
+    """Where a per-point backward pass (:func:`mlp_point_backward`) adds ``weight * dE/dparams``.
+
+    If ``wanted``, ``weight * dE/dparams`` is *added* to ``out`` (full kernel layout,
+    :func:`mlp_n_params` long); otherwise nothing is written and ``out`` may be any float64
+    vector (the kernels pass the input-gradient row: no allocation). ``wanted`` is a runtime
+    value, not a compile-time switch, so the energy + ``grad_x`` path and the parameter-gradient
+    paths share one compiled :func:`_point_backward_impl` (Numba types the fields of a named
+    tuple as ordinary ``bool``/``float64``, never as literals).
+    """
+
+    out: np.ndarray
+    weight: float
+    wanted: bool
 
 
 def mlp_work_size(sizes) -> int:
@@ -201,17 +230,17 @@ def mlp_transposed_weights(params, sizes):
     return wt
 
 
-@njit
-def _point_backward_impl(params, wt, sizes, act, x_row, grad_x_out, grad_params_out, weight,
-                         want_params, work):
-    """Core of :func:`mlp_point_backward`; ``wt`` is :func:`mlp_transposed_weights` or an
-    empty array (then the backward recursion reads ``W`` row-wise, same result).
+@njit(inline="always")
+def _point_work_views(sizes, work):
+    """The views of a per-point ``work`` buffer (at least :func:`mlp_work_size` ``(sizes)`` long).
 
-    Loop orders: the forward layer is an axpy ``z = b; z += a_i W[i, :]`` over the
-    contiguous rows of ``W`` (vectorisable without reassociation: each ``z_j`` still sums
-    ``b_j, a_0 W_0j, a_1 W_1j, ...`` in that order); the backward recursion
-    ``delta_prev = W g`` is, with ``wt``, the axpy ``delta_prev += g_j W^T[j, :]`` (again
-    each component sums its products in the order ``j = 0, 1, ...``).
+    Returns
+    -------
+    acts, dacts : float64 arrays
+        The activations ``a_l`` and activation derivatives ``act'(z_l)`` of every hidden layer,
+        layer after layer (``sum(sizes[1:-1])`` each).
+    delta, delta_prev : float64 arrays
+        The two vectors of the backward recursion (``max(sizes[:-1])`` each).
     """
     n_layers = sizes.shape[0] - 1
     n_hidden_total = 0
@@ -225,9 +254,34 @@ def _point_backward_impl(params, wt, sizes, act, x_row, grad_x_out, grad_params_
     dacts = work[n_hidden_total:2 * n_hidden_total]
     delta = work[2 * n_hidden_total:2 * n_hidden_total + max_width]
     delta_prev = work[2 * n_hidden_total + max_width:2 * n_hidden_total + 2 * max_width]
-    have_wt = wt.shape[0] > 0
+    return acts, dacts, delta, delta_prev
 
-    # forward pass over hidden layers: z accumulated in place in acts, then activated
+
+@njit(inline="always")
+def _hidden_layers_forward(mlp, x_row, acts, dacts):
+    """Forward pass of one point through the hidden layers.
+
+    Each layer is an axpy ``z = b; z += a_i W[i, :]`` over the contiguous rows of ``W``
+    (vectorisable without reassociation: each ``z_j`` still sums ``b_j, a_0 W_0j, a_1 W_1j,
+    ...`` in that order), accumulated in place in ``acts`` and then activated.
+
+    Parameters
+    ----------
+    mlp : MLPParams
+        The kernel triple.
+    x_row : float64 array
+        The point (length ``d``).
+    acts, dacts : float64 arrays
+        Overwritten with ``a_l`` and ``act'(z_l)`` of every hidden layer, layer after layer
+        (:func:`_point_work_views`).
+
+    Returns
+    -------
+    int
+        The offset in ``mlp.params`` of the output layer's weights ``W_{L-1}``.
+    """
+    params, sizes, act = mlp.params, mlp.sizes, mlp.act
+    n_layers = sizes.shape[0] - 1
     p_off = 0
     a_off = 0
     prev_off = -1  # -1 means "the input row"
@@ -252,12 +306,37 @@ def _point_backward_impl(params, wt, sizes, act, x_row, grad_x_out, grad_params_
         prev_off = a_off
         a_off += n_out
         p_off = b_off + n_out
+    return p_off
+
+
+@njit
+def _point_backward_impl(mlp, wt, x_row, grad_x_out, params_grad, work):
+    """Core of :func:`mlp_point_backward` and :func:`mlp_point_backward_transposed`.
+
+    The forward pass (:func:`_hidden_layers_forward`), the output layer, then the backward
+    recursion (module docstring) from ``delta_{L-1} = W_{L-1}[:, 0]``, layer by layer:
+    ``g_l = delta_l act'(z_l)``, the layer's parameter gradient (if wanted), and
+    ``delta_{l-1} = W_{l-1} g_l``, with ``wt`` (and a fan-in of at least
+    :data:`_TRANSPOSED_MIN_FAN_IN`) the axpy ``delta_{l-1} += g_j W^T[j, :]`` over the rows of
+    ``W^T``, else one dot product per row of ``W`` (each component adds its products in the
+    order ``j = 0, 1, ...`` either way: the same bits). The recursion stays in this function:
+    split into ``inline="always"`` helpers (Numba copies a helper's IR into each caller) its
+    pieces were measured to add 0.2-0.3 s to the cold compile time of this function.
+
+    Parameters and return value as :func:`mlp_point_backward_transposed`; ``wt`` may also be an
+    empty array (then the backward recursion reads ``W`` row-wise).
+    """
+    params, sizes = mlp.params, mlp.sizes
+    acts, dacts, delta, delta_prev = _point_work_views(sizes, work)
+    have_wt = wt.shape[0] > 0
+    out_off = _hidden_layers_forward(mlp, x_row, acts, dacts)
     # output layer
-    n_in = sizes[n_layers - 1]
-    out_off = p_off
+    n_in = sizes[sizes.shape[0] - 2]
+    prev_off = acts.shape[0] - n_in  # acts offset of the last hidden layer
     energy = params[out_off + n_in]
     for i in range(n_in):
         energy += acts[prev_off + i] * params[out_off + i]
+    grad_params_out, weight, want_params = params_grad.out, params_grad.weight, params_grad.wanted
     if want_params:
         for i in range(n_in):
             grad_params_out[out_off + i] += weight * acts[prev_off + i]
@@ -267,9 +346,9 @@ def _point_backward_impl(params, wt, sizes, act, x_row, grad_x_out, grad_params_
     for i in range(n_in):
         delta[i] = params[out_off + i]
     layer_end_p = out_off
-    layer_end_a = a_off
-    layer_end_t = _n_transposed(sizes) if have_wt else 0
-    for l in range(n_layers - 2, -1, -1):
+    layer_end_a = acts.shape[0]
+    layer_end_t = wt.shape[0]  # wt holds W^T of every hidden layer, or nothing
+    for l in range(sizes.shape[0] - 3, -1, -1):
         n_in = sizes[l]
         n_out = sizes[l + 1]
         p_start = layer_end_p - (n_in + 1) * n_out
@@ -319,25 +398,59 @@ def _point_backward_impl(params, wt, sizes, act, x_row, grad_x_out, grad_params_
 
 
 @njit(inline="always")
-def mlp_point_backward(params, sizes, act, x_row, grad_x_out, grad_params_out, weight,
-                       want_params, work):
+def mlp_point_backward(mlp, x_row, grad_x_out, params_grad, work):
     """Energy of one point; ``grad_x`` into ``grad_x_out``; optionally accumulate
-    ``weight * dE/dparams`` into ``grad_params_out``. See the module docstring."""
-    # work[:0]: an empty ``wt`` without allocating; bool(): a literal want_params would
-    # compile _point_backward_impl once more, for that literal
-    return _point_backward_impl(params, work[:0], sizes, act, x_row, grad_x_out,
-                                grad_params_out, weight, bool(want_params), work)
+    ``weight * dE/dparams`` into ``params_grad.out``. See the module docstring.
+
+    Parameters
+    ----------
+    mlp : MLPParams
+        The kernel triple.
+    x_row : float64 array
+        The point (length ``d``).
+    grad_x_out : float64 array
+        Overwritten with ``grad_x E`` (length ``d``).
+    params_grad : ParamsGradient
+        Where ``weight * dE/dparams`` is added, if wanted.
+    work : float64 array
+        Scratch, at least :func:`mlp_work_size` ``(sizes)`` long.
+
+    Returns
+    -------
+    float
+        The energy.
+    """
+    # work[:0]: an empty ``wt`` without allocating
+    return _point_backward_impl(mlp, work[:0], x_row, grad_x_out, params_grad, work)
 
 
 @njit(inline="always")
-def mlp_point_backward_transposed(params, wt, sizes, act, x_row, grad_x_out, grad_params_out,
-                                  weight, want_params, work):
-    """:func:`mlp_point_backward` with the transposed weights ``wt =``
-    :func:`mlp_transposed_weights` ``(params, sizes)`` precomputed by the caller: the
+def mlp_point_backward_transposed(mlp, wt, x_row, grad_x_out, params_grad, work):
+    """:func:`mlp_point_backward` with the transposed weights precomputed by the caller: the
     backward recursion becomes contiguous (faster for wide layers), the result is
-    bit-identical."""
-    return _point_backward_impl(params, wt, sizes, act, x_row, grad_x_out, grad_params_out,
-                                weight, bool(want_params), work)
+    bit-identical.
+
+    Parameters
+    ----------
+    mlp : MLPParams
+        The kernel triple.
+    wt : float64 array
+        :func:`mlp_transposed_weights` ``(mlp.params, mlp.sizes)``.
+    x_row : float64 array
+        The point (length ``d``).
+    grad_x_out : float64 array
+        Overwritten with ``grad_x E`` (length ``d``).
+    params_grad : ParamsGradient
+        Where ``weight * dE/dparams`` is added, if wanted.
+    work : float64 array
+        Scratch, at least :func:`mlp_work_size` ``(sizes)`` long.
+
+    Returns
+    -------
+    float
+        The energy.
+    """
+    return _point_backward_impl(mlp, wt, x_row, grad_x_out, params_grad, work)
 
 
 @njit(inline="always")
@@ -381,11 +494,9 @@ def mlp_energy_point(params, sizes, act, x_row, work):
 @njit(inline="always")
 def mlp_energy_and_grad_x_point(params, sizes, act, x_row, grad_out, work):
     """Energy of one point and its input gradient (written into ``grad_out``, length d)."""
-    # grad_out doubles as the (untouched) parameter-gradient argument: no allocation here;
-    # bool(False) is a runtime value: a literal False would compile mlp_point_backward (and
-    # _point_backward_impl) once more, for that literal
-    return mlp_point_backward(params, sizes, act, x_row, grad_out, grad_out, 0.0, bool(False),
-                              work)
+    # grad_out doubles as the (untouched) parameter-gradient output: no allocation here
+    return mlp_point_backward(MLPParams(params, sizes, act), x_row, grad_out,
+                              ParamsGradient(grad_out, 0.0, False), work)
 
 
 @njit(inline="always")
@@ -422,24 +533,24 @@ def _energy_grad_x_batch_serial(params, sizes, act, X):
     """Energies and input gradients of the rows of ``X`` by the per-point backward kernel."""
     energies = np.empty(X.shape[0])
     grads = np.empty((X.shape[0], sizes[0]))
+    mlp = MLPParams(params, sizes, act)
     wt = mlp_transposed_weights(params, sizes)
     work = np.empty(_work_size(sizes))
-    want_params = bool(False)  # a runtime value, not a literal (see above)
     for k in range(X.shape[0]):
-        # grads[k] doubles as the (untouched) parameter-gradient argument
-        energies[k] = _point_backward_impl(params, wt, sizes, act, X[k], grads[k], grads[k],
-                                           1.0, want_params, work)
+        # grads[k] doubles as the (untouched) parameter-gradient output
+        energies[k] = _point_backward_impl(mlp, wt, X[k], grads[k], ParamsGradient(grads[k], 1.0, False),
+                                           work)
     return energies, grads
 
 
 @njit
 def _grad_params_rows(params, wt, sizes, act, X, start, stop, out):
     """Per-sample parameter gradients of rows ``start .. stop-1`` into the rows of ``out``."""
+    mlp = MLPParams(params, sizes, act)
     work = np.empty(_work_size(sizes))
     gx = np.empty(sizes[0])
-    want_params = bool(True)  # a runtime value, not a literal
     for k in range(start, stop):
-        _point_backward_impl(params, wt, sizes, act, X[k], gx, out[k], 1.0, want_params, work)
+        _point_backward_impl(mlp, wt, X[k], gx, ParamsGradient(out[k], 1.0, True), work)
 
 
 @njit(parallel=True)
@@ -460,14 +571,14 @@ def _weighted_grad_params_chunks(params, sizes, act, X, w):
     n = X.shape[0]
     n_chunks = (n + WEIGHTED_CHUNK - 1) // WEIGHTED_CHUNK
     partial = np.zeros((n_chunks, params.shape[0]))
+    mlp = MLPParams(params, sizes, act)
     wt = mlp_transposed_weights(params, sizes)
     work = np.empty(_work_size(sizes))
     gx = np.empty(sizes[0])
-    want_params = bool(True)  # a runtime value, not a literal
     for c in range(n_chunks):
         row = partial[c]
         for k in range(c * WEIGHTED_CHUNK, min(n, (c + 1) * WEIGHTED_CHUNK)):
-            _point_backward_impl(params, wt, sizes, act, X[k], gx, row, w[k], want_params, work)
+            _point_backward_impl(mlp, wt, X[k], gx, ParamsGradient(row, w[k], True), work)
     return partial
 
 
@@ -535,10 +646,27 @@ def _energy_grad_x_major(params, sizes, act, X, start, stop, energies, grads):
 
 
 @njit
-def _weighted_major(params, sizes, act, X, w, chunk, c_start, c_stop, partial):
+def _weighted_major(mlp, X, w, chunk, c_start, c_stop, partial):
     """Chunks ``c_start .. c_stop-1`` of ``chunk`` samples: chunk ``c`` adds
     ``sum_k w_k dE(x_k)/dparams`` of its blocks of :data:`BATCH_MAJOR_BLOCK` rows, block by
-    block in order, to ``partial[c]`` (the batch-major weighted backward pass)."""
+    block in order, to ``partial[c]`` (the batch-major weighted backward pass).
+
+    Parameters
+    ----------
+    mlp : MLPParams
+        The kernel triple.
+    X : float64 array
+        The samples ``(n, d)``.
+    w : float64 array
+        Their weights ``(n,)``, C-contiguous.
+    chunk : int
+        Samples per chunk (:data:`WEIGHTED_CHUNK`).
+    c_start, c_stop : int
+        The chunks to run.
+    partial : float64 array
+        ``(n_chunks, P_full)``; row ``c`` is added to.
+    """
+    params, sizes, act = mlp.params, mlp.sizes, mlp.act
     n = X.shape[0]
     cache = np.empty(cache_length(sizes, BATCH_MAJOR_BLOCK))
     for c in range(c_start, c_stop):
@@ -574,11 +702,11 @@ def _energy_grad_x_major_parallel(params, sizes, act, X, chunk, energies, grads)
 
 
 @njit(parallel=True)
-def _weighted_major_parallel(params, sizes, act, X, w, chunk, partial):
+def _weighted_major_parallel(mlp, X, w, chunk, partial):
     """:func:`_weighted_major`, one chunk per parallel work item (same partial sums)."""
     for c in prange(partial.shape[0]):
         ci = np.int64(c)
-        _weighted_major(params, sizes, act, X, w, chunk, ci, ci + 1, partial)
+        _weighted_major(mlp, X, w, chunk, ci, ci + 1, partial)
 
 
 def mlp_energy_batch(params, sizes, act, X):
@@ -644,8 +772,9 @@ def mlp_weighted_grad_params(params, sizes, act, X, w):
     w = np.ascontiguousarray(w)
     n_chunks = (n + WEIGHTED_CHUNK - 1) // WEIGHTED_CHUNK
     partial = np.zeros((n_chunks, params.shape[0]))
+    mlp = MLPParams(params, sizes, act)
     if n >= PARALLEL_MIN_SAMPLES:
-        _weighted_major_parallel(params, sizes, act, X, w, WEIGHTED_CHUNK, partial)
+        _weighted_major_parallel(mlp, X, w, WEIGHTED_CHUNK, partial)
     else:
-        _weighted_major(params, sizes, act, X, w, WEIGHTED_CHUNK, 0, n_chunks, partial)
+        _weighted_major(mlp, X, w, WEIGHTED_CHUNK, 0, n_chunks, partial)
     return _sum_rows(partial)

@@ -54,7 +54,7 @@ from numba import prange
 
 from febm_ref._numba.batched_mlp import cache_size, mlp_energy_grad_x_block
 from febm_ref._numba.jit import njit
-from febm_ref._numba.kernels import mlp_energy_and_grad_x_point, mlp_work_size
+from febm_ref._numba.kernels import MLPParams, mlp_energy_and_grad_x_point, mlp_work_size
 from febm_ref.models.mlp import mlp_energy_grad_x_batch_numpy
 
 SMALL_BLOCK = 32
@@ -77,15 +77,6 @@ def chains_per_block(n_chains: int) -> int:
     deterministic per-step reduction (depends on ``n_chains`` only, so results do not depend on
     the number of threads)."""
     return LARGE_BLOCK if n_chains >= LARGE_BLOCK_FROM else SMALL_BLOCK
-
-
-class MLPParams(NamedTuple):
-    """The kernel triple of an MLP energy (:mod:`febm_ref.models.mlp`): flat ``params`` (float64,
-    read-only), layer ``sizes`` (int64, read-only) and the activation code ``act``."""
-
-    params: np.ndarray
-    sizes: np.ndarray
-    act: int
 
 
 class ChainArrays(NamedTuple):

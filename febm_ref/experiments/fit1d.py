@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 import time
 from pathlib import Path
-from typing import Optional
+from typing import NamedTuple, Optional
 
 import numpy as np
 
@@ -154,6 +154,70 @@ def _check_divergence_args(divergence: str, alpha: Optional[float], method: str)
     return resolve_divergence(divergence, alpha=alpha)
 
 
+class _Fit(NamedTuple):
+    """What one fit returns to :func:`run_fit`: the reported ``(mu, sigma)``, the history
+    arrays, and whether the run completed."""
+
+    mu: float
+    sigma: float
+    history: dict
+    completed: bool
+
+
+def _fit_exact(div, target, config, protocol: str) -> _Fit:
+    """``--method exact``: the protocol's optimiser and schedule on the exact quadrature gradient
+    of ``D_f`` (deterministic: the last iterate is reported, also under Polyak averaging)."""
+    from febm_ref.reference_optima import exact_descent, finite_variance_interval
+
+    lo, hi = finite_variance_interval(div, target)
+    mu0, sigma0 = INITIAL_THETA[protocol]
+    if not lo < sigma0 ** 2 < hi:
+        raise ValueError(f"--method exact is undefined for {div.label}: D_f(P||N({mu0:g}, {sigma0:g}^2)) = +inf "
+                         f"at the start sigma = {sigma0:g} (it is finite only for sigma^2 in ({lo:g}, {hi:g}))")
+    theta, traj, values = exact_descent(div, target, iterations=config.iterations, optimizer=config.optimizer,
+                                        mu0=mu0, sigma0=sigma0,
+                                        lr=config.lr_energy, schedule=config.schedule,
+                                        final_lr_fraction=config.final_lr_fraction,
+                                        optimizer_options=config.optimizer_options(),
+                                        record_every=max(config.iterations // 500, 1))
+    return _Fit(float(theta[0]), float(theta[1]), {"theta": traj, "exact_divergence": values}, True)
+
+
+def _fit_published(div, target, config, protocol: str, *, seed: int, exact_div, show_progress) -> _Fit:
+    """``published``: the published code's algorithm (:func:`febm_ref.published_run.train_published`)."""
+    from febm_ref.published_run import train_published
+
+    res = train_published(div, target, iterations=config.iterations, batch_size=config.batch_size,
+                          n_negatives=config.n_negatives, lr_energy=config.lr_energy, lr_critic=config.lr_critic,
+                          theta0=INITIAL_THETA[protocol], seed=seed, eval_every=config.eval_every,
+                          exact_divergence=exact_div, show_progress=show_progress, desc=f"{div.label} published")
+    mu, sigma = (float(v) for v in res.theta)
+    return _Fit(mu, sigma, res.history, True)
+
+
+def _fit_trained(div, target, config, protocol: str, *, method: str, seed: int, exact_div, out, resume: bool,
+                 checkpoint_every: int, show_progress) -> _Fit:
+    """``febm``/``cd``: :func:`febm_ref.training.train` from the protocol's start, with the
+    checkpoint ``<label>_<method>_<protocol>.ckpt.npz`` under ``out`` (if given)."""
+    from febm_ref.models.energies import GaussianEnergy1D
+    from febm_ref.training import train
+
+    energy = GaussianEnergy1D(*INITIAL_THETA[protocol])
+    critic = make_critic(protocol, seed) if method == "febm" else None
+    ckpt = None
+    if out is not None:
+        ckpt = Path(out) / f"{div.label}_{method}_{protocol}.ckpt.npz"
+        if resume and not ckpt.exists():
+            raise ValueError(f"--resume: no checkpoint at {ckpt}")
+    elif resume:
+        raise ValueError("--resume needs --out DIR (the checkpoint lives there)")
+    result = train(config, target, energy, critic, exact_divergence=exact_div, checkpoint_path=ckpt,
+                   checkpoint_every=checkpoint_every, resume=resume, show_progress=show_progress,
+                   desc=f"{div.label} {method}")
+    mu, sigma = (float(v) for v in result.theta)
+    return _Fit(mu, sigma, result.history, result.completed)
+
+
 def run_fit(divergence: str, alpha: Optional[float] = None, *, method: str = "febm", protocol: str = "converged",
             iterations: Optional[int] = None, optimizer: Optional[str] = None, lr: Optional[float] = None,
             seed: int = 0, out: Optional[str] = None, resume: bool = False, checkpoint_every: int = 1000,
@@ -167,9 +231,8 @@ def run_fit(divergence: str, alpha: Optional[float] = None, *, method: str = "fe
     """
     from febm_ref._numba.batched_mlp import limit_blas_threads
     from febm_ref.models.energies import GaussianEnergy1D
-    from febm_ref.reference_optima import divergence_value, exact_descent, finite_variance_interval, reference_optimum
+    from febm_ref.reference_optima import divergence_value, reference_optimum
     from febm_ref.targets import paper_mixture_1d
-    from febm_ref.training import train
 
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {METHODS}")
@@ -187,59 +250,24 @@ def run_fit(divergence: str, alpha: Optional[float] = None, *, method: str = "fe
     def exact_div(energy):
         return divergence_value(div, target, energy.mu, energy.sigma)
 
-    history = {}
     t1 = time.perf_counter()
     if method == "exact":
-        lo, hi = finite_variance_interval(div, target)
-        mu0, sigma0 = INITIAL_THETA[protocol]
-        if not lo < sigma0 ** 2 < hi:
-            raise ValueError(f"--method exact is undefined for {div.label}: D_f(P||N({mu0:g}, {sigma0:g}^2)) = +inf "
-                             f"at the start sigma = {sigma0:g} (it is finite only for sigma^2 in ({lo:g}, {hi:g}))")
-        mu0, sigma0 = INITIAL_THETA[protocol]
-        theta, traj, values = exact_descent(div, target, iterations=config.iterations, optimizer=config.optimizer,
-                                            mu0=mu0, sigma0=sigma0,
-                                            lr=config.lr_energy, schedule=config.schedule,
-                                            final_lr_fraction=config.final_lr_fraction,
-                                            optimizer_options=config.optimizer_options(),
-                                            record_every=max(config.iterations // 500, 1))
-        if config.average_from is not None:
-            pass  # deterministic: the last iterate is reported
-        mu, sigma = float(theta[0]), float(theta[1])
-        history = {"theta": traj, "exact_divergence": values}
-        completed = True
+        fit = _fit_exact(div, target, config, protocol)
     elif published:
-        from febm_ref.published_run import train_published
-
-        res = train_published(div, target, iterations=config.iterations, batch_size=config.batch_size,
-                              n_negatives=config.n_negatives, lr_energy=config.lr_energy, lr_critic=config.lr_critic,
-                              theta0=INITIAL_THETA[protocol], seed=seed, eval_every=config.eval_every,
-                              exact_divergence=exact_div, show_progress=show_progress, desc=f"{div.label} published")
-        mu, sigma = (float(v) for v in res.theta)
-        history, completed = res.history, True
+        fit = _fit_published(div, target, config, protocol, seed=seed, exact_div=exact_div,
+                             show_progress=show_progress)
     else:
-        energy = GaussianEnergy1D(*INITIAL_THETA[protocol])
-        critic = make_critic(protocol, seed) if method == "febm" else None
-        ckpt = None
-        if out is not None:
-            ckpt = Path(out) / f"{div.label}_{method}_{protocol}.ckpt.npz"
-            if resume and not ckpt.exists():
-                raise ValueError(f"--resume: no checkpoint at {ckpt}")
-        elif resume:
-            raise ValueError("--resume needs --out DIR (the checkpoint lives there)")
-        result = train(config, target, energy, critic, exact_divergence=exact_div, checkpoint_path=ckpt,
-                       checkpoint_every=checkpoint_every, resume=resume, show_progress=show_progress,
-                       desc=f"{div.label} {method}")
-        mu, sigma = (float(v) for v in result.theta)
-        history = result.history
-        completed = result.completed
+        fit = _fit_trained(div, target, config, protocol, method=method, seed=seed, exact_div=exact_div, out=out,
+                           resume=resume, checkpoint_every=checkpoint_every, show_progress=show_progress)
     seconds = time.perf_counter() - t1
+    mu, sigma = fit.mu, fit.sigma
     row = {
         "divergence": div.label, "name": divergence, "alpha": alpha, "method": method, "protocol": protocol,
         "iterations": config.iterations, "seed": seed,
         "fit_mu": mu, "fit_sigma": sigma, "exact_mu": ref.mu, "exact_sigma": ref.sigma,
         "gap_mu": mu - ref.mu, "gap_sigma": sigma - ref.sigma,
         "divergence_at_fit": exact_div(GaussianEnergy1D(mu, sigma)) if sigma > 0 else math.nan,
-        "divergence_at_optimum": ref.value, "completed": completed,
+        "divergence_at_optimum": ref.value, "completed": fit.completed,
         "seconds_train": seconds, "seconds_reference": t_ref,
         "reported": ("last iterate" if config.average_from is None or method == "exact"
                      else f"average of iterations >= {config.average_from}"),
@@ -251,9 +279,9 @@ def run_fit(divergence: str, alpha: Optional[float] = None, *, method: str = "fe
     if out is not None:
         stem = Path(out) / f"{div.label}_{method}_{protocol}{'_published' if published else ''}"
         atomic_write_json(f"{stem}.json", row)
-        atomic_save_npz(f"{stem}.history.npz", **{k: np.asarray(v) for k, v in history.items()})
+        atomic_save_npz(f"{stem}.history.npz", **{k: np.asarray(v) for k, v in fit.history.items()})
     if keep_history:
-        row["history"] = history
+        row["history"] = fit.history
     return row
 
 

@@ -533,17 +533,7 @@ def run_experiment(config: Experiment2DConfig, *, out_dir=None, show_progress: O
     energy, critic = make_models(config)
     negatives = LangevinNegatives(config, target.box)
     evaluator.current_iteration = lambda: negatives.iteration - 1  # the step just committed
-    ckpt = None
-    if out_dir is not None:
-        out_dir = Path(out_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        ckpt = out_dir / f"{config.run_name()}.ckpt.npz"
-        if resume and not ckpt.exists():
-            raise ValueError(f"resume: no checkpoint at {ckpt}")
-        if not resume and ckpt.exists():
-            ckpt.unlink()  # a fresh run
-    elif resume:
-        raise ValueError("resume needs out_dir (the checkpoint lives there)")
+    ckpt = _checkpoint_of_run(config, out_dir, resume)
     resumed_from = int(load_checkpoint(ckpt)["meta"]["iteration"]) if resume else None
     out = {"config": config.as_dict(), "target": target.describe(),
            "target_grid_mass": grid.mass(log_p), "target_mass_outside_box": target.mass_outside_box()}
@@ -574,27 +564,64 @@ def run_experiment(config: Experiment2DConfig, *, out_dir=None, show_progress: O
                    checkpoint=str(ckpt) if ckpt is not None else None, curve=_curve(evaluator, config))
         return out
     final = evaluator.curve[-1]
-    # sample quality of the sampler: negatives drawn as in training, KDE on the grid
-    rng = np.random.default_rng([config.seed, 2])
-    x_langevin = negatives.draw(rng, result.energy, config.n_eval_samples, push=False)
-    x_exact = target.sample(rng, config.n_eval_samples)
-    log_q, _ = grid.model_log_density(result.energy)
-    kde_l = kde_on_grid(grid, x_langevin, config.kde_bandwidth)
-    kde_e = kde_on_grid(grid, np.clip(x_exact, *target.box), config.kde_bandwidth)
+    samples, x_langevin = _sample_quality(config, target, grid, log_p, negatives, result.energy)
     out.update(
         status="ok", seconds=seconds, iterations=result.iterations_done,
         final={k: final[k] for k in (*EVAL_DIVERGENCES, "log_z", "edge_mass")},
         initial={k: evaluator.curve[0][k] for k in EVAL_DIVERGENCES},
-        samples={"target_vs_langevin_kde": grid.divergences(log_p, kde_l),
-                 "model_vs_langevin_kde": grid.divergences(log_q, kde_l),
-                 "target_vs_exact_kde_floor": grid.divergences(log_p, kde_e),
-                 "n": config.n_eval_samples, "bandwidth": config.kde_bandwidth},
+        samples=samples,
         curve=_curve(evaluator, config),
         loss_tail_mean=float(np.mean(result.history["loss"][-100:])),
         theta=result.energy.get_params(),
         langevin_samples=x_langevin[:2000],
     )
     return out
+
+
+def _checkpoint_of_run(config: Experiment2DConfig, out_dir, resume: bool) -> Optional[Path]:
+    """The checkpoint path of a run, ``<out_dir>/<run>.ckpt.npz`` (None without ``out_dir``).
+
+    Creates ``out_dir``; without ``resume`` an existing checkpoint of the run is deleted (a fresh
+    run). Raises ValueError for ``resume`` without ``out_dir`` or without a checkpoint there.
+    """
+    if out_dir is None:
+        if resume:
+            raise ValueError("resume needs out_dir (the checkpoint lives there)")
+        return None
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ckpt = out_dir / f"{config.run_name()}.ckpt.npz"
+    if resume and not ckpt.exists():
+        raise ValueError(f"resume: no checkpoint at {ckpt}")
+    if not resume and ckpt.exists():
+        ckpt.unlink()  # a fresh run
+    return ckpt
+
+
+def _sample_quality(config: Experiment2DConfig, target, grid: Grid2D, log_p, negatives: "LangevinNegatives",
+                    energy) -> tuple:
+    """Sample quality of the sampler (module docstring): ``config.n_eval_samples`` negatives drawn
+    as in training and as many exact target draws, from ``default_rng([seed, 2])``, as KDEs on
+    the grid, compared with the target ``log_p`` and the trained model ``energy``.
+
+    Returns
+    -------
+    samples : dict
+        The ``"samples"`` block of :func:`run_experiment`'s result.
+    x_langevin : numpy.ndarray
+        The negatives ``(n_eval_samples, 2)``.
+    """
+    rng = np.random.default_rng([config.seed, 2])
+    x_langevin = negatives.draw(rng, energy, config.n_eval_samples, push=False)
+    x_exact = target.sample(rng, config.n_eval_samples)
+    log_q, _ = grid.model_log_density(energy)
+    kde_l = kde_on_grid(grid, x_langevin, config.kde_bandwidth)
+    kde_e = kde_on_grid(grid, np.clip(x_exact, *target.box), config.kde_bandwidth)
+    samples = {"target_vs_langevin_kde": grid.divergences(log_p, kde_l),
+               "model_vs_langevin_kde": grid.divergences(log_q, kde_l),
+               "target_vs_exact_kde_floor": grid.divergences(log_p, kde_e),
+               "n": config.n_eval_samples, "bandwidth": config.kde_bandwidth}
+    return samples, x_langevin
 
 
 def compute_record(trainer_work: Optional[dict], sampler_work: dict) -> dict:
