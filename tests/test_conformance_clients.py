@@ -114,7 +114,11 @@ EXPECTED_SKIPS = {
 def test_a_real_client_passes_every_row_it_implements(reports, client, dtype):
     """Every implemented row passes (worst err/tol <= 1 over every case of the row); the
     skipped rows are exactly the functions the client lacks; every case of an implemented row
-    was evaluated (nothing silently skipped); auto detected the client's own precision."""
+    was evaluated (nothing silently skipped); auto detected the client's own precision.
+
+    Slow for JAX (~15-30 s per dtype, in the module fixture ``reports``): JAX compiles its
+    transformations anew for every case on first use (module docstring); each client is checked
+    once per dtype."""
     report, _ = reports(client, dtype)
     assert report.precision == dtype, report.precision
     not_passing = _not_passing(report)

@@ -123,7 +123,11 @@ def test_there_are_thirteen_distinct_one_bug_variants(mutants, mutants_module):
 def test_kill_rates(verdicts, mutants, dtype):
     """Every variant is rejected in float64; in float32 at most one survives (issue 17: >= 11
     of 12). Measured: 13/13 in both (the printed table has the rows that reject each, with
-    their worst err/tol); a rejecting row fails by more than a factor 10 in err/tol."""
+    their worst err/tol); a rejecting row fails by more than a factor 10 in err/tol.
+
+    Slow (~10-15 s per precision): JAX traces and compiles each variant's changed building
+    block; the staged check (module docstring) and the shared xdist worker with the correct
+    client (whose compiled functions the variants reuse) keep it to that."""
     table = []
     for name in mutants:
         rejected, failing, precisions = verdicts(name, dtype)
