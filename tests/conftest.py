@@ -39,3 +39,29 @@ def shared_golden_root(tmp_path_factory) -> Path:
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
     return root
+
+
+@pytest.fixture
+def golden_builds_only(monkeypatch):
+    """``golden_builds_only(*sections) -> builds``: from then on every golden build that goes
+    through the cache (:func:`febm_ref.conformance.cache.cached_golden_dir`, hence ``check``
+    without ``--golden``) writes only ``sections``; ``builds`` collects the seed of each build.
+
+    For tests whose claim is about the cache, not the set's bytes (a full build costs ~5 s;
+    sections draw from independent streams, so a section's bytes do not depend on which others
+    are built)."""
+    import febm_ref.conformance.golden as golden_module
+
+    real_write_golden = golden_module.write_golden
+
+    def restrict(*sections):
+        builds = []
+
+        def write_sections(out, seed, **options):
+            builds.append(seed)
+            return real_write_golden(out, seed, **{**options, "sections": list(sections)})
+
+        monkeypatch.setattr(golden_module, "write_golden", write_sections)
+        return builds
+
+    return restrict

@@ -485,17 +485,13 @@ def test_broken_torch_adapter_is_rejected_on_exactly_its_bugs(golden, capsys):
     assert "FAILED: 33 pass, 3 FAIL, 0 ERROR, 10 skipped" in out and "kl/conjugate" in out
 
 
-def test_check_without_golden_generates_one(tmp_path, capsys, monkeypatch):
+def test_check_without_golden_generates_one(tmp_path, capsys, monkeypatch, golden_builds_only):
     """``check`` without ``--golden`` builds the set once into the per-version cache.
 
     The build is restricted to the ``catalogue`` section, the only one this adapter
     implements (0.05 s instead of ~5 s; the bytes of a full build are claimed by
     :func:`test_golden_is_byte_for_byte_reproducible`)."""
-    import febm_ref.conformance.golden as golden_module
-
-    real_write_golden = golden_module.write_golden
-    monkeypatch.setattr(golden_module, "write_golden", lambda out, seed, **options: real_write_golden(
-        out, seed, **{**options, "sections": ["catalogue"]}))
+    golden_builds_only("catalogue")
     monkeypatch.setenv("FEBM_REF_GOLDEN_CACHE", str(tmp_path / "cache"))  # not the user's cache
     module = tmp_path / "catalogue_only.py"
     module.write_text(

@@ -407,7 +407,8 @@ def test_softplus_preactivations_above_20_are_in_the_mlp_inputs(sections):
 
 # ----------------------------------------------------------------------------- cache, testing, plugin, versions
 
-def test_golden_cache_is_built_once_validated_and_rebuilt_if_corrupted(shared_golden_root, tmp_path, monkeypatch):
+def test_golden_cache_is_built_once_validated_and_rebuilt_if_corrupted(shared_golden_root, tmp_path,
+                                                                      golden_builds_only):
     """Reuse, validation, rebuild after corruption, permissions and pruning of the cache.
 
     The cache starts as a copy of the session's full set; its two rebuilds write only the
@@ -416,20 +417,13 @@ def test_golden_cache_is_built_once_validated_and_rebuilt_if_corrupted(shared_go
     ``sampler_step.json`` must be the full set's bytes. The claim here is the cache's logic;
     the bytes of a full build are claimed by
     ``test_conformance.py::test_golden_is_byte_for_byte_reproducible``."""
-    import febm_ref.conformance.golden as golden_module
     from febm_ref import __version__
 
     (built,) = [p for p in shared_golden_root.iterdir() if p.is_dir() and not p.name.startswith(".")]
     cache_root = tmp_path / "cache"
     golden = cache_root / built.name
     shutil.copytree(built, golden)
-    real_write_golden, rebuilds = golden_module.write_golden, []
-
-    def write_cheap_sections(out, seed, **options):
-        rebuilds.append(seed)
-        return real_write_golden(out, seed, **{**options, "sections": ["catalogue", "sampler_step"]})
-
-    monkeypatch.setattr(golden_module, "write_golden", write_cheap_sections)
+    rebuilds = golden_builds_only("catalogue", "sampler_step")
     assert golden.parent == cache_root and golden.name.startswith(f"{__version__}-schema0.2.0-seed0-")
     stamp = (golden / "manifest.json").stat().st_mtime_ns
     assert cached_golden_dir(0, root=cache_root, quiet=True) == golden
