@@ -82,12 +82,11 @@ from __future__ import annotations
 
 import math
 import numbers
-import warnings
 from fractions import Fraction
 from typing import Callable, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
-from scipy import integrate, linalg
+from scipy import linalg
 
 from febm_ref._validation import (
     as_float_array,
@@ -98,6 +97,7 @@ from febm_ref._validation import (
     check_real_scalar,
 )
 from febm_ref.divergences import Divergence, resolve_divergence
+from febm_ref.quadrature import check_method, integrate_pieces
 
 __all__ = [
     "IntegralEstimate",
@@ -799,8 +799,9 @@ def _check_tolerance(value, name: str) -> float:
 
 def f_divergence_quadrature_1d(div, log_p, log_q, lower: float = -math.inf, upper: float = math.inf,
                                *, points: Optional[Sequence[float]] = None, rtol: float = 1e-11,
-                               atol: float = 1e-15, limit: int = 2000, **params) -> IntegralEstimate:
-    """``D_f(P||Q) = ∫ q f(p/q) dx`` (D2) in 1-D by adaptive Gauss-Kronrod quadrature.
+                               atol: float = 1e-15, limit: int = 2000, method: str = "quadpack",
+                               **params) -> IntegralEstimate:
+    """``D_f(P||Q) = ∫ q f(p/q) dx`` (D2) in 1-D by adaptive quadrature (QUADPACK or tanh-sinh).
 
     The integrand is ``div.perspective(log_p(x), log_q(x))``, i.e. ``q f(p/q)`` computed
     from the log densities (finite where ``p/q`` overflows), so the densities may be
@@ -819,14 +820,19 @@ def f_divergence_quadrature_1d(div, log_p, log_q, lower: float = -math.inf, uppe
         each piece integrated separately, so narrow features are never missed.
     rtol, atol : float
         Requested relative / absolute accuracy per piece (``scipy.integrate.quad``'s
-        ``epsrel`` / ``epsabs``).
+        ``epsrel`` / ``epsabs``, or ``scipy.integrate.tanhsinh``'s ``rtol`` / ``atol``).
     limit : int
-        Maximum number of subintervals per piece.
+        Maximum number of subintervals per piece (``"quadpack"``).
+    method : {"quadpack", "tanh-sinh"}
+        ``"quadpack"`` (adaptive Gauss-Kronrod, one point per call; adapts to kinks) or
+        ``"tanh-sinh"`` (vectorised, ~40x cheaper where ``q f(p/q)`` is analytic on every
+        piece, e.g. Gaussians; a piece where it does not converge goes to QUADPACK). See
+        :mod:`febm_ref.quadrature`.
 
     Returns
     -------
     IntegralEstimate
-        ``(value, error)``, ``error`` the sum of QUADPACK's absolute error estimates.
+        ``(value, error)``, ``error`` the sum of the integrator's absolute error estimates.
     """
     d = _resolve(div, params)
     _check_callable(log_p, "log_p")
@@ -842,26 +848,18 @@ def f_divergence_quadrature_1d(div, log_p, log_q, lower: float = -math.inf, uppe
     cuts = sorted({float(c) for c in cuts_in if lower < float(c) < upper})
     edges = [lower] + cuts + [upper]
 
+    check_method(method)
     largest = [0.0]  # the largest |integrand| seen, to tell a sum that overflowed from an inf integral
 
     def integrand(x):
-        arr = np.array([x])
-        lp = _checked_log_density(log_p, arr, "log_p", 1)
-        lq = _checked_log_density(log_q, arr, "log_q", 1)
-        value = _checked_perspective(d, lp, lq, arr)
-        _refuse_overflowed_integrand(value, lp, lq, arr)
-        largest[0] = max(largest[0], abs(float(value[0])))
-        return float(value[0])
+        lp = _checked_log_density(log_p, x, "log_p", x.size)
+        lq = _checked_log_density(log_q, x, "log_q", x.size)
+        value = _checked_perspective(d, lp, lq, x)
+        _refuse_overflowed_integrand(value, lp, lq, x)
+        largest[0] = max(largest[0], float(np.max(np.abs(value), initial=0.0)))
+        return value
 
-    value, error = 0.0, 0.0
-    for a, b in zip(edges[:-1], edges[1:]):
-        with warnings.catch_warnings():
-            # QUADPACK warns when rtol is below what rounding allows; the error estimate
-            # it returns is still honest and is reported.
-            warnings.simplefilter("ignore", integrate.IntegrationWarning)
-            v, e = integrate.quad(integrand, a, b, epsabs=atol, epsrel=rtol, limit=limit)
-        value += v
-        error += e
+    value, error = integrate_pieces(integrand, edges, rtol=rtol, atol=atol, method=method, limit=limit)
     _refuse_overflowed_sum(value, error, largest[0])
     return IntegralEstimate(value, error)
 
@@ -1027,7 +1025,8 @@ def _integration_layout(P: _Gaussian, Q: _Gaussian, div: Divergence, width: floa
 
 
 def f_divergence_quadrature_gaussians(div, mean_p, cov_p, mean_q, cov_q, *, width: float = 40.0,
-                                      rtol: float = 1e-11, **params) -> IntegralEstimate:
+                                      rtol: float = 1e-11, method: str = "tanh-sinh",
+                                      **params) -> IntegralEstimate:
     """``D_f(N(m_p, S_p) || N(m_q, S_q))`` by adaptive quadrature in 1-D or 2-D (any divergence).
 
     Builds the log densities and integrates ``q f(p/q)`` over the box
@@ -1040,7 +1039,12 @@ def f_divergence_quadrature_gaussians(div, mean_p, cov_p, mean_q, cov_q, *, widt
     factor is below ``e^{-800}`` (underflow), so the truncation error is nil.
 
     Parameters are as in :func:`f_divergence` (1-D: scalar mean and variance; 2-D: (2,)
-    mean and (2, 2) covariance). ``rtol`` is passed to the 1-D/2-D integrator.
+    mean and (2, 2) covariance). ``rtol`` is passed to the 1-D/2-D integrator. ``method``
+    chooses the 1-D integrator of :func:`f_divergence_quadrature_1d`: ``"tanh-sinh"`` by
+    default, since ``log p - log q`` is a quadratic and every catalogue ``f`` is analytic on
+    ``(0, inf)``, so the integrand is analytic on every piece; ``"quadpack"`` is the
+    one-point-per-call QUADPACK route (0.2.0's default, ~40x the CPU). 2-D always uses
+    cubature.
 
     Returns
     -------
@@ -1049,6 +1053,7 @@ def f_divergence_quadrature_gaussians(div, mean_p, cov_p, mean_q, cov_q, *, widt
         precision is not positive definite) ``(inf, 0.0)`` is returned without integrating.
     """
     d = _resolve(div, params)
+    check_method(method)
     P, Q = _parse_pair(mean_p, cov_p, mean_q, cov_q)
     width = check_real_scalar(width, "width", positive=True)
     rtol = check_real_scalar(rtol, "rtol", positive=True)
@@ -1063,7 +1068,7 @@ def f_divergence_quadrature_gaussians(div, mean_p, cov_p, mean_q, cov_q, *, widt
     log_p, log_q = _log_density_from(P), _log_density_from(Q)
     if dim == 1:
         return f_divergence_quadrature_1d(d, lambda x: log_p(x), lambda x: log_q(x), lo[0], hi[0],
-                                          points=breaks[0], rtol=rtol)
+                                          points=breaks[0], rtol=rtol, method=method)
     return f_divergence_quadrature_2d(d, log_p, log_q, lo, hi, breaks_x=breaks[0],
                                       breaks_y=breaks[1], rtol=rtol)
 
