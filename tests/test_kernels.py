@@ -248,7 +248,7 @@ def _parallel_case():
     sizes = np.array([2, 9, 8, 1], dtype=np.int64)
     params = 0.7 * rng.standard_normal(K.mlp_n_params(sizes))
     import numba
-    # under NUMBA_DISABLE_JIT prange is range: a batch with several weighted chunks suffices
+    # under NUMBA_DISABLE_JIT the kernels are slow Python: a batch with several weighted chunks suffices
     n_min = 2 * K.WEIGHTED_CHUNK if numba.config.DISABLE_JIT else K.PARALLEL_MIN_SAMPLES
     n = n_min + K.WEIGHTED_CHUNK // 2 + 3
     X = 1.5 * rng.standard_normal((n, 2))

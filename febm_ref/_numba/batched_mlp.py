@@ -464,7 +464,7 @@ def mlp_forward_values(params, sizes, act, X, cache):
     return energy
 
 
-@njit
+@njit(inline="always")
 def mlp_weighted_backward_cached(params, sizes, X, cache, w):
     """``sum_i w_i dE(x_i)/dparams`` ``(P_full,)`` from the (unconsumed) cache of
     :func:`mlp_forward_cached`: ``dW_{l-1} = a_{l-1}^T (w * G_l)``, ``db = sum_i w_i G_l``.

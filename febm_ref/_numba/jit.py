@@ -20,7 +20,10 @@ re-emits the whole call graph below every compiled function). Hence the rules th
 follow:
 
 * one entry function per path (no mode argument selecting among kernels that a call does
-  not use; the ``parallel=True`` variants are separate and compiled only when called);
+  not use);
+* no ``parallel=True`` drivers: a ``prange`` driver is compiled on its own, with the serial
+  kernel compiled into it once more (2-6 s each on a cold start); threads run the GIL-free
+  serial kernels on ranges of work instead (:mod:`febm_ref._numba.threads`);
 * serial loops over blocks or chunks are run from Python or inside the entry function, not
   through extra jitted driver layers;
 * small helpers and thin wrappers are ``njit(inline="always")`` (an extra option, allowed
@@ -125,9 +128,8 @@ def discard_stale_caches(source_dir) -> int:
 def njit(*args, **kwargs):
     """``numba.njit`` with the project's policy (:data:`JIT_OPTIONS`).
 
-    Extra keyword arguments (``parallel=True`` for kernels that loop over chains,
-    ``inline="always"`` for small helpers, see the module docstring) are allowed, but the
-    policy keys in :data:`JIT_OPTIONS` may not be overridden.
+    Extra keyword arguments (``inline="always"`` for small helpers, see the module
+    docstring) are allowed, but the policy keys in :data:`JIT_OPTIONS` may not be overridden.
     """
     clash = set(kwargs) & set(JIT_OPTIONS)
     if clash:

@@ -65,18 +65,20 @@ Performance notes (issue 3): from :data:`BATCH_MAJOR_MIN_SAMPLES` samples on,
 :func:`mlp_weighted_grad_params` run the batch-major core of :mod:`febm_ref._numba.batched_mlp`
 (layer by layer as BLAS products over blocks of 64 rows, bias + activation + derivative fused
 into one vectorised pass; the same core serves the critic path of D13 and the blocked Langevin
-loops), over fixed chunks of :data:`WEIGHTED_CHUNK` samples, in a ``prange`` region from
-:data:`PARALLEL_MIN_SAMPLES` on; results do not depend on the thread count and agree with the
-per-point kernels and the NumPy twins to rounding (~1e-14). Below that, and always for
-:func:`mlp_grad_params_batch`, the per-point kernels run: the forward layer is a contiguous
+loops), over fixed chunks of :data:`WEIGHTED_CHUNK` samples, the chunks split between
+:func:`numba.get_num_threads` Python threads from :data:`PARALLEL_MIN_SAMPLES` on
+(:func:`febm_ref._numba.threads.parallel_ranges` over the GIL-free serial kernel); results
+do not depend on the thread count and agree with the per-point kernels and the NumPy twins
+to rounding (~1e-14). Below that, and always for :func:`mlp_grad_params_batch`, the per-point
+kernels run: the forward layer is a contiguous
 axpy over the rows of ``W`` and the backward recursion an axpy over the rows of ``W^T``
 (:func:`mlp_transposed_weights`, also usable per point through
 :func:`mlp_point_backward_transposed`); both add the same products in the same order as the
 plain loops, so those paths agree bit for bit. The one activation implementation is
 :func:`febm_ref._numba.batched_mlp.activation_and_derivative` (tanh:
 :func:`febm_ref._numba.batched_mlp.tanh_and_derivative`, no libm call). The batch kernels are
-Python functions (a ``parallel=True`` region must be entered from Python); they are not
-callable from ``njit`` code (use the per-point kernels or the batch-major block there).
+Python functions (they pick the path and start the threads); they are not callable from
+``njit`` code (use the per-point kernels or the batch-major block there).
 
 The kernels do not validate their inputs (they are called from validated wrappers and
 from inner loops); :func:`check_mlp_spec` is the validation the wrappers use.
@@ -87,7 +89,6 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
-from numba import prange
 
 from febm_ref._numba.batched_mlp import (
     _ELU_SWITCH,  # noqa: F401  (tested here)
@@ -99,6 +100,7 @@ from febm_ref._numba.batched_mlp import (
 from febm_ref._numba.batched_mlp import TANH_RATIONAL_MAX as _TANH_SWITCH  # noqa: F401
 from febm_ref._numba.batched_mlp import activation_and_derivative as _activation
 from febm_ref._numba.jit import njit
+from febm_ref._numba.threads import parallel_ranges
 from febm_ref.models.mlp import (  # noqa: F401  (the layout, re-exported)
     ACTIVATION_CODES,
     ACTIVATION_NAMES,
@@ -185,7 +187,7 @@ def check_mlp_spec(params, sizes, act) -> tuple[np.ndarray, np.ndarray, int]:
 # --------------------------------------------------------------------------- numba
 
 PARALLEL_MIN_SAMPLES = 4096
-"""Batch kernels run their sample loop with ``prange`` from this many samples on, serial
+"""Batch kernels split their chunks between threads from this many samples on, serial
 below. On the shared 2-core development machine a parallel region was measured to cost
 more than it saves below a few thousand samples (a busy core stalls the whole region)."""
 
@@ -512,8 +514,8 @@ def _work_size(sizes):
 
 
 # Compile time (the rules of febm_ref._numba.jit): every path has its own entry function, so a
-# call compiles only what it runs (no mode argument selecting among all kernels; a parallel
-# region only for a batch large enough to use it); the serial entries are called from Python
+# call compiles only what it runs (no mode argument selecting among all kernels; no separate
+# parallel build: threads run the serial entries); the serial entries are called from Python
 # directly (no driver layer); no int or bool constant is passed to a jitted callee.
 
 # --- per-point batch kernels (below BATCH_MAJOR_MIN_SAMPLES, and mlp_grad_params_batch)
@@ -553,16 +555,6 @@ def _grad_params_rows(params, wt, sizes, act, X, start, stop, out):
         _point_backward_impl(mlp, wt, X[k], gx, ParamsGradient(out[k], 1.0, True), work)
 
 
-@njit(parallel=True)
-def _grad_params_parallel(params, wt, sizes, act, X, chunk, out):
-    """:func:`_grad_params_rows` over chunks of ``chunk`` samples in parallel (each row is
-    independent of the chunking: the same numbers as the serial call)."""
-    n = X.shape[0]
-    for c in prange((n + chunk - 1) // chunk):
-        start = np.int64(c) * chunk  # (prange indices are unsigned)
-        _grad_params_rows(params, wt, sizes, act, X, start, min(n, start + chunk), out)
-
-
 @njit
 def _weighted_grad_params_chunks(params, sizes, act, X, w):
     """Per-point backward passes: row ``c`` of the result is ``sum_k w_k dE(x_k)/dparams``
@@ -592,10 +584,8 @@ def _sum_rows(partial):
 
 
 # --- batch-major kernels (from BATCH_MAJOR_MIN_SAMPLES samples on)
-# The public batch kernels are plain Python functions that pick the serial kernel or the
-# parallel region: a parallel=True function must be entered from Python, because a cached
-# njit caller of it does not start Numba's thread pool (it crashed when loaded from the
-# cache).
+# The public batch kernels are plain Python functions that pick the per-point or the
+# batch-major serial kernel and, for large batches, run it on ranges of chunks in threads.
 
 BATCH_MAJOR_MIN_SAMPLES = 64
 """From this many samples on, the energy, energy + grad_x and weighted-gradient kernels run
@@ -605,8 +595,8 @@ below it the per-point kernels (less call overhead for a handful of samples)."""
 BATCH_MAJOR_BLOCK = 64
 """Rows per batch-major block: each ``dgemm`` stays below OpenBLAS's multithreading
 threshold (``m n k <= 2^18``) for hidden widths up to 64, so it runs in the calling (Numba)
-thread; with wider layers, set ``OPENBLAS_NUM_THREADS=1`` for the parallel kernels. A divisor of :data:`WEIGHTED_CHUNK`,
-so the serial kernels (blocks from row 0) and the parallel ones (blocks from the start of
+thread; with wider layers, set ``OPENBLAS_NUM_THREADS=1`` for threaded batches. A divisor of :data:`WEIGHTED_CHUNK`,
+so a serial call (blocks from row 0) and the threaded ranges (blocks from the start of
 each chunk) cut a batch into the same blocks."""
 
 if WEIGHTED_CHUNK % BATCH_MAJOR_BLOCK:  # not an assert: it must hold under python -O as well
@@ -682,31 +672,13 @@ def _weighted_major(mlp, X, w, chunk, c_start, c_stop, partial):
                                                 np.ascontiguousarray(w[s:s + m]))
 
 
-@njit(parallel=True)
-def _energy_major_parallel(params, sizes, act, X, chunk, energies):
-    """:func:`_energy_major` over chunks of ``chunk`` samples in parallel (same numbers)."""
-    n = X.shape[0]
-    for c in prange((n + chunk - 1) // chunk):
-        start = np.int64(c) * chunk  # (prange indices are unsigned)
-        _energy_major(params, sizes, act, X, start, min(n, start + chunk), energies)
+def _n_chunks(n, chunk=WEIGHTED_CHUNK):
+    return (n + chunk - 1) // chunk
 
 
-@njit(parallel=True)
-def _energy_grad_x_major_parallel(params, sizes, act, X, chunk, energies, grads):
-    """:func:`_energy_grad_x_major` over chunks of ``chunk`` samples in parallel."""
-    n = X.shape[0]
-    for c in prange((n + chunk - 1) // chunk):
-        start = np.int64(c) * chunk
-        _energy_grad_x_major(params, sizes, act, X, start, min(n, start + chunk), energies,
-                             grads)
-
-
-@njit(parallel=True)
-def _weighted_major_parallel(mlp, X, w, chunk, partial):
-    """:func:`_weighted_major`, one chunk per parallel work item (same partial sums)."""
-    for c in prange(partial.shape[0]):
-        ci = np.int64(c)
-        _weighted_major(mlp, X, w, chunk, ci, ci + 1, partial)
+def _rows_of_chunks(c_start, c_stop, n, chunk=WEIGHTED_CHUNK):
+    """Rows ``(start, stop)`` of chunks ``c_start .. c_stop-1`` of ``chunk`` samples."""
+    return c_start * chunk, min(n, c_stop * chunk)
 
 
 def mlp_energy_batch(params, sizes, act, X):
@@ -719,7 +691,8 @@ def mlp_energy_batch(params, sizes, act, X):
         return _energy_batch_serial(params, sizes, act, X)
     energies = np.empty(n)
     if n >= PARALLEL_MIN_SAMPLES:
-        _energy_major_parallel(params, sizes, act, X, WEIGHTED_CHUNK, energies)
+        parallel_ranges(lambda a, b: _energy_major(params, sizes, act, X, *_rows_of_chunks(a, b, n), energies),
+                        _n_chunks(n))
     else:
         _energy_major(params, sizes, act, X, 0, n, energies)
     return energies
@@ -736,7 +709,8 @@ def mlp_energy_grad_x_batch(params, sizes, act, X):
     energies = np.empty(n)
     grads = np.empty((n, int(sizes[0])))
     if n >= PARALLEL_MIN_SAMPLES:
-        _energy_grad_x_major_parallel(params, sizes, act, X, WEIGHTED_CHUNK, energies, grads)
+        parallel_ranges(lambda a, b: _energy_grad_x_major(params, sizes, act, X, *_rows_of_chunks(a, b, n),
+                                                          energies, grads), _n_chunks(n))
     else:
         _energy_grad_x_major(params, sizes, act, X, 0, n, energies, grads)
     return energies, grads
@@ -750,7 +724,10 @@ def mlp_grad_params_batch(params, sizes, act, X):
     out = np.zeros((n, params.shape[0]))
     wt = mlp_transposed_weights(params, sizes)
     if n >= PARALLEL_MIN_SAMPLES:
-        _grad_params_parallel(params, wt, sizes, act, X, SAMPLE_CHUNK, out)
+        def run(c_start, c_stop):
+            _grad_params_rows(params, wt, sizes, act, X, *_rows_of_chunks(c_start, c_stop, n, SAMPLE_CHUNK), out)
+
+        parallel_ranges(run, _n_chunks(n, SAMPLE_CHUNK))
     else:
         _grad_params_rows(params, wt, sizes, act, X, 0, n, out)
     return out
@@ -774,7 +751,7 @@ def mlp_weighted_grad_params(params, sizes, act, X, w):
     partial = np.zeros((n_chunks, params.shape[0]))
     mlp = MLPParams(params, sizes, act)
     if n >= PARALLEL_MIN_SAMPLES:
-        _weighted_major_parallel(mlp, X, w, WEIGHTED_CHUNK, partial)
+        parallel_ranges(lambda a, b: _weighted_major(mlp, X, w, WEIGHTED_CHUNK, a, b, partial), n_chunks)
     else:
         _weighted_major(mlp, X, w, WEIGHTED_CHUNK, 0, n_chunks, partial)
     return _sum_rows(partial)

@@ -20,8 +20,8 @@ Reproducibility: the noise is **pre-drawn** by the caller (``noise`` of shape ``
 from a ``numpy.random.Generator``), so the trajectory does not depend on the number of threads,
 and the NumPy twins (suffix ``_numpy``) fed the same noise give the same trajectory to
 rounding. Chains are processed in fixed blocks of :func:`chains_per_block` ``(N)`` chains (a
-function of ``N`` only, never of the thread count; ``prange`` over blocks in
-the ``_parallel`` build); each block keeps its chains in a private buffer for all ``K`` steps;
+function of ``N`` only, never of the thread count; the blocks are split between threads
+when ``parallel``); each block keeps its chains in a private buffer for all ``K`` steps;
 per-step sums over chains are accumulated per block and then added in block order, so results
 and diagnostics are bit-identical whatever the thread count.
 
@@ -50,11 +50,11 @@ import math
 from typing import NamedTuple
 
 import numpy as np
-from numba import prange
 
 from febm_ref._numba.batched_mlp import cache_size, mlp_energy_grad_x_block
 from febm_ref._numba.jit import njit
 from febm_ref._numba.kernels import MLPParams, mlp_energy_and_grad_x_point, mlp_work_size
+from febm_ref._numba.threads import parallel_ranges
 from febm_ref.models.mlp import mlp_energy_grad_x_batch_numpy
 
 SMALL_BLOCK = 32
@@ -66,7 +66,7 @@ LARGE_BLOCK_FROM = 1024
 chain-step than 32-chain blocks at N = 1024 (one thread, three interleaved runs). 64 is the largest
 block whose ``64 x 64 x 64`` products stay at OpenBLAS's single-thread size limit
 (``m n k <= 2^18``): 128-chain blocks were another 3-8 % faster on one thread, but inside the
-``prange`` loop each product then started OpenBLAS threads of its own, and the parallel loop
+parallel loop each product then started OpenBLAS threads of its own, and the parallel loop
 fell from 3.5M to 1.6M chain-steps/s (N = 1024, 2 cores). The limit holds for hidden widths up
 to 64 (the 2-64-64-1 models of the paper's toys); with wider layers the products of a block
 exceed it, and the ``numba-parallel`` backend should run with ``OPENBLAS_NUM_THREADS=1``."""
@@ -231,21 +231,13 @@ def _sum_blocks(partial):
     return out
 
 
-@njit(parallel=True)
-def _langevin_blocks_parallel(mlp, chains, settings, sums, block, point_work_len, blas_cache_per_chain):
-    """:func:`_langevin_block` for every block, ``prange`` over blocks (the same numbers as
-    the blocks in order). Entered from Python only (a cached njit caller of a parallel
-    function does not start the pool)."""
-    for b in prange(sums.partial_e.shape[1]):
-        _langevin_block(mlp, chains, settings, sums, np.int64(b), block, point_work_len, blas_cache_per_chain)
-
-
 def langevin_loop(mlp: MLPParams, chains: ChainArrays, settings: LangevinSettings, stats: StepStats, *,
                   use_blas: bool = True, parallel: bool = False) -> None:
-    """Every block of chains (in order in this thread, or ``prange`` over blocks when
-    ``parallel``: the same numbers), then the per-step sums over blocks in block order into
-    ``stats``; ``chains.x`` is updated in place. The serial loop over blocks is Python: one
-    jitted function less to compile, and at most a few dozen calls per run."""
+    """Every block of chains (in order in this thread, or the blocks split between threads
+    when ``parallel``: :func:`febm_ref._numba.threads.parallel_ranges`, the same numbers), then
+    the per-step sums over blocks in block order into ``stats``; ``chains.x`` is updated in
+    place. The loop over blocks is Python: no jitted driver to compile (a ``parallel=True``
+    driver cost several seconds of compile on a cold start), and at most a few dozen calls."""
     x, noise = chains
     block = chains_per_block(x.shape[0])
     n_blocks = (x.shape[0] + block - 1) // block
@@ -254,11 +246,14 @@ def langevin_loop(mlp: MLPParams, chains: ChainArrays, settings: LangevinSetting
     point_work_len = None if use_blas else mlp_work_size(mlp.sizes)
     blas_cache_per_chain = cache_size(mlp.sizes, 1) if use_blas else None
     settings = LangevinSettings(*(float(v) for v in settings[:6]), bool(settings.use_box))
-    if parallel:
-        _langevin_blocks_parallel(mlp, chains, settings, sums, block, point_work_len, blas_cache_per_chain)
-    else:
-        for b in range(n_blocks):
+    def run(b_start, b_stop):
+        for b in range(b_start, b_stop):
             _langevin_block(mlp, chains, settings, sums, b, block, point_work_len, blas_cache_per_chain)
+
+    if parallel:
+        parallel_ranges(run, n_blocks)
+    else:
+        run(0, n_blocks)
     stats.energy_sum[:] = _sum_blocks(sums.partial_e)
     stats.grad_norm_sum[:] = _sum_blocks(sums.partial_g)
 

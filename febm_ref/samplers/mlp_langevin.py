@@ -24,7 +24,7 @@ from febm_ref.samplers._base import NonFiniteChainError, RunResult, as_chain_poi
 from febm_ref.samplers.decoupled_langevin import check_box
 
 BACKENDS = ("numba", "numba-parallel", "numpy")
-"""``numba``: one thread; ``numba-parallel``: prange over blocks of chains (identical numbers;
+"""``numba``: one thread; ``numba-parallel``: the blocks of chains split between threads (identical numbers;
 for hidden layers wider than 64, run it with ``OPENBLAS_NUM_THREADS=1``, see
 :data:`febm_ref._numba.langevin.LARGE_BLOCK`); ``numpy``: the vectorised twin."""
 
