@@ -5,7 +5,8 @@
   1   mathematics   ``divergences``, ``gaussians``, ``targets``, ``optimizers``, ``models/`` and
                     ``_numba/`` (the MLP's layout and its compiled kernels use each other),
                     ``objective``, ``exact_objective``, ``reference_optima``,
-                    ``local_convergence``; the package ``__init__`` (it re-exports divergences)
+                    ``local_convergence``, ``quadrature``; the package ``__init__`` (it
+                    re-exports divergences)
   2   samplers      ``samplers/``
   3   training      ``training/`` (Algorithm 1 is ``training/steps.py``), ``published``,
                     ``published_run``, ``published_image``, ``clipped_optima``
@@ -28,7 +29,7 @@ from typing import Optional, Tuple
 LAYERS: Tuple[Tuple[str, Tuple[Tuple[str, ...], ...]], ...] = (
     ("base", (("_io", "_validation", "_progress", "_layers"),)),
     ("mathematics", (("__init__", "divergences", "gaussians", "targets", "optimizers", "models", "_numba",
-                      "objective", "exact_objective", "reference_optima", "local_convergence"),)),
+                      "objective", "exact_objective", "reference_optima", "local_convergence", "quadrature"),)),
     ("samplers", (("samplers",),)),
     ("training", (("training", "published", "published_run", "published_image", "clipped_optima"),)),
     ("experiments", (("experiments", "sweep2d"),)),
