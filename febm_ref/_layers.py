@@ -1,7 +1,7 @@
 """The layers of the package, lowest first: a module imports only from its own layer or a lower one.
 
 ====  ============  ==========================================================================
-  0   base          ``_io``, ``_validation``, ``_progress``, ``_layers``
+  0   base          ``_io``, ``_validation``, ``_progress``, ``_layers``, ``_logsumexp``
   1   mathematics   ``divergences``, ``gaussians``, ``targets``, ``optimizers``, ``models/`` and
                     ``_numba/`` (the MLP's layout and its compiled kernels use each other),
                     ``objective``, ``exact_objective``, ``reference_optima``,
@@ -27,7 +27,7 @@ from __future__ import annotations
 from typing import Optional, Tuple
 
 LAYERS: Tuple[Tuple[str, Tuple[Tuple[str, ...], ...]], ...] = (
-    ("base", (("_io", "_validation", "_progress", "_layers"),)),
+    ("base", (("_io", "_validation", "_progress", "_layers", "_logsumexp"),)),
     ("mathematics", (("__init__", "divergences", "gaussians", "targets", "optimizers", "models", "_numba",
                       "objective", "exact_objective", "reference_optima", "local_convergence", "quadrature"),)),
     ("samplers", (("samplers",),)),

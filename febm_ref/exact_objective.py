@@ -40,8 +40,8 @@ from dataclasses import dataclass
 from typing import Optional, Sequence
 
 import numpy as np
-from scipy.special import logsumexp
 
+from febm_ref._logsumexp import logsumexp
 from febm_ref._validation import as_float_array, check_model, check_positive_int, check_real_scalar
 from febm_ref.divergences import Divergence, resolve_divergence
 

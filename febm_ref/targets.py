@@ -18,6 +18,7 @@ from typing import Callable, Dict
 import numpy as np
 from scipy.special import logsumexp, ndtr
 
+from febm_ref._logsumexp import logsumexp_rows
 from febm_ref._validation import (
     as_float_array,
     check_generator,
@@ -73,28 +74,6 @@ class Target:
         raise NotImplementedError
 
 
-def _logsumexp_rows(a: np.ndarray) -> np.ndarray:
-    """``log sum_k exp(a_ik)`` of each row of a real ``(n, K)`` array, shape ``(n, 1)``.
-
-    The arithmetic of ``scipy.special.logsumexp(a, axis=1, keepdims=True)`` (scipy 1.15-1.17, the
-    same numbers bit for bit, non-finite rows included),
-    without its per-call array-API dispatch (which dominates for small ``K``): with ``M_i`` the
-    row maximum, attained ``c_i`` times, and ``s_i = sum_{a_ik < M_i} exp(a_ik - M_i)``,
-    ``log1p(s_i / c_i) + log(c_i) + M_i``. The samplers evaluate mixture energies millions of times.
-    """
-    a_max = np.max(a, axis=1, keepdims=True)
-    at_max = a == a_max
-    count = np.sum(at_max, axis=1, keepdims=True, dtype=a.dtype)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        s = np.sum(np.exp(np.where(at_max, -np.inf, a) - a_max), axis=1, keepdims=True)
-        s = np.where(s == 0, s, s / count)
-        out = np.log1p(s) + np.log(count) + a_max
-        bad = ~np.isfinite(out[:, 0])
-        if bad.any():  # all -inf, a +inf or a NaN: scipy's direct log(sum(exp(a))) of those rows
-            out[bad] = np.log(np.sum(np.exp(a[bad]), axis=1, keepdims=True))
-    return out
-
-
 class GaussianMixture1D(Target):
     """``p(x) = sum_k w_k N(x; m_k, v_k)`` in 1-D (weights normalised to sum 1).
 
@@ -126,14 +105,14 @@ class GaussianMixture1D(Target):
         """Normalised ``log p(x)`` (log-sum-exp over components), shape ``(n,)``."""
         x = self._check_x(x)[:, 0]
         z = (x[:, None] - self.means) ** 2 / self.variances
-        return _logsumexp_rows(self._log_w - 0.5 * (z + LOG_2PI + np.log(self.variances)))[:, 0]
+        return logsumexp_rows(self._log_w - 0.5 * (z + LOG_2PI + np.log(self.variances)))[:, 0]
 
     def grad_log_density(self, x) -> np.ndarray:
         """``d log p / dx = -sum_k r_k(x) (x - m_k) / v_k`` (``r_k`` the responsibilities), ``(n, 1)``."""
         x = self._check_x(x)[:, 0]
         log_components = self._log_w - 0.5 * ((x[:, None] - self.means) ** 2 / self.variances
                                               + LOG_2PI + np.log(self.variances))
-        r = np.exp(log_components - _logsumexp_rows(log_components))
+        r = np.exp(log_components - logsumexp_rows(log_components))
         return -np.sum(r * (x[:, None] - self.means) / self.variances, axis=1, keepdims=True)
 
     def cdf(self, x) -> np.ndarray:

@@ -57,11 +57,12 @@ def test_mixture_sample_draws_exactly_what_rng_choice_draws():
 
 
 def test_mixture_logsumexp_is_scipys_bit_for_bit():
-    """The mixture's row log-sum-exp (a fast path for the samplers) returns scipy's numbers exactly,
+    """The row log-sum-exp (a fast path for the samplers and the exact objective) returns scipy's numbers exactly,
     ties, -inf, +inf and NaN rows included (scipy.special.logsumexp is the independent reference)."""
     from scipy.special import logsumexp
 
-    from febm_ref.targets import _logsumexp_rows
+    from febm_ref._logsumexp import logsumexp as whole_array
+    from febm_ref._logsumexp import logsumexp_rows
 
     rng = np.random.default_rng(3)
     for k in (1, 2, 3):
@@ -73,4 +74,11 @@ def test_mixture_logsumexp_is_scipys_bit_for_bit():
         a[68:70, 0] = np.inf
         with np.errstate(all="ignore"):
             expected = logsumexp(a, axis=1, keepdims=True)
-        assert np.array_equal(_logsumexp_rows(a), expected, equal_nan=True)
+        assert np.array_equal(logsumexp_rows(a), expected, equal_nan=True)
+    # the whole-array form (the exact objective's weights): every row above, and long arrays
+    for row in a:
+        with np.errstate(all="ignore"):
+            assert np.array_equal(whole_array(row), logsumexp(row), equal_nan=True), row
+    for n in (1, 7, 128, 1000, 4097):
+        b = 200.0 * rng.standard_normal(n)
+        assert whole_array(b) == logsumexp(b)
