@@ -4,7 +4,7 @@ For each number of chains ``N`` (default 1, 64, 1024, 16384) and ``K`` steps, th
 pre-drawn noise ``(K, N, 2)`` drives every implementation, measured in the same run:
 
 * ``numba``          :func:`febm_ref.samplers.mlp_langevin.ula` (one thread, blocked BLAS path);
-* ``numba-parallel`` the same loop with ``prange`` over blocks of chains;
+* ``numba-parallel`` the same loop with the blocks of chains split between threads;
 * ``numba-point``    one thread, the per-point fused kernel of :mod:`febm_ref._numba.kernels`;
 * ``numpy``          the NumPy twin (vectorised over chains, a Python loop over steps);
 * ``torch``          PyTorch CPU eager, autograd for the input gradient (if installed);
