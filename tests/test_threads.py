@@ -64,3 +64,20 @@ def test_an_error_in_another_thread_is_raised_after_every_range_finished():
     finally:
         numba.set_num_threads(before)
     assert done == [(0, 2)]
+
+
+def test_a_forked_child_gets_threads_of_its_own():
+    """A child forked after the parent used the pool inherits the executor but not its threads; it
+    must still finish (before keying the pools by process id it would wait forever): 30 s limit."""
+    import multiprocessing
+
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("needs 2 threads")
+    _record(4, 2)  # the parent's pool exists now
+    context = multiprocessing.get_context("fork")
+    with context.Pool(1) as pool:
+        assert pool.apply_async(_ranges_in_a_child).get(timeout=30) == [(0, 2), (2, 4)]
+
+
+def _ranges_in_a_child():
+    return [(start, stop) for start, stop, _ in _record(4, 2)]

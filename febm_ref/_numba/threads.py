@@ -18,18 +18,22 @@ The number of threads is :func:`numba.get_num_threads` (``NUMBA_NUM_THREADS``,
 
 from __future__ import annotations
 
+import os
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Dict
+from typing import Callable, Dict, Tuple
 
 import numba
 
-_POOLS: Dict[int, ThreadPoolExecutor] = {}
+_POOLS: Dict[Tuple[int, int], ThreadPoolExecutor] = {}
+"""Executors by ``(process id, workers)``: a process forked from one that used a pool inherits
+the executor but not its threads (it would wait forever for them), so it makes its own."""
 
 
 def _pool(n_threads: int) -> ThreadPoolExecutor:
-    if n_threads not in _POOLS:
-        _POOLS[n_threads] = ThreadPoolExecutor(max_workers=n_threads, thread_name_prefix="febm-ref-kernel")
-    return _POOLS[n_threads]
+    key = (os.getpid(), n_threads)
+    if key not in _POOLS:
+        _POOLS[key] = ThreadPoolExecutor(max_workers=n_threads, thread_name_prefix="febm-ref-kernel")
+    return _POOLS[key]
 
 
 def parallel_ranges(run: Callable[[int, int], None], n_items: int) -> None:
