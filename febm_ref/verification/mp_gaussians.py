@@ -118,7 +118,7 @@ def _expm1(x):
     that ``r``, in ``[0, log 2)``, keeps the working precision)."""
     if abs(x) <= _HUGE_EXPONENT:
         return mp.expm1(x)
-    with mp.workdps(mp.mp.dps + int(mp.log10(abs(x))) + 10):
+    with mp.workdps(mp.mp.dps + int(mp.log10(abs(x))) + 10):  # |x| > 1e4 here
         k = mp.floor(x / mp.ln2)
         r = x - k * mp.ln2
         value = mp.ldexp(mp.exp(r), int(k)) - 1
