@@ -63,30 +63,44 @@ def _sigmoid_numpy(z):
     return out
 
 
-def activation_numpy(act: int, z):
-    """``(act(z), act'(z))`` elementwise; analytic (complex-step safe) except ELU.
-
-    Softplus and the sigmoid branch on ``Re z`` between two expressions of the same
-    analytic function, so they stay holomorphic and overflow-free.
-    """
+def activation_value_numpy(act: int, z):
+    """``act(z)`` elementwise: the value of :func:`activation_numpy`, by the same expressions
+    (an energy needs no derivative; for softplus the derivative, a sigmoid, costs as much)."""
     if act == 0:
-        # sech^2 = 4t/(1+t)^2 with t = exp(-2z) (Re z > 0) or exp(2z): stable and analytic
-        t = np.exp(np.where(z.real > 0, -2.0, 2.0) * z)
-        return np.tanh(z), 4.0 * t / ((1.0 + t) * (1.0 + t))
+        return np.tanh(z)
     if act == 1:
         a = np.empty_like(z)
         pos = z.real > 0
         a[pos] = z[pos] + np.log1p(np.exp(-z[pos]))
         a[~pos] = np.log1p(np.exp(z[~pos]))
-        return a, _sigmoid_numpy(z)
+        return a
+    if act == 2:
+        return z * _sigmoid_numpy(z)
+    if act == 3:
+        if np.iscomplexobj(z):
+            raise ValueError("ELU is not holomorphic at 0: use finite differences, not the complex step")
+        return np.where(z > 0, z, np.expm1(np.minimum(z, 0.0)))
+    raise ValueError(f"unknown activation code {act}; valid codes: {ACTIVATION_CODES}")
+
+
+def activation_numpy(act: int, z):
+    """``(act(z), act'(z))`` elementwise; analytic (complex-step safe) except ELU.
+
+    Softplus and the sigmoid branch on ``Re z`` between two expressions of the same
+    analytic function, so they stay holomorphic and overflow-free. The values are those of
+    :func:`activation_value_numpy`.
+    """
+    if act == 0:
+        # sech^2 = 4t/(1+t)^2 with t = exp(-2z) (Re z > 0) or exp(2z): stable and analytic
+        t = np.exp(np.where(z.real > 0, -2.0, 2.0) * z)
+        return activation_value_numpy(act, z), 4.0 * t / ((1.0 + t) * (1.0 + t))
+    if act == 1:
+        return activation_value_numpy(act, z), _sigmoid_numpy(z)
     if act == 2:
         s = _sigmoid_numpy(z)
         return z * s, s * (1.0 + z * _sigmoid_numpy(-z))
     if act == 3:
-        if np.iscomplexobj(z):
-            raise ValueError("ELU is not holomorphic at 0: use finite differences, not the complex step")
-        a = np.where(z > 0, z, np.expm1(np.minimum(z, 0.0)))
-        return a, np.where(z > 0, 1.0, np.exp(np.minimum(z, 0.0)))
+        return activation_value_numpy(act, z), np.where(z > 0, 1.0, np.exp(np.minimum(z, 0.0)))
     raise ValueError(f"unknown activation code {act}; valid codes: {ACTIVATION_CODES}")
 
 
@@ -103,15 +117,19 @@ def _unpack_numpy(params, sizes):
     return layers
 
 
-def _forward_numpy(params, sizes, act, X):
+def _forward_numpy(params, sizes, act, X, derivatives: bool = True):
+    """Energies, layers, activations and (if ``derivatives``; else ``[]``) their derivatives."""
     layers = _unpack_numpy(params, sizes)
     acts = [X]
     dacts = []
     a = X
     for W, b in layers[:-1]:
-        a, da = activation_numpy(act, a @ W + b)
+        if derivatives:
+            a, da = activation_numpy(act, a @ W + b)
+            dacts.append(da)
+        else:
+            a = activation_value_numpy(act, a @ W + b)
         acts.append(a)
-        dacts.append(da)
     W, b = layers[-1]
     energy = (a @ W + b)[:, 0]
     return energy, layers, acts, dacts
@@ -131,7 +149,7 @@ def _backward_numpy(layers, acts, dacts):
 
 def mlp_energy_batch_numpy(params, sizes, act, X):
     """NumPy twin of :func:`mlp_energy_batch` (complex inputs allowed)."""
-    return _forward_numpy(params, sizes, act, X)[0]
+    return _forward_numpy(params, sizes, act, X, derivatives=False)[0]
 
 
 def mlp_energy_grad_x_batch_numpy(params, sizes, act, X):
