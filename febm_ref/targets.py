@@ -101,19 +101,26 @@ class GaussianMixture1D(Target):
         self.name = name
         self._log_w = np.log(self.weights)
 
+    def _log_components(self, x: np.ndarray) -> np.ndarray:
+        """``log w_k + log N(x_i; m_k, v_k)``, shape ``(n, K)``, for validated ``x`` of shape ``(n,)``."""
+        return self._log_w - 0.5 * ((x[:, None] - self.means) ** 2 / self.variances + LOG_2PI + np.log(self.variances))
+
     def log_density(self, x) -> np.ndarray:
         """Normalised ``log p(x)`` (log-sum-exp over components), shape ``(n,)``."""
-        x = self._check_x(x)[:, 0]
-        z = (x[:, None] - self.means) ** 2 / self.variances
-        return logsumexp_rows(self._log_w - 0.5 * (z + LOG_2PI + np.log(self.variances)))[:, 0]
+        return logsumexp_rows(self._log_components(self._check_x(x)[:, 0]))[:, 0]
 
     def grad_log_density(self, x) -> np.ndarray:
         """``d log p / dx = -sum_k r_k(x) (x - m_k) / v_k`` (``r_k`` the responsibilities), ``(n, 1)``."""
+        return self.log_density_and_grad(x)[1]
+
+    def log_density_and_grad(self, x) -> tuple[np.ndarray, np.ndarray]:
+        """``(log p(x) (n,), d log p/dx (n, 1))`` from one log-sum-exp (the same numbers as
+        :meth:`log_density` and :meth:`grad_log_density`; a sampler needs both at every step)."""
         x = self._check_x(x)[:, 0]
-        log_components = self._log_w - 0.5 * ((x[:, None] - self.means) ** 2 / self.variances
-                                              + LOG_2PI + np.log(self.variances))
-        r = np.exp(log_components - logsumexp_rows(log_components))
-        return -np.sum(r * (x[:, None] - self.means) / self.variances, axis=1, keepdims=True)
+        log_components = self._log_components(x)
+        log_p = logsumexp_rows(log_components)
+        r = np.exp(log_components - log_p)
+        return log_p[:, 0], -np.sum(r * (x[:, None] - self.means) / self.variances, axis=1, keepdims=True)
 
     def cdf(self, x) -> np.ndarray:
         """``P(X <= x) = sum_k w_k Phi((x - m_k) / sqrt(v_k))`` for an array of scalars ``x``

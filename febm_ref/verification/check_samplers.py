@@ -58,10 +58,27 @@ def mixture_logpdf(x, variances=MIXTURE_VARIANCES):
     return _mixture(variances).log_density(x.reshape(-1, 1)).reshape(x.shape)
 
 
-def mixture_energy(variances=MIXTURE_VARIANCES) -> CallableEnergy:
+class MixtureEnergy:
+    """``E = -log p`` and ``dE/dx = -d log p/dx`` of a 1-D mixture target, fused into one
+    log-sum-exp per evaluation (``energy_and_grad_x``, which the samplers use when present)."""
+
+    def __init__(self, target):
+        self.target = target
+
+    def energy(self, x):
+        return -self.target.log_density(x)
+
+    def grad_x(self, x):
+        return -self.target.grad_log_density(x)
+
+    def energy_and_grad_x(self, x):
+        log_p, grad = self.target.log_density_and_grad(x)
+        return -log_p, -grad
+
+
+def mixture_energy(variances=MIXTURE_VARIANCES) -> MixtureEnergy:
     """``E = -log p`` and ``dE/dx = -d log p/dx`` of the mixture."""
-    target = _mixture(variances)
-    return CallableEnergy(lambda x: -target.log_density(x), lambda x: -target.grad_log_density(x))
+    return MixtureEnergy(_mixture(variances))
 
 
 def mixture_cdf(x, variances=MIXTURE_VARIANCES):
