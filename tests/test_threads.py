@@ -66,18 +66,39 @@ def test_an_error_in_another_thread_is_raised_after_every_range_finished():
     assert done == [(0, 2)]
 
 
-def test_a_forked_child_gets_threads_of_its_own():
+FORK_SCRIPT = """
+import multiprocessing, threading
+import numba
+from febm_ref._numba.threads import parallel_ranges
+
+def ranges():
+    calls, lock = [], threading.Lock()
+    def run(start, stop):
+        with lock:
+            calls.append((start, stop))
+    numba.set_num_threads(2)
+    parallel_ranges(run, 4)
+    return sorted(calls)
+
+if __name__ == "__main__":
+    assert ranges() == [(0, 2), (2, 4)]          # the parent's pool exists now
+    with multiprocessing.get_context("fork").Pool(1) as pool:
+        print(pool.apply_async(ranges).get(timeout=30))
+"""
+
+
+def test_a_forked_child_gets_threads_of_its_own(tmp_path):
     """A child forked after the parent used the pool inherits the executor but not its threads; it
-    must still finish (before keying the pools by process id it would wait forever): 30 s limit."""
-    import multiprocessing
+    must still finish (before keying the pools by process id it waited forever: a 30 s timeout).
+    Run in a fresh interpreter, so that no other library's threads (JAX in this test process)
+    are forked along."""
+    import subprocess
+    import sys
 
     if numba.config.NUMBA_NUM_THREADS < 2:
         pytest.skip("needs 2 threads")
-    _record(4, 2)  # the parent's pool exists now
-    context = multiprocessing.get_context("fork")
-    with context.Pool(1) as pool:
-        assert pool.apply_async(_ranges_in_a_child).get(timeout=30) == [(0, 2), (2, 4)]
-
-
-def _ranges_in_a_child():
-    return [(start, stop) for start, stop, _ in _record(4, 2)]
+    script = tmp_path / "fork_child.py"
+    script.write_text(FORK_SCRIPT)
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[(0, 2), (2, 4)]", done.stdout
