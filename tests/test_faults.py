@@ -62,16 +62,24 @@ def _env(fault: str | None = None) -> dict:
     return env
 
 
+def _default_sigint() -> None:
+    """In the child: SIGINT back to its default. A job started in the background by a
+    non-interactive shell inherits SIGINT ignored, and Python then installs no
+    KeyboardInterrupt handler, so the SIGINT cases would test the shell, not the CLI."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _cli(argv, out: Path, *, resume=False, fault=None) -> subprocess.CompletedProcess:
     """``python3 -m febm_ref.cli ARGV --out OUT [--resume]`` in a subprocess (timeout TIMEOUT)."""
     cmd = [sys.executable, "-m", "febm_ref.cli", *argv, "--out", str(out)] + (["--resume"] if resume else [])
-    return subprocess.run(cmd, cwd=ROOT, env=_env(fault), capture_output=True, text=True, timeout=TIMEOUT)
+    return subprocess.run(cmd, cwd=ROOT, env=_env(fault), capture_output=True, text=True, timeout=TIMEOUT,
+                          preexec_fn=_default_sigint)
 
 
 def _popen(argv, out: Path, *, resume=False) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "febm_ref.cli", *argv, "--out", str(out)] + (["--resume"] if resume else [])
     return subprocess.Popen(cmd, cwd=ROOT, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            text=True)
+                            text=True, preexec_fn=_default_sigint)
 
 
 def _checkpoint_iteration(path: Path) -> int | None:
