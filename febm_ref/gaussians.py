@@ -848,7 +848,6 @@ def f_divergence_quadrature_1d(div, log_p, log_q, lower: float = -math.inf, uppe
     cuts = sorted({float(c) for c in cuts_in if lower < float(c) < upper})
     edges = [lower] + cuts + [upper]
 
-    check_method(method)
     largest = [0.0]  # the largest |integrand| seen, to tell a sum that overflowed from an inf integral
 
     def integrand(x):
@@ -1181,7 +1180,10 @@ def f_divergence_monte_carlo_gaussians(div, mean_p, cov_p, mean_q, cov_q, *, rng
     # each log density once at the samples (the mixture's needs both): the same numbers as
     # f_divergence_monte_carlo with log_proposal = log((p + q)/2), at half the cost
     lp, lq = _checked_log_density(log_p, x, "log_p", n), _checked_log_density(log_q, x, "log_q", n)
-    lw = {"q": lq, "p": lp}.get(proposal)
-    if lw is None:
+    if proposal == "q":
+        lw = lq
+    elif proposal == "p":
+        lw = lp
+    else:
         lw = np.logaddexp(lp, lq) - math.log(2.0)
     return _monte_carlo_from_logs(d, lp, lq, lw, x)

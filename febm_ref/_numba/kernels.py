@@ -673,6 +673,7 @@ def _weighted_major(mlp, X, w, chunk, c_start, c_stop, partial):
 
 
 def _n_chunks(n, chunk=WEIGHTED_CHUNK):
+    """The number of chunks of ``chunk`` samples that ``n`` samples make (the last may be short)."""
     return (n + chunk - 1) // chunk
 
 
@@ -691,8 +692,10 @@ def mlp_energy_batch(params, sizes, act, X):
         return _energy_batch_serial(params, sizes, act, X)
     energies = np.empty(n)
     if n >= PARALLEL_MIN_SAMPLES:
-        parallel_ranges(lambda a, b: _energy_major(params, sizes, act, X, *_rows_of_chunks(a, b, n), energies),
-                        _n_chunks(n))
+        def run(c_start, c_stop):
+            _energy_major(params, sizes, act, X, *_rows_of_chunks(c_start, c_stop, n), energies)
+
+        parallel_ranges(run, _n_chunks(n))
     else:
         _energy_major(params, sizes, act, X, 0, n, energies)
     return energies
@@ -709,8 +712,10 @@ def mlp_energy_grad_x_batch(params, sizes, act, X):
     energies = np.empty(n)
     grads = np.empty((n, int(sizes[0])))
     if n >= PARALLEL_MIN_SAMPLES:
-        parallel_ranges(lambda a, b: _energy_grad_x_major(params, sizes, act, X, *_rows_of_chunks(a, b, n),
-                                                          energies, grads), _n_chunks(n))
+        def run(c_start, c_stop):
+            _energy_grad_x_major(params, sizes, act, X, *_rows_of_chunks(c_start, c_stop, n), energies, grads)
+
+        parallel_ranges(run, _n_chunks(n))
     else:
         _energy_grad_x_major(params, sizes, act, X, 0, n, energies, grads)
     return energies, grads
@@ -747,7 +752,7 @@ def mlp_weighted_grad_params(params, sizes, act, X, w):
     if n < BATCH_MAJOR_MIN_SAMPLES:
         return _sum_rows(_weighted_grad_params_chunks(params, sizes, act, X, w))
     w = np.ascontiguousarray(w)
-    n_chunks = (n + WEIGHTED_CHUNK - 1) // WEIGHTED_CHUNK
+    n_chunks = _n_chunks(n)
     partial = np.zeros((n_chunks, params.shape[0]))
     mlp = MLPParams(params, sizes, act)
     if n >= PARALLEL_MIN_SAMPLES:
